@@ -1,0 +1,78 @@
+//! The parsed request head shared by the HTTP core, the static file server and the proxy.
+
+/// HTTP version of a request line. Only HTTP/1.0 and HTTP/1.1 are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// How the request body is delimited (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body: neither Content-Length nor Transfer-Encoding was sent.
+    Empty,
+    /// `Content-Length: N` with N > 0.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// One header field as received. The name keeps the client's spelling; compare it
+/// case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+/// A request head that passed every framing check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method token exactly as sent (methods are case-sensitive, RFC 9110 §9.1).
+    pub method: String,
+    /// The request target exactly as sent, in origin form (`/path?query`) or `*` for OPTIONS.
+    pub target: String,
+    pub version: Version,
+    pub headers: Vec<Header>,
+    pub framing: BodyFraming,
+    /// Whether the connection may stay open after this exchange (RFC 9112 §9.3).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (RFC 9110 §10.1.1).
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    /// Returns the value of the first header named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|header| header.name.eq_ignore_ascii_case(name))
+            .map(|header| header.value.as_slice())
+    }
+
+    /// Returns the values of every header named `name`, in the order received.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |header| header.name.eq_ignore_ascii_case(name))
+            .map(|header| header.value.as_slice())
+    }
+
+    /// Returns the path part of the target, without the query.
+    pub fn path(&self) -> &str {
+        match self.target.find('?') {
+            Some(at) => &self.target[..at],
+            None => &self.target,
+        }
+    }
+
+    /// Returns the query part of the target, without the `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.target.find('?').map(|at| &self.target[at + 1..])
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+}
