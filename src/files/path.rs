@@ -1,0 +1,347 @@
+//! Request path normalisation for static routes.
+//!
+//! [`normalize_path`] is a pure function from the part of a request path after a route prefix to a
+//! relative path under the route's root. It touches no file system: symlinks are checked later, on
+//! the blocking side, against the canonical root.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// A request path reduced to plain segments under a route's root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NormalizedPath {
+    /// Decoded segments joined with `/`, without a leading or trailing `/`. Empty means the root.
+    /// No segment is empty, `.`, `..`, or contains `/`, `\` or NUL.
+    relative: Vec<u8>,
+    /// The request names a directory: its path ends with `/`, `/.` or `/..`, or it is the root.
+    trailing_slash: bool,
+}
+
+impl NormalizedPath {
+    /// Returns the relative path as file system bytes (Unix paths are bytes, not UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.relative
+    }
+
+    /// Returns the relative path for joining onto the route's root.
+    pub fn as_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.relative))
+    }
+
+    /// Returns true when the request names a directory, so only a directory's index file can
+    /// be served.
+    pub fn trailing_slash(&self) -> bool {
+        self.trailing_slash
+    }
+
+    /// Returns the relative path percent-encoded for use in a URL, with `/` between segments.
+    pub fn to_url_path(&self) -> String {
+        encode_path(&self.relative)
+    }
+}
+
+/// A reason a request path names no file under the route's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// A `%` not followed by two hex digits (RFC 3986 §2.1).
+    InvalidEscape,
+    /// A NUL byte, raw or as `%00`: no Unix file name contains one.
+    NulByte,
+    /// A backslash, raw or as `%5C`. Rejected so that a Windows-style separator never reaches the
+    /// file system, which means a file whose name contains `\` cannot be served.
+    Backslash,
+    /// `%2F` inside a segment: a file name cannot contain `/`, and decoding it into a separator
+    /// would let a path slip past segment checks.
+    EncodedSlash,
+    /// A `..` segment that would climb above the route's root.
+    AboveRoot,
+    /// A segment starting with `.` while the route does not serve dotfiles.
+    Dotfile,
+}
+
+impl PathError {
+    /// Returns the response status: 400 for a path that is malformed as a URL or as a Unix path
+    /// (bad escape, NUL), 404 for a well-formed path naming something this server never serves.
+    pub fn status(self) -> u16 {
+        match self {
+            PathError::InvalidEscape | PathError::NulByte => 400,
+            PathError::Backslash
+            | PathError::EncodedSlash
+            | PathError::AboveRoot
+            | PathError::Dotfile => 404,
+        }
+    }
+}
+
+/// Normalizes `raw`, the undecoded request path after the route prefix, into a relative path.
+///
+/// Each `/`-separated segment is percent-decoded on its own, so `%2F` can never become a
+/// separator. Empty segments (`//`) and `.` are dropped and `..` removes the previous segment, as
+/// RFC 3986 §5.2.4 does, except that `..` at the root is an error instead of being ignored. A
+/// decoded `%2e%2e` counts as `..` (RFC 3986 §6.2.2.2 makes them equivalent), so it is bounded by
+/// the root too.
+///
+/// # Errors
+///
+/// Returns the first [`PathError`] met, scanning segments left to right.
+pub fn normalize_path(raw: &str, serve_dotfiles: bool) -> Result<NormalizedPath, PathError> {
+    let mut relative: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut ends_in_dot_segment = false;
+
+    for raw_segment in raw.split('/') {
+        let segment = decode_segment(raw_segment.as_bytes())?;
+        ends_in_dot_segment = false;
+        match segment.as_slice() {
+            b"" => {}
+            b"." => ends_in_dot_segment = true,
+            b".." => {
+                pop_segment(&mut relative)?;
+                ends_in_dot_segment = true;
+            }
+            name => {
+                if !serve_dotfiles && name.first() == Some(&b'.') {
+                    return Err(PathError::Dotfile);
+                }
+                if !relative.is_empty() {
+                    relative.push(b'/');
+                }
+                relative.extend_from_slice(name);
+            }
+        }
+    }
+
+    let trailing_slash = relative.is_empty() || raw.ends_with('/') || ends_in_dot_segment;
+    Ok(NormalizedPath {
+        relative,
+        trailing_slash,
+    })
+}
+
+/// Removes the last segment of `relative`.
+fn pop_segment(relative: &mut Vec<u8>) -> Result<(), PathError> {
+    if relative.is_empty() {
+        return Err(PathError::AboveRoot);
+    }
+    let keep = relative.iter().rposition(|&byte| byte == b'/').unwrap_or(0);
+    relative.truncate(keep);
+    Ok(())
+}
+
+/// Percent-decodes one segment and rejects bytes no served file name may contain.
+fn decode_segment(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+
+    while let Some(&byte) = bytes.next() {
+        let value = if byte == b'%' {
+            let high = bytes.next().and_then(|&digit| hex_value(digit));
+            let low = bytes.next().and_then(|&digit| hex_value(digit));
+            match (high, low) {
+                (Some(high), Some(low)) => high << 4 | low,
+                _ => return Err(PathError::InvalidEscape),
+            }
+        } else {
+            byte
+        };
+        match value {
+            0 => return Err(PathError::NulByte),
+            b'\\' => return Err(PathError::Backslash),
+            b'/' => return Err(PathError::EncodedSlash),
+            _ => decoded.push(value),
+        }
+    }
+    Ok(decoded)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-encodes a `/`-separated path, keeping RFC 3986 `pchar` characters other than `%` as
+/// they are.
+pub fn encode_path(path: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+    let mut encoded = String::with_capacity(path.len());
+    for &byte in path {
+        let keep = byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte);
+        if keep {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push('%');
+            for nibble in [byte >> 4, byte & 0x0f] {
+                let digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                encoded.push(char::from(digit));
+            }
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The expected result of one case: the relative path and the trailing-slash flag, or an error.
+    type Expected = Result<(&'static str, bool), PathError>;
+
+    const CASES: &[(&str, bool, Expected)] = &[
+        // Plain paths.
+        ("", false, Ok(("", true))),
+        ("a.css", false, Ok(("a.css", false))),
+        ("css/a.css", false, Ok(("css/a.css", false))),
+        ("css/", false, Ok(("css", true))),
+        ("css", false, Ok(("css", false))),
+        // Repeated separators collapse.
+        ("css//a.css", false, Ok(("css/a.css", false))),
+        ("//css///a.css", false, Ok(("css/a.css", false))),
+        ("css//", false, Ok(("css", true))),
+        // `.` and `..` inside the root.
+        ("./a.css", false, Ok(("a.css", false))),
+        ("css/./a.css", false, Ok(("css/a.css", false))),
+        ("css/../a.css", false, Ok(("a.css", false))),
+        ("css/img/../../a.css", false, Ok(("a.css", false))),
+        ("css/.", false, Ok(("css", true))),
+        ("css/..", false, Ok(("", true))),
+        (".", false, Ok(("", true))),
+        // Climbing above the root.
+        ("..", false, Err(PathError::AboveRoot)),
+        ("../a.css", false, Err(PathError::AboveRoot)),
+        ("css/../../a.css", false, Err(PathError::AboveRoot)),
+        ("%2e%2e/a.css", false, Err(PathError::AboveRoot)),
+        ("%2E%2E/%2e%2E/etc/passwd", false, Err(PathError::AboveRoot)),
+        (".%2e/a.css", false, Err(PathError::AboveRoot)),
+        ("css/%2e%2e/%2e%2e/a", false, Err(PathError::AboveRoot)),
+        // Decoded `.` and `..` inside the root behave like their raw forms.
+        ("css/%2e%2e/a.css", false, Ok(("a.css", false))),
+        ("%2e/a.css", false, Ok(("a.css", false))),
+        // Percent-decoding.
+        ("a%20b.txt", false, Ok(("a b.txt", false))),
+        ("%61.css", false, Ok(("a.css", false))),
+        ("%c3%a9.txt", false, Ok(("é.txt", false))),
+        ("a%", false, Err(PathError::InvalidEscape)),
+        ("a%2", false, Err(PathError::InvalidEscape)),
+        ("a%zz", false, Err(PathError::InvalidEscape)),
+        ("a%2g", false, Err(PathError::InvalidEscape)),
+        ("%%41", false, Err(PathError::InvalidEscape)),
+        // Bytes no served name may contain.
+        ("a%00.css", false, Err(PathError::NulByte)),
+        ("a\0.css", false, Err(PathError::NulByte)),
+        ("a\\b.css", false, Err(PathError::Backslash)),
+        ("..\\a.css", false, Err(PathError::Backslash)),
+        ("a%5cb.css", false, Err(PathError::Backslash)),
+        ("%5C..%5Ca.css", false, Err(PathError::Backslash)),
+        ("css%2fa.css", false, Err(PathError::EncodedSlash)),
+        ("..%2fa.css", false, Err(PathError::EncodedSlash)),
+        ("%2F", false, Err(PathError::EncodedSlash)),
+        // Dotfiles.
+        (".env", false, Err(PathError::Dotfile)),
+        (".git/config", false, Err(PathError::Dotfile)),
+        ("a/.hidden/b", false, Err(PathError::Dotfile)),
+        ("%2egit/config", false, Err(PathError::Dotfile)),
+        ("...", false, Err(PathError::Dotfile)),
+        (".env", true, Ok((".env", false))),
+        (".well-known/x", true, Ok((".well-known/x", false))),
+        ("a/.hidden/../b", true, Ok(("a/b", false))),
+        // A name that merely contains dots is not a dot segment.
+        ("a..b", false, Ok(("a..b", false))),
+        ("a./b.", false, Ok(("a./b.", false))),
+        // The first error met wins.
+        ("a%zz/..%2f", false, Err(PathError::InvalidEscape)),
+        ("../a%zz", false, Err(PathError::AboveRoot)),
+    ];
+
+    #[test]
+    fn normalize_case_table() {
+        for &(raw, serve_dotfiles, expected) in CASES {
+            let actual = normalize_path(raw, serve_dotfiles).map(|path| {
+                let relative = String::from_utf8_lossy(path.as_bytes()).into_owned();
+                (relative, path.trailing_slash())
+            });
+            let expected = expected.map(|(relative, slash)| (relative.to_owned(), slash));
+            assert_eq!(
+                actual, expected,
+                "raw path {raw:?}, dotfiles {serve_dotfiles}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalize_output_has_no_bad_segment() {
+        for &(raw, serve_dotfiles, _) in CASES {
+            let Ok(path) = normalize_path(raw, serve_dotfiles) else {
+                continue;
+            };
+            for segment in path.as_bytes().split(|&byte| byte == b'/') {
+                if path.as_bytes().is_empty() {
+                    break;
+                }
+                assert!(!segment.is_empty(), "empty segment from {raw:?}");
+                assert_ne!(segment, b".", "dot segment from {raw:?}");
+                assert_ne!(segment, b"..", "dot-dot segment from {raw:?}");
+                assert!(!segment.contains(&0), "NUL from {raw:?}");
+                assert!(!segment.contains(&b'\\'), "backslash from {raw:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn normalize_keeps_non_utf8_bytes() {
+        let path = normalize_path("a%ff.bin", false);
+        assert_eq!(
+            path.as_ref().map(NormalizedPath::as_bytes),
+            Ok(&b"a\xff.bin"[..])
+        );
+    }
+
+    #[test]
+    fn error_status_table() {
+        let cases = [
+            (PathError::InvalidEscape, 400),
+            (PathError::NulByte, 400),
+            (PathError::Backslash, 404),
+            (PathError::EncodedSlash, 404),
+            (PathError::AboveRoot, 404),
+            (PathError::Dotfile, 404),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn encode_path_table() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", ""),
+            (b"css/a.css", "css/a.css"),
+            (b"a b", "a%20b"),
+            (b"a?b#c%d", "a%3Fb%23c%25d"),
+            ("é".as_bytes(), "%C3%A9"),
+            (b"\xff", "%FF"),
+            (b"a:b@c~d", "a:b@c~d"),
+        ];
+        for &(path, expected) in cases {
+            assert_eq!(encode_path(path), expected, "path {path:?}");
+        }
+    }
+
+    #[test]
+    fn encode_then_normalize_round_trips() {
+        let names: &[&[u8]] = &[b"a b/c?d", "é/x".as_bytes(), b"a%b", b"\x01\xfe"];
+        for &name in names {
+            let encoded = encode_path(name);
+            let normalized = normalize_path(&encoded, false);
+            assert_eq!(
+                normalized.as_ref().map(NormalizedPath::as_bytes),
+                Ok(name),
+                "{encoded}"
+            );
+        }
+    }
+}

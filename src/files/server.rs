@@ -1,0 +1,231 @@
+//! [`StaticFiles`], the per-worker static file server: it responds from memory and hands disk
+//! work to [`LoadJob`]s.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use libdeflater::CompressionLvl;
+
+use super::cache::{Cache, CacheEntry, EntryKind};
+use super::load::{CacheKey, FileStamp, LoadJob, LoadOptions, LoadResult, Loaded};
+use super::path::normalize_path;
+use super::response::{self, FileResponse, ServeOptions};
+use super::route::{StaticRoute, StaticSettings};
+use crate::http::RequestHead;
+
+/// The decision of [`StaticFiles::respond`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this response.
+    Response(FileResponse),
+    /// Run this job on a blocking thread, pass its result to [`StaticFiles::insert`], then call
+    /// [`StaticFiles::respond`] again with the same request.
+    Load(LoadJob),
+}
+
+/// The static file server of one worker thread: its routes and its cache.
+///
+/// # Calling order
+///
+/// For each request whose path [`route_for`](Self::route_for) matched:
+///
+/// 1. [`respond`](Self::respond) builds a response from memory, or returns [`Outcome::Load`].
+/// 2. On `Load`, the server runs [`LoadJob::run`] on a blocking thread and passes the result to
+///    [`insert`](Self::insert) on the worker thread.
+/// 3. The server calls `respond` again with the same request. This second call always returns
+///    [`Outcome::Response`], provided nothing else touches this `StaticFiles` between `insert`
+///    and it: `insert` keeps the new entry even when the cache is over budget, and an entry not
+///    yet used by a request is fresh without a `stat`.
+pub struct StaticFiles {
+    routes: Vec<StaticRoute>,
+    settings: StaticSettings,
+    gzip_level: CompressionLvl,
+    cache: Cache,
+}
+
+impl StaticFiles {
+    /// Builds a server for `routes`, which should have passed [`StaticRoute::validate`] with a
+    /// canonical `dir`.
+    pub fn new(routes: Vec<StaticRoute>, settings: StaticSettings) -> Self {
+        let mut settings = settings;
+        // Half the budget for one file keeps a file and its gzip variant (smaller than the file)
+        // within the budget together.
+        let half_budget = u64::try_from(settings.cache_bytes / 2).unwrap_or(u64::MAX);
+        settings.max_cached_file_bytes = settings.max_cached_file_bytes.min(half_budget);
+        let gzip_level = CompressionLvl::new(settings.gzip_level).unwrap_or_default();
+
+        StaticFiles {
+            cache: Cache::new(settings.cache_bytes, settings.max_open_files),
+            routes,
+            settings,
+            gzip_level,
+        }
+    }
+
+    /// Returns the index of the route whose prefix is the longest one starting `path`.
+    ///
+    /// `path` is the request path as sent, so `/st%61tic/` does not match `/static/`. That is
+    /// safe: whatever follows the prefix is resolved under that route's root and cannot reach
+    /// another route's directory.
+    pub fn route_for(&self, path: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .enumerate()
+            .filter(|(_, route)| path.starts_with(&route.prefix))
+            .max_by_key(|(_, route)| route.prefix.len())
+            .map(|(index, _)| index)
+    }
+
+    /// Builds the response to `head` for route `route` from memory, or returns a load job.
+    ///
+    /// It never reads or compresses a file. Its only system call is a `stat` of a cached file,
+    /// at most once per `revalidate_interval` per entry, cheap enough for the event loop. A
+    /// `route` that is not an index from [`route_for`](Self::route_for) gets 404.
+    pub fn respond(&mut self, route: usize, head: &RequestHead, now: Instant) -> Outcome {
+        let head_only = head.is_head();
+        let Some(config) = self.routes.get(route) else {
+            return Outcome::Response(response::error(404, head_only));
+        };
+        if head.method != "GET" && head.method != "HEAD" {
+            return Outcome::Response(response::error(405, head_only));
+        }
+        let Some(rest) = head.path().strip_prefix(config.prefix.as_str()) else {
+            return Outcome::Response(response::error(404, head_only));
+        };
+        let path = match normalize_path(rest, config.serve_dotfiles) {
+            Ok(path) => path,
+            Err(error) => {
+                tracing::debug!(target = %head.target, ?error, "static path rejected");
+                return Outcome::Response(response::error(error.status(), head_only));
+            }
+        };
+        let key = CacheKey { route, path };
+
+        match check_freshness(
+            &mut self.cache,
+            self.settings.revalidate_interval,
+            &key,
+            now,
+        ) {
+            Freshness::Fresh => {}
+            Freshness::Deleted => return Outcome::Response(response::error(404, head_only)),
+            Freshness::Missing => return Outcome::Load(self.load_job(key, config)),
+        }
+        let Some(entry) = self.cache.get_mut(&key) else {
+            return Outcome::Load(self.load_job(key, config));
+        };
+
+        let answer = match &entry.kind {
+            EntryKind::File(file) => {
+                let options = ServeOptions {
+                    max_age: config.max_age,
+                    max_range_header_bytes: self.settings.max_range_header_bytes,
+                };
+                response::serve(file, head, &options)
+            }
+            EntryKind::Redirect => {
+                let mut location = format!("{}{}/", config.prefix, key.path.to_url_path());
+                if let Some(query) = head.query() {
+                    location.push('?');
+                    location.push_str(query);
+                }
+                response::redirect(location, head_only)
+            }
+            EntryKind::Failed(error) => response::error(error.status(), head_only),
+        };
+        Outcome::Response(answer)
+    }
+
+    /// Stores what a [`LoadJob`] produced. Call it on the worker thread that created the job.
+    pub fn insert(&mut self, loaded: Loaded) {
+        let kind = match loaded.result {
+            LoadResult::File(file) => EntryKind::File(file),
+            LoadResult::Redirect => EntryKind::Redirect,
+            LoadResult::Failed(error) => EntryKind::Failed(error),
+        };
+        let entry = CacheEntry {
+            kind,
+            checked_at: None,
+        };
+        self.cache.insert(loaded.key, entry);
+    }
+
+    /// Returns the bytes the cache counts against `cache_bytes`.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.used_bytes()
+    }
+
+    /// Returns the number of cached paths, including redirects and errors.
+    pub fn cached_entries(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn load_job(&self, key: CacheKey, route: &StaticRoute) -> LoadJob {
+        LoadJob {
+            key,
+            options: LoadOptions {
+                root: route.dir.clone(),
+                index: route.index.clone(),
+                serve_dotfiles: route.serve_dotfiles,
+                follow_symlinks_outside: route.follow_symlinks_outside,
+                max_cached_file_bytes: self.settings.max_cached_file_bytes,
+                gzip_level: self.gzip_level,
+                gzip_min_bytes: self.settings.gzip_min_bytes,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// The cached entry may answer.
+    Fresh,
+    /// No usable entry: load the path.
+    Missing,
+    /// The cached file is gone: answer 404; the next request loads the path again.
+    Deleted,
+}
+
+/// Decides whether the cached entry for `key` may answer at `now`, dropping it when not.
+fn check_freshness(
+    cache: &mut Cache,
+    interval: Duration,
+    key: &CacheKey,
+    now: Instant,
+) -> Freshness {
+    let Some(entry) = cache.get_mut(key) else {
+        return Freshness::Missing;
+    };
+    let due = match entry.checked_at {
+        None => false,
+        Some(checked_at) => now.saturating_duration_since(checked_at) >= interval,
+    };
+    if !due {
+        entry.checked_at.get_or_insert(now);
+        return Freshness::Fresh;
+    }
+
+    // Redirects and errors are simply loaded again; files are checked with one `stat`.
+    let verdict = match &entry.kind {
+        EntryKind::File(file) => match std::fs::metadata(&file.stat_path) {
+            Ok(metadata) if FileStamp::of(&metadata) == file.stamp => Freshness::Fresh,
+            Ok(_) => Freshness::Missing,
+            Err(error) if is_gone(&error) => Freshness::Deleted,
+            Err(_) => Freshness::Missing,
+        },
+        EntryKind::Redirect | EntryKind::Failed(_) => Freshness::Missing,
+    };
+    if verdict == Freshness::Fresh {
+        entry.checked_at = Some(now);
+    } else {
+        cache.remove(key);
+    }
+    verdict
+}
+
+fn is_gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
