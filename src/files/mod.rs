@@ -28,6 +28,8 @@ pub mod range;
 mod response;
 mod route;
 mod server;
+#[cfg(test)]
+mod tests;
 
 pub use load::{LoadError, LoadJob, Loaded};
 pub use response::{FileBody, FileResponse};

@@ -1,0 +1,837 @@
+//! Tests of [`StaticFiles`] against real files in temporary directories, driving the
+//! respond, load, insert, respond loop with plain function calls.
+
+use std::fs;
+use std::os::unix::fs::{FileExt, symlink};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::http::{BodyFraming, Header, RequestHead, Version};
+
+/// A directory under the system temporary directory, removed on drop.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let unique = format!(
+            "ringfront-files-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(unique);
+        fs::create_dir_all(&path).unwrap();
+        TempDir {
+            path: path.canonicalize().unwrap(),
+        }
+    }
+
+    fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A site root `public/` with a sibling `outside/` that must never be served.
+struct Site {
+    temp: TempDir,
+}
+
+impl Site {
+    fn new() -> Self {
+        let temp = TempDir::new();
+        fs::create_dir_all(temp.path.join("public")).unwrap();
+        temp.write("outside/secret.txt", b"secret");
+        Site { temp }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.temp.path.join("public")
+    }
+
+    fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        self.temp.write(&format!("public/{relative}"), bytes)
+    }
+
+    fn route(&self) -> StaticRoute {
+        StaticRoute::new("/static/", self.root()).unwrap()
+    }
+
+    fn server(&self) -> StaticFiles {
+        self.server_with(self.route(), StaticSettings::default())
+    }
+
+    fn server_with(&self, route: StaticRoute, settings: StaticSettings) -> StaticFiles {
+        StaticFiles::new(vec![route], settings)
+    }
+}
+
+fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> RequestHead {
+    RequestHead {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        version: Version::Http11,
+        headers: headers
+            .iter()
+            .map(|(name, value)| Header {
+                name: (*name).to_owned(),
+                value: value.as_bytes().to_vec(),
+            })
+            .collect(),
+        framing: BodyFraming::Empty,
+        keep_alive: true,
+        expect_continue: false,
+    }
+}
+
+fn get(target: &str) -> RequestHead {
+    request("GET", target, &[])
+}
+
+/// Runs the server loop: respond, and on `Load` run the job, insert, respond again.
+fn drive(files: &mut StaticFiles, head: &RequestHead, now: Instant) -> FileResponse {
+    let route = files.route_for(head.path()).unwrap_or(usize::MAX);
+    let job = match files.respond(route, head, now) {
+        Outcome::Response(response) => return response,
+        Outcome::Load(job) => job,
+    };
+    files.insert(job.run());
+    match files.respond(route, head, now) {
+        Outcome::Response(response) => response,
+        Outcome::Load(job) => panic!("second load for {}: {job:?}", head.target),
+    }
+}
+
+/// Returns the body bytes, reading file bodies with positional reads as the server does.
+fn body(response: &FileResponse) -> Vec<u8> {
+    match &response.body {
+        FileBody::Empty => Vec::new(),
+        FileBody::Memory { bytes, range } => bytes.get(range.clone()).unwrap().to_vec(),
+        FileBody::File { file, offset, len } => {
+            let mut buffer = vec![0u8; usize::try_from(*len).unwrap()];
+            file.read_exact_at(&mut buffer, *offset).unwrap();
+            buffer
+        }
+        FileBody::Static(bytes) => bytes.to_vec(),
+    }
+}
+
+fn gunzip(bytes: &[u8], len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let written = libdeflater::Decompressor::new()
+        .gzip_decompress(bytes, &mut out)
+        .unwrap();
+    out.truncate(written);
+    out
+}
+
+/// Text long and repetitive enough to compress well.
+fn stylesheet() -> Vec<u8> {
+    b"body { margin: 0; padding: 0; color: #333; }\n".repeat(100)
+}
+
+#[test]
+fn serve_small_file_bytes() {
+    let site = Site::new();
+    let content = stylesheet();
+    site.write("app.css", &content);
+    let mut files = site.server();
+
+    let response = drive(&mut files, &get("/static/app.css"), Instant::now());
+
+    assert_eq!(response.status, 200);
+    assert_eq!(body(&response), content);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
+    assert_eq!(
+        response.header("content-length"),
+        Some(content.len().to_string().as_str())
+    );
+    assert_eq!(response.header("accept-ranges"), Some("bytes"));
+    assert_eq!(response.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(response.header("cache-control"), None);
+    assert!(matches!(response.body, FileBody::Memory { .. }));
+    let etag = response.header("etag").unwrap();
+    assert_eq!(etag.len(), 18, "etag {etag}");
+    assert!(etag.starts_with('"'), "etag {etag}");
+    assert!(etag.ends_with('"'), "etag {etag}");
+    let last_modified = response.header("last-modified").unwrap();
+    assert!(
+        httpdate::parse_http_date(last_modified).is_ok(),
+        "{last_modified}"
+    );
+}
+
+#[test]
+fn serve_gzip_variant() {
+    let site = Site::new();
+    let content = stylesheet();
+    site.write("app.css", &content);
+    let mut files = site.server();
+    let plain = drive(&mut files, &get("/static/app.css"), Instant::now());
+
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "gzip, br")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-encoding"), Some("gzip"));
+    assert_eq!(response.header("vary"), Some("Accept-Encoding"));
+    let gzip = body(&response);
+    assert!(gzip.len() < content.len());
+    assert_eq!(
+        response.header("content-length"),
+        Some(gzip.len().to_string().as_str())
+    );
+    assert_eq!(gunzip(&gzip, content.len()), content);
+    let plain_tag = plain.header("etag").unwrap().trim_matches('"');
+    assert_eq!(
+        response.header("etag"),
+        Some(format!("\"{plain_tag}-gz\"").as_str())
+    );
+}
+
+#[test]
+fn gzip_refused_with_q_zero() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    let mut files = site.server();
+
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "gzip;q=0")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(body(&response), stylesheet());
+}
+
+#[test]
+fn image_never_gzipped() {
+    let site = Site::new();
+    site.write("logo.png", &[0u8; 4096]);
+    let mut files = site.server();
+
+    let head = request("GET", "/static/logo.png", &[("Accept-Encoding", "gzip")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(response.header("vary"), None);
+    assert_eq!(response.header("content-type"), Some("image/png"));
+}
+
+#[test]
+fn small_text_not_gzipped() {
+    let site = Site::new();
+    site.write("tiny.txt", b"hello hello hello");
+    let mut files = site.server();
+
+    let head = request("GET", "/static/tiny.txt", &[("Accept-Encoding", "gzip")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(body(&response), b"hello hello hello");
+}
+
+#[test]
+fn identical_content_keeps_etag() {
+    let site = Site::new();
+    site.write("a.css", &stylesheet());
+    site.write("b.css", &stylesheet());
+    let mut files = site.server();
+
+    let a = drive(&mut files, &get("/static/a.css"), Instant::now());
+    let b = drive(&mut files, &get("/static/b.css"), Instant::now());
+
+    assert_eq!(a.header("etag"), b.header("etag"));
+}
+
+#[test]
+fn cache_control_from_max_age() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    let mut route = site.route();
+    route.max_age = Some(3600);
+    let mut files = site.server_with(route, StaticSettings::default());
+
+    let response = drive(&mut files, &get("/static/app.css"), Instant::now());
+
+    assert_eq!(
+        response.header("cache-control"),
+        Some("public, max-age=3600")
+    );
+}
+
+#[test]
+fn head_has_headers_only() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    let mut files = site.server();
+
+    let head = request("HEAD", "/static/app.css", &[("Range", "bytes=0-9")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.status, 200);
+    assert!(matches!(response.body, FileBody::Empty));
+    assert_eq!(
+        response.header("content-length"),
+        Some(stylesheet().len().to_string().as_str())
+    );
+}
+
+#[test]
+fn other_methods_get_405() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    let mut files = site.server();
+
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "get"] {
+        let response = drive(
+            &mut files,
+            &request(method, "/static/app.css", &[]),
+            Instant::now(),
+        );
+        assert_eq!(response.status, 405, "{method}");
+        assert_eq!(response.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+}
+
+#[test]
+fn conditional_responses_table() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    let mut files = site.server();
+    let first = drive(&mut files, &get("/static/app.css"), Instant::now());
+    let etag = first.header("etag").unwrap().to_owned();
+    let last_modified = first.header("last-modified").unwrap().to_owned();
+    let gzip_etag = format!("\"{}-gz\"", etag.trim_matches('"'));
+
+    let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        (vec![("If-None-Match", &etag)], 304),
+        (vec![("If-None-Match", "\"other\"")], 200),
+        (vec![("If-None-Match", "*")], 304),
+        (vec![("If-None-Match", &gzip_etag)], 200),
+        (
+            vec![("If-None-Match", &gzip_etag), ("Accept-Encoding", "gzip")],
+            304,
+        ),
+        (vec![("If-Modified-Since", &last_modified)], 304),
+        (
+            vec![("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+            200,
+        ),
+        (vec![("If-Match", &etag)], 200),
+        (vec![("If-Match", "\"other\"")], 412),
+        (
+            vec![("If-Unmodified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+            412,
+        ),
+    ];
+    for (headers, status) in cases {
+        let head = request("GET", "/static/app.css", &headers);
+        let response = drive(&mut files, &head, Instant::now());
+        assert_eq!(response.status, status, "{headers:?}");
+        if status == 304 {
+            assert!(matches!(response.body, FileBody::Empty), "{headers:?}");
+            assert!(response.header("etag").is_some(), "{headers:?}");
+            assert!(response.header("last-modified").is_some(), "{headers:?}");
+            assert_eq!(
+                response.header("vary"),
+                Some("Accept-Encoding"),
+                "{headers:?}"
+            );
+            assert_eq!(response.header("content-length"), None, "{headers:?}");
+        }
+    }
+}
+
+#[test]
+fn range_responses_table() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    site.write("data.txt", &content);
+    let mut files = site.server();
+    let first = drive(&mut files, &get("/static/data.txt"), Instant::now());
+    let etag = first.header("etag").unwrap().to_owned();
+
+    /// Request headers, status, Content-Range, expected body as a range of `content`.
+    type Case<'a> = (
+        Vec<(&'a str, &'a str)>,
+        u16,
+        Option<&'a str>,
+        std::ops::Range<usize>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            vec![("Range", "bytes=0-9")],
+            206,
+            Some("bytes 0-9/1000"),
+            0..10,
+        ),
+        (
+            vec![("Range", "bytes=990-")],
+            206,
+            Some("bytes 990-999/1000"),
+            990..1000,
+        ),
+        (
+            vec![("Range", "bytes=-5")],
+            206,
+            Some("bytes 995-999/1000"),
+            995..1000,
+        ),
+        (
+            vec![("Range", "bytes=1000-")],
+            416,
+            Some("bytes */1000"),
+            0..0,
+        ),
+        (vec![("Range", "bytes=0-1,5-6")], 200, None, 0..1000),
+        (vec![("Range", "bytes=5-1")], 200, None, 0..1000),
+        (
+            vec![("Range", "bytes=0-9"), ("If-Range", &etag)],
+            206,
+            Some("bytes 0-9/1000"),
+            0..10,
+        ),
+        (
+            vec![("Range", "bytes=0-9"), ("If-Range", "\"old\"")],
+            200,
+            None,
+            0..1000,
+        ),
+        // A Range request is served identity even when gzip is accepted.
+        (
+            vec![("Range", "bytes=0-9"), ("Accept-Encoding", "gzip")],
+            206,
+            Some("bytes 0-9/1000"),
+            0..10,
+        ),
+        // Preconditions come before Range.
+        (
+            vec![("Range", "bytes=0-9"), ("If-None-Match", &etag)],
+            304,
+            None,
+            0..0,
+        ),
+    ];
+    for (headers, status, content_range, part) in cases {
+        let head = request("GET", "/static/data.txt", &headers);
+        let response = drive(&mut files, &head, Instant::now());
+        assert_eq!(response.status, status, "{headers:?}");
+        assert_eq!(
+            response.header("content-range"),
+            content_range,
+            "{headers:?}"
+        );
+        assert_eq!(response.header("content-encoding"), None, "{headers:?}");
+        assert_eq!(body(&response), content.get(part).unwrap(), "{headers:?}");
+    }
+}
+
+#[test]
+fn missing_file_gets_404() {
+    let site = Site::new();
+    let mut files = site.server();
+
+    let response = drive(&mut files, &get("/static/nope.css"), Instant::now());
+    assert_eq!(response.status, 404);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(matches!(response.body, FileBody::Static(_)));
+
+    let head = drive(
+        &mut files,
+        &request("HEAD", "/static/nope.css", &[]),
+        Instant::now(),
+    );
+    assert_eq!(head.status, 404);
+    assert!(matches!(head.body, FileBody::Empty));
+}
+
+#[test]
+fn traversal_attempts_table() {
+    let site = Site::new();
+    site.write("ok.txt", b"ok");
+    site.write(".env", b"SECRET=1");
+    site.write(".git/config", b"[core]");
+    site.write("sub/index.html", b"index");
+    symlink(
+        site.temp.path.join("outside/secret.txt"),
+        site.root().join("out.txt"),
+    )
+    .unwrap();
+    symlink(site.temp.path.join("outside"), site.root().join("outdir")).unwrap();
+    symlink(site.root().join(".env"), site.root().join("env.txt")).unwrap();
+    symlink(site.root().join("ok.txt"), site.root().join("alias.txt")).unwrap();
+    let mut files = site.server();
+
+    let cases = [
+        ("/static/ok.txt", 200),
+        ("/static/alias.txt", 200),
+        ("/static/../outside/secret.txt", 404),
+        ("/static/sub/../../outside/secret.txt", 404),
+        ("/static/%2e%2e/outside/secret.txt", 404),
+        ("/static/%2E%2E/%2E%2E/etc/passwd", 404),
+        ("/static/..%2foutside%2fsecret.txt", 404),
+        ("/static/sub%2findex.html", 404),
+        ("/static/..\\outside\\secret.txt", 404),
+        ("/static/%5c..%5coutside", 404),
+        ("/static/ok.txt%00.css", 400),
+        ("/static/ok.txt\0", 400),
+        ("/static/ok%zz", 400),
+        ("/static/out.txt", 404),
+        ("/static/outdir/secret.txt", 404),
+        ("/static/.env", 404),
+        ("/static/%2eenv", 404),
+        ("/static/.git/config", 404),
+        ("/static/env.txt", 404),
+        ("/static/sub/./../ok.txt", 200),
+    ];
+    for (target, status) in cases {
+        let response = drive(&mut files, &get(target), Instant::now());
+        assert_eq!(response.status, status, "{target}");
+        if status == 200 {
+            assert_eq!(body(&response), b"ok", "{target}");
+        }
+    }
+}
+
+#[test]
+fn symlink_outside_when_allowed() {
+    let site = Site::new();
+    symlink(
+        site.temp.path.join("outside/secret.txt"),
+        site.root().join("out.txt"),
+    )
+    .unwrap();
+    let mut route = site.route();
+    route.follow_symlinks_outside = true;
+    let mut files = site.server_with(route, StaticSettings::default());
+
+    let response = drive(&mut files, &get("/static/out.txt"), Instant::now());
+
+    assert_eq!(response.status, 200);
+    assert_eq!(body(&response), b"secret");
+}
+
+#[test]
+fn dotfiles_when_allowed() {
+    let site = Site::new();
+    site.write(".well-known/security.txt", b"Contact: x");
+    let mut route = site.route();
+    route.serve_dotfiles = true;
+    let mut files = site.server_with(route, StaticSettings::default());
+
+    let response = drive(
+        &mut files,
+        &get("/static/.well-known/security.txt"),
+        Instant::now(),
+    );
+
+    assert_eq!(response.status, 200);
+    assert_eq!(body(&response), b"Contact: x");
+}
+
+#[test]
+fn directory_redirect_and_index() {
+    let site = Site::new();
+    site.write("docs/index.html", b"<p>docs</p>");
+    site.write("index.html", b"<p>home</p>");
+    fs::create_dir_all(site.root().join("empty")).unwrap();
+    site.write("file.txt", b"x");
+    let mut files = site.server();
+
+    let redirect = drive(&mut files, &get("/static/docs?lang=en"), Instant::now());
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("location"), Some("/static/docs/?lang=en"));
+
+    let plain = drive(&mut files, &get("/static/docs"), Instant::now());
+    assert_eq!(plain.header("location"), Some("/static/docs/"));
+
+    let index = drive(&mut files, &get("/static/docs/"), Instant::now());
+    assert_eq!(index.status, 200);
+    assert_eq!(body(&index), b"<p>docs</p>");
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+
+    let root = drive(&mut files, &get("/static/"), Instant::now());
+    assert_eq!(body(&root), b"<p>home</p>");
+
+    let empty = drive(&mut files, &get("/static/empty/"), Instant::now());
+    assert_eq!(empty.status, 404);
+
+    let file_as_dir = drive(&mut files, &get("/static/file.txt/"), Instant::now());
+    assert_eq!(file_as_dir.status, 404);
+}
+
+#[test]
+fn redirect_location_is_encoded() {
+    let site = Site::new();
+    fs::create_dir_all(site.root().join("a b")).unwrap();
+    let mut files = site.server();
+
+    let response = drive(&mut files, &get("/static/x/../a%20b"), Instant::now());
+
+    assert_eq!(response.status, 301);
+    assert_eq!(response.header("location"), Some("/static/a%20b/"));
+}
+
+#[test]
+fn fifo_is_not_served() {
+    let site = Site::new();
+    let fifo = site.root().join("pipe.txt");
+    // Creating a FIFO from Rust needs libc and `unsafe`, so the coreutils tool makes it.
+    let mkfifo_status = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(
+        mkfifo_status.is_ok_and(|status| status.success()),
+        "mkfifo failed"
+    );
+    let mut files = site.server();
+
+    let response = drive(&mut files, &get("/static/pipe.txt"), Instant::now());
+
+    assert_eq!(response.status, 404);
+}
+
+#[test]
+fn change_seen_after_interval() {
+    let site = Site::new();
+    let path = site.write("app.js", b"let a = 1;");
+    let mut files = site.server();
+    let start = Instant::now();
+    let first = drive(&mut files, &get("/static/app.js"), start);
+    assert_eq!(body(&first), b"let a = 1;");
+
+    fs::write(&path, b"let a = 22;").unwrap();
+    let early = start + Duration::from_millis(500);
+    match files.respond(0, &get("/static/app.js"), early) {
+        Outcome::Response(response) => assert_eq!(body(&response), b"let a = 1;"),
+        Outcome::Load(_) => panic!("revalidated before the interval"),
+    }
+
+    let late = start + Duration::from_millis(1500);
+    assert!(matches!(
+        files.respond(0, &get("/static/app.js"), late),
+        Outcome::Load(_)
+    ));
+    let fresh = drive(&mut files, &get("/static/app.js"), late);
+    assert_eq!(body(&fresh), b"let a = 22;");
+    assert_ne!(fresh.header("etag"), first.header("etag"));
+}
+
+#[test]
+fn unchanged_file_stays_cached() {
+    let site = Site::new();
+    site.write("app.js", b"let a = 1;");
+    let mut files = site.server();
+    let start = Instant::now();
+    drive(&mut files, &get("/static/app.js"), start);
+
+    for step in 1..5u64 {
+        let now = start + Duration::from_secs(step * 2);
+        let outcome = files.respond(0, &get("/static/app.js"), now);
+        assert!(matches!(outcome, Outcome::Response(_)), "step {step}");
+    }
+}
+
+#[test]
+fn deleted_file_gets_404() {
+    let site = Site::new();
+    let path = site.write("app.js", b"let a = 1;");
+    let mut files = site.server();
+    let start = Instant::now();
+    drive(&mut files, &get("/static/app.js"), start);
+    assert_eq!(files.cached_entries(), 1);
+
+    fs::remove_file(&path).unwrap();
+    let later = start + Duration::from_secs(2);
+    match files.respond(0, &get("/static/app.js"), later) {
+        Outcome::Response(response) => assert_eq!(response.status, 404),
+        Outcome::Load(_) => panic!("a deleted file needs no load"),
+    }
+    assert_eq!(files.cached_entries(), 0);
+}
+
+#[test]
+fn created_file_seen_after_404() {
+    let site = Site::new();
+    let mut files = site.server();
+    let start = Instant::now();
+    let missing = drive(&mut files, &get("/static/new.txt"), start);
+    assert_eq!(missing.status, 404);
+
+    site.write("new.txt", b"new");
+    let later = start + Duration::from_secs(2);
+    let found = drive(&mut files, &get("/static/new.txt"), later);
+    assert_eq!(found.status, 200);
+    assert_eq!(body(&found), b"new");
+}
+
+#[test]
+fn large_file_streams_from_disk() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    site.write("big.js", &content);
+    let settings = StaticSettings {
+        max_cached_file_bytes: 4096,
+        ..StaticSettings::default()
+    };
+    let mut files = site.server_with(site.route(), settings);
+
+    let head = request("GET", "/static/big.js", &[("Accept-Encoding", "gzip")]);
+    let response = drive(&mut files, &head, Instant::now());
+    assert_eq!(response.status, 200);
+    assert!(matches!(
+        response.body,
+        FileBody::File {
+            offset: 0,
+            len: 10_000,
+            ..
+        }
+    ));
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(body(&response), content);
+
+    let ranged = request("GET", "/static/big.js", &[("Range", "bytes=5000-5009")]);
+    let part = drive(&mut files, &ranged, Instant::now());
+    assert_eq!(part.status, 206);
+    assert!(matches!(
+        part.body,
+        FileBody::File {
+            offset: 5000,
+            len: 10,
+            ..
+        }
+    ));
+    assert_eq!(body(&part), content.get(5000..5010).unwrap());
+}
+
+#[test]
+fn lru_stays_within_budget() {
+    let site = Site::new();
+    let budget = 64 * 1024;
+    let settings = StaticSettings {
+        cache_bytes: budget,
+        ..StaticSettings::default()
+    };
+    let mut files = site.server_with(site.route(), settings);
+    for index in 0..40 {
+        let name = format!("file{index}.bin");
+        site.write(&name, &vec![b'x'; 10_000]);
+        let response = drive(&mut files, &get(&format!("/static/{name}")), Instant::now());
+        assert_eq!(response.status, 200, "{name}");
+        assert!(
+            files.cached_bytes() <= budget,
+            "after {name}: {}",
+            files.cached_bytes()
+        );
+    }
+    assert!(files.cached_entries() < 40);
+    assert!(files.cached_entries() >= 5);
+}
+
+#[test]
+fn open_files_limit_evicts() {
+    let site = Site::new();
+    let settings = StaticSettings {
+        max_cached_file_bytes: 16,
+        max_open_files: 3,
+        ..StaticSettings::default()
+    };
+    let mut files = site.server_with(site.route(), settings);
+    for index in 0..10 {
+        let name = format!("big{index}.bin");
+        site.write(&name, &[b'y'; 100]);
+        drive(&mut files, &get(&format!("/static/{name}")), Instant::now());
+        assert!(files.cached_entries() <= 3, "after {name}");
+    }
+}
+
+#[test]
+fn second_respond_never_loads() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    // A budget smaller than one entry: the new entry must survive its own insert.
+    let settings = StaticSettings {
+        cache_bytes: 1,
+        ..StaticSettings::default()
+    };
+    let mut files = site.server_with(site.route(), settings);
+    let head = get("/static/app.css");
+    let far_future = Instant::now() + Duration::from_secs(3600);
+
+    let Outcome::Load(job) = files.respond(0, &head, far_future) else {
+        panic!("an empty cache must load");
+    };
+    let loaded = std::thread::spawn(move || job.run()).join().unwrap();
+    files.insert(loaded);
+    let Outcome::Response(response) = files.respond(0, &head, far_future) else {
+        panic!("second load after insert");
+    };
+    assert_eq!(response.status, 200);
+    assert_eq!(body(&response), stylesheet());
+}
+
+#[test]
+fn route_for_longest_prefix() {
+    let site = Site::new();
+    fs::create_dir_all(site.root().join("img")).unwrap();
+    let routes = vec![
+        StaticRoute::new("/static/", site.root()).unwrap(),
+        StaticRoute::new("/static/img/", site.root().join("img")).unwrap(),
+        StaticRoute::new("/resources/", site.root()).unwrap(),
+    ];
+    let files = StaticFiles::new(routes, StaticSettings::default());
+
+    let cases = [
+        ("/static/a.css", Some(0)),
+        ("/static/img/a.png", Some(1)),
+        ("/static/img", Some(0)),
+        ("/resources/x", Some(2)),
+        ("/static", None),
+        ("/api/static/", None),
+        ("/", None),
+    ];
+    for (path, expected) in cases {
+        assert_eq!(files.route_for(path), expected, "{path}");
+    }
+}
+
+#[test]
+fn jobs_are_send() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<LoadJob>();
+    assert_send::<Loaded>();
+    assert_send::<FileResponse>();
+}
+
+#[test]
+fn unknown_route_gets_404() {
+    let site = Site::new();
+    let mut files = site.server();
+    let outcome = files.respond(7, &get("/static/a"), Instant::now());
+    assert!(matches!(
+        outcome,
+        Outcome::Response(FileResponse { status: 404, .. })
+    ));
+}
