@@ -95,7 +95,7 @@ impl StaticFiles {
         let path = match normalize_path(rest, config.serve_dotfiles) {
             Ok(path) => path,
             Err(error) => {
-                tracing::debug!(target = %head.target, ?error, "static path rejected");
+                tracing::debug!(request_target = %head.target, ?error, "static path rejected");
                 return Outcome::Response(response::error(error.status(), head_only));
             }
         };

@@ -481,6 +481,7 @@ fn traversal_attempts_table() {
     symlink(site.temp.path.join("outside"), site.root().join("outdir")).unwrap();
     symlink(site.root().join(".env"), site.root().join("env.txt")).unwrap();
     symlink(site.root().join("ok.txt"), site.root().join("alias.txt")).unwrap();
+    symlink(site.root().join("loop.txt"), site.root().join("loop.txt")).unwrap();
     let mut files = site.server();
 
     let cases = [
@@ -503,6 +504,7 @@ fn traversal_attempts_table() {
         ("/static/%2eenv", 404),
         ("/static/.git/config", 404),
         ("/static/env.txt", 404),
+        ("/static/loop.txt", 404),
         ("/static/sub/./../ok.txt", 200),
     ];
     for (target, status) in cases {
