@@ -16,11 +16,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod chunked;
+pub mod decoder;
 pub mod error;
 pub mod limits;
 pub mod parse;
 pub mod request;
 
+pub use chunked::ChunkedDecoder;
+pub use decoder::{Event, RequestDecoder};
 pub use error::RequestError;
 pub use limits::Limits;
 pub use parse::parse_request_head;
