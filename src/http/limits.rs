@@ -26,8 +26,8 @@ pub struct Limits {
     /// discarded, so a small bound stops a client from streaming bytes that never reach the body.
     pub max_chunk_extension_bytes: usize,
     /// Maximum total size in bytes of the trailer section of a chunked body, including its line
-    /// ends. Default 8 KiB. Trailers are parsed and discarded. A larger section is rejected with
-    /// 431.
+    /// ends and the final empty line. Default 8 KiB. Trailers are parsed and discarded. A larger
+    /// section is rejected with 431.
     pub max_trailer_bytes: usize,
     /// Maximum number of empty lines (CRLF) accepted before the request line. Default 4.
     /// RFC 9112 §2.2 recommends that servers ignore at least one. More than a few does not come

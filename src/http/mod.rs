@@ -22,6 +22,7 @@ pub mod error;
 pub mod limits;
 pub mod parse;
 pub mod request;
+pub mod response;
 
 pub use chunked::ChunkedDecoder;
 pub use decoder::{Event, RequestDecoder};
@@ -29,3 +30,4 @@ pub use error::RequestError;
 pub use limits::Limits;
 pub use parse::parse_request_head;
 pub use request::{BodyFraming, Header, RequestHead, Version};
+pub use response::{DateCache, error_response, reason_phrase, status_has_no_body, write_head};
