@@ -1,6 +1,33 @@
 //! The sans-I/O HTTP/1.1 core: bytes and the clock go in, parsed events and bytes to write come
 //! out. Nothing in here performs I/O, so tests and fuzz targets drive it without a ring.
+//!
+//! # Layout
+//!
+//! - `limits`: the bounds on client input.
+//! - `error`: every rejection of a request and the status it maps to.
+//! - `parse`: request head parsing and the body framing decision.
+//! - `chunked`: the chunked body decoder.
+//! - `decoder`: one request after another on a connection.
+//! - `response`: status lines, error pages and the Date header.
+//! - `request`: the parsed request head shared with the rest of the crate.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
+pub mod chunked;
+pub mod decoder;
+pub mod error;
+pub mod limits;
+pub mod parse;
 pub mod request;
+pub mod response;
 
+pub use chunked::ChunkedDecoder;
+pub use decoder::{Event, RequestDecoder};
+pub use error::RequestError;
+pub use limits::Limits;
+pub use parse::parse_request_head;
 pub use request::{BodyFraming, Header, RequestHead, Version};
+pub use response::{DateCache, error_response, reason_phrase, status_has_no_body, write_head};

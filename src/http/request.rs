@@ -32,6 +32,8 @@ pub struct RequestHead {
     /// The method token exactly as sent (methods are case-sensitive, RFC 9110 §9.1).
     pub method: String,
     /// The request target exactly as sent, in origin form (`/path?query`) or `*` for OPTIONS.
+    /// An absolute-form target (`http://host/path`) is stored in origin form, and its authority
+    /// replaces the Host header (RFC 9112 §3.2.2).
     pub target: String,
     pub version: Version,
     pub headers: Vec<Header>,
@@ -61,15 +63,15 @@ impl RequestHead {
 
     /// Returns the path part of the target, without the query.
     pub fn path(&self) -> &str {
-        match self.target.find('?') {
-            Some(at) => &self.target[..at],
+        match self.target.split_once('?') {
+            Some((path, _)) => path,
             None => &self.target,
         }
     }
 
     /// Returns the query part of the target, without the `?`.
     pub fn query(&self) -> Option<&str> {
-        self.target.find('?').map(|at| &self.target[at + 1..])
+        self.target.split_once('?').map(|(_, query)| query)
     }
 
     pub fn is_head(&self) -> bool {

@@ -1,0 +1,231 @@
+//! Reading requests one after another from a connection's byte stream.
+//!
+//! The decoder owns no buffer and performs no I/O. The connection keeps the bytes it has read,
+//! passes the unconsumed ones to [`RequestDecoder::decode`] and drops what was consumed.
+
+use super::chunked::ChunkedDecoder;
+use super::error::RequestError;
+use super::limits::Limits;
+use super::parse::HeadScanner;
+use super::request::{BodyFraming, RequestHead};
+
+/// The outcome of one call to [`RequestDecoder::decode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The input ended before any progress. Read more bytes, append them to the unconsumed
+    /// ones and call again.
+    NeedMore,
+    /// A request head was parsed. The decoder keeps a copy, see [`RequestDecoder::head`].
+    Head(RequestHead),
+    /// Body bytes were consumed, but the body is not complete yet.
+    Body,
+    /// The request, head and body, is complete.
+    Complete,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    /// Waiting for a complete head.
+    Head(HeadScanner),
+    /// Reading a body of known length, with this many bytes left.
+    Length { remaining: u64 },
+    /// Reading a chunked body.
+    Chunked(ChunkedDecoder),
+    /// The request is complete and [`RequestDecoder::reset`] has not been called yet.
+    Done,
+    /// A fault was found. The same error is returned on every later call.
+    Failed(RequestError),
+}
+
+/// Decodes the requests of one connection: head, then body, then the next request.
+///
+/// # Call order
+///
+/// 1. Call [`decode`](Self::decode) with every unconsumed byte read so far and remove the
+///    consumed prefix from the buffer. The bytes passed must start with the bytes left
+///    unconsumed by the previous call, because the head scan resumes where it stopped.
+/// 2. On [`Event::NeedMore`], read more bytes and go back to step 1.
+/// 3. On [`Event::Head`], decide on the request: send `100 Continue` if the head requests it,
+///    or reject it. Then call `decode` again, even with no new bytes, because a request without
+///    a body completes on that call.
+/// 4. On [`Event::Body`], call `decode` again with the remaining bytes, or read more.
+/// 5. On [`Event::Complete`], the body passed to `decode` contains the whole request body. Handle
+///    the request, then call [`reset`](Self::reset) before the next one. Bytes left in the
+///    buffer belong to the next, pipelined request.
+///
+/// On an error, send an error response with [`RequestError::status`] and close the connection.
+/// At end of stream, call [`finish_on_eof`](Self::finish_on_eof) to tell an idle close from a
+/// truncated request.
+///
+/// The decoder never consumes more body bytes than the framing declares. While waiting for a
+/// head it consumes nothing, so the caller's buffer grows up to `max_head_bytes` plus one read
+/// before the head is parsed or rejected.
+#[derive(Debug, Clone)]
+pub struct RequestDecoder {
+    limits: Limits,
+    state: State,
+    head: Option<RequestHead>,
+    /// Whether the last call in the head state saw bytes of an incomplete head.
+    partial_head: bool,
+}
+
+impl RequestDecoder {
+    /// Creates a decoder waiting for the first request head.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: State::Head(HeadScanner::default()),
+            head: None,
+            partial_head: false,
+        }
+    }
+
+    /// Returns the limits this decoder enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Returns the head of the current request, once [`Event::Head`] was returned and until
+    /// [`reset`](Self::reset).
+    pub fn head(&self) -> Option<&RequestHead> {
+        self.head.as_ref()
+    }
+
+    /// Returns whether the decoder waits for a new request with no bytes of it seen yet, so a
+    /// close of the connection now loses nothing.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head(_)) && !self.partial_head
+    }
+
+    /// Consumes from `input`, appending body bytes to `body`.
+    ///
+    /// Returns the number of bytes of `input` consumed and the [`Event`] they produced. See the
+    /// type documentation for the call order.
+    ///
+    /// # Errors
+    ///
+    /// Returns the [`RequestError`] of a malformed or oversized head or body. After an error the
+    /// decoder returns the same error on every call.
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        body: &mut Vec<u8>,
+    ) -> Result<(usize, Event), RequestError> {
+        let result = match &mut self.state {
+            State::Head(_) => self.decode_head(input),
+            State::Length { remaining } => {
+                let remaining = *remaining;
+                Ok(self.decode_length(remaining, input, body))
+            }
+            State::Chunked(chunked) => Self::decode_chunked(chunked, input, body),
+            State::Done => return Ok((0, Event::Complete)),
+            State::Failed(error) => return Err(error.clone()),
+        };
+
+        match result {
+            Ok((consumed, event)) => {
+                if event == Event::Complete {
+                    self.state = State::Done;
+                }
+                Ok((consumed, event))
+            }
+            Err(error) => {
+                self.state = State::Failed(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// Prepares for the next request on the same connection after [`Event::Complete`].
+    ///
+    /// Calling it in the middle of a request drops that request's state, and the bytes that
+    /// follow are then read as a new request head.
+    pub fn reset(&mut self) {
+        self.state = State::Head(HeadScanner::default());
+        self.head = None;
+        self.partial_head = false;
+    }
+
+    /// Classifies the end of the stream from the client.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`RequestError::UnexpectedEof`] if the stream ended inside a request head or
+    /// body, or the earlier error if decoding already failed. Returns `Ok` between requests,
+    /// which is a normal close of an idle keep-alive connection.
+    pub fn finish_on_eof(&self) -> Result<(), RequestError> {
+        match &self.state {
+            State::Head(_) if !self.partial_head => Ok(()),
+            State::Done => Ok(()),
+            State::Failed(error) => Err(error.clone()),
+            State::Head(_) | State::Length { .. } | State::Chunked(_) => {
+                Err(RequestError::UnexpectedEof)
+            }
+        }
+    }
+
+    fn decode_head(&mut self, input: &[u8]) -> Result<(usize, Event), RequestError> {
+        let State::Head(scanner) = &mut self.state else {
+            return Ok((0, Event::NeedMore));
+        };
+        let Some((head, used)) = scanner.parse(input, &self.limits)? else {
+            self.partial_head = !input.is_empty();
+            return Ok((0, Event::NeedMore));
+        };
+
+        self.partial_head = false;
+        self.state = match head.framing {
+            BodyFraming::Empty => State::Length { remaining: 0 },
+            BodyFraming::Length(length) => State::Length { remaining: length },
+            BodyFraming::Chunked => State::Chunked(ChunkedDecoder::new(&self.limits)),
+        };
+        self.head = Some(head.clone());
+        Ok((used, Event::Head(head)))
+    }
+
+    fn decode_length(
+        &mut self,
+        remaining: u64,
+        input: &[u8],
+        body: &mut Vec<u8>,
+    ) -> (usize, Event) {
+        if remaining == 0 {
+            return (0, Event::Complete);
+        }
+        if input.is_empty() {
+            return (0, Event::NeedMore);
+        }
+
+        let take =
+            usize::try_from(remaining).map_or(input.len(), |remaining| remaining.min(input.len()));
+        body.extend_from_slice(input.get(..take).unwrap_or_default());
+        // `take` is at most `remaining`, which is a u64.
+        let remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(remaining));
+        self.state = State::Length { remaining };
+        if remaining == 0 {
+            (take, Event::Complete)
+        } else {
+            (take, Event::Body)
+        }
+    }
+
+    fn decode_chunked(
+        chunked: &mut ChunkedDecoder,
+        input: &[u8],
+        body: &mut Vec<u8>,
+    ) -> Result<(usize, Event), RequestError> {
+        let (consumed, done) = chunked.decode(input, body)?;
+        let event = if done {
+            Event::Complete
+        } else if consumed > 0 {
+            Event::Body
+        } else {
+            Event::NeedMore
+        };
+        Ok((consumed, event))
+    }
+}
+
+#[cfg(test)]
+#[path = "decoder_tests.rs"]
+mod tests;

@@ -1,0 +1,765 @@
+//! Request head parsing and the body framing decision (RFC 9112 §2–§6).
+//!
+//! httparse tokenizes the header lines, but it accepts input this server must reject, such as
+//! bare LF line ends and any number of empty lines before the request line. So a resumable byte
+//! scan runs first, and the request line and the framing headers are checked here. The module owns
+//! no buffer: the caller keeps the bytes and hands the growing head back on each call.
+
+use super::error::RequestError;
+use super::limits::Limits;
+use super::request::{BodyFraming, Header, RequestHead, Version};
+
+/// Parses one request head from the start of `buf`.
+///
+/// Returns `Ok(None)` when `buf` holds only part of a head and more bytes are needed, or the
+/// head and the number of bytes of `buf` it used, including any empty lines before the request
+/// line. The bytes after that are the body or the next request.
+///
+/// # Errors
+///
+/// Returns the [`RequestError`] of the first fault found. Errors that show in an incomplete
+/// head (a bare LF, a request line or target already over its limit, a head past
+/// `max_head_bytes`) are reported before the head ends.
+pub fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, RequestError> {
+    HeadScanner::default().parse(buf, limits)
+}
+
+/// A scan of a request head that may arrive over several reads.
+///
+/// Every call must see the same leading bytes as the call before, plus any new ones, so the scan
+/// resumes where it stopped instead of reading the whole head again on each read.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct HeadScanner {
+    /// Offset of the request line, once the empty lines before it are skipped.
+    start: Option<usize>,
+    empty_lines: usize,
+    /// Offset of the next byte to examine.
+    pos: usize,
+    line_start: usize,
+    /// Number of spaces seen in the request line so far.
+    request_line_spaces: usize,
+    target_start: usize,
+    target_end: Option<usize>,
+    request_line_end: Option<usize>,
+    header_lines: usize,
+}
+
+impl HeadScanner {
+    /// Continues the scan over `buf` and parses the head once it is complete.
+    ///
+    /// # Errors
+    ///
+    /// As for [`parse_request_head`].
+    pub(crate) fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        let Some(start) = self.skip_empty_lines(buf, limits)? else {
+            return Ok(None);
+        };
+        let Some(end) = self.find_head_end(buf, start, limits)? else {
+            return Ok(None);
+        };
+
+        let request_line_end = self.request_line_end.unwrap_or(start);
+        let request_line = buf.get(start..request_line_end).unwrap_or_default();
+        let header_block = buf
+            .get(request_line_end.saturating_add(2)..end)
+            .unwrap_or_default();
+        let head = parse_head(request_line, header_block, self.header_lines, limits)?;
+        Ok(Some((head, end)))
+    }
+
+    /// Skips the CRLFs allowed before the request line (RFC 9112 §2.2) and returns the offset of
+    /// the request line, or `None` if `buf` ends first.
+    fn skip_empty_lines(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<usize>, RequestError> {
+        if let Some(start) = self.start {
+            return Ok(Some(start));
+        }
+        loop {
+            match buf.get(self.pos) {
+                None => return Ok(None),
+                Some(b'\r') => match buf.get(self.pos + 1) {
+                    None => return Ok(None),
+                    Some(b'\n') => {
+                        self.empty_lines += 1;
+                        if self.empty_lines > limits.max_leading_empty_lines {
+                            return Err(RequestError::TooManyEmptyLines {
+                                max: limits.max_leading_empty_lines,
+                            });
+                        }
+                        self.pos += 2;
+                    }
+                    Some(_) => return Err(RequestError::BareCr),
+                },
+                Some(b'\n') => return Err(RequestError::BareLf),
+                Some(_) => {
+                    self.start = Some(self.pos);
+                    self.line_start = self.pos;
+                    self.target_start = self.pos;
+                    return Ok(Some(self.pos));
+                }
+            }
+        }
+    }
+
+    /// Scans for the empty line that ends the head and returns the offset just past it.
+    ///
+    /// Checks every byte on the way: line ends must be CRLF, NUL is rejected, a header line may
+    /// not start with whitespace, and the request line, target and header count stay within
+    /// their limits.
+    fn find_head_end(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        limits: &Limits,
+    ) -> Result<Option<usize>, RequestError> {
+        let scan_end = buf.len().min(start.saturating_add(limits.max_head_bytes));
+        while self.pos < scan_end {
+            let Some(&byte) = buf.get(self.pos) else {
+                break;
+            };
+            match byte {
+                b'\r' => match buf.get(self.pos + 1) {
+                    // The CR is examined again once its LF arrives.
+                    None => return Ok(None),
+                    Some(b'\n') => {
+                        if let Some(end) = self.on_line_end(start, limits)? {
+                            return Ok(Some(end));
+                        }
+                        continue;
+                    }
+                    Some(_) => return Err(RequestError::BareCr),
+                },
+                b'\n' => return Err(RequestError::BareLf),
+                0 => return Err(RequestError::NulByte),
+                b' ' | b'\t' if self.pos == self.line_start => {
+                    if self.request_line_end.is_none() {
+                        return Err(RequestError::MalformedRequestLine);
+                    }
+                    return Err(RequestError::ObsoleteLineFolding);
+                }
+                b' ' if self.request_line_end.is_none() => self.on_request_line_space(limits)?,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+
+        self.check_incomplete_target(limits)?;
+        if self.pos >= start.saturating_add(limits.max_head_bytes) {
+            return Err(RequestError::HeadTooLarge {
+                max: limits.max_head_bytes,
+            });
+        }
+        Ok(None)
+    }
+
+    /// Handles the CRLF at `self.pos` and returns the head's end if that CRLF ends an empty line.
+    fn on_line_end(
+        &mut self,
+        start: usize,
+        limits: &Limits,
+    ) -> Result<Option<usize>, RequestError> {
+        let line_end = self.pos;
+        self.pos += 2;
+        if line_end == self.line_start {
+            if self.pos - start > limits.max_head_bytes {
+                return Err(RequestError::HeadTooLarge {
+                    max: limits.max_head_bytes,
+                });
+            }
+            return Ok(Some(self.pos));
+        }
+
+        if self.request_line_end.is_none() {
+            self.request_line_end = Some(line_end);
+            let target_end = *self.target_end.get_or_insert(line_end);
+            self.check_target_length(target_end, limits)?;
+        } else {
+            self.header_lines += 1;
+            if self.header_lines > limits.max_headers {
+                return Err(RequestError::TooManyHeaders {
+                    max: limits.max_headers,
+                });
+            }
+        }
+        self.line_start = self.pos;
+        Ok(None)
+    }
+
+    /// Tracks where the target starts and ends in the request line.
+    fn on_request_line_space(&mut self, limits: &Limits) -> Result<(), RequestError> {
+        self.request_line_spaces += 1;
+        match self.request_line_spaces {
+            1 => self.target_start = self.pos + 1,
+            2 => {
+                self.target_end = Some(self.pos);
+                self.check_target_length(self.pos, limits)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Rejects a target still being received once it is already longer than the limit, so a
+    /// client cannot make the server buffer a whole oversized request line first.
+    fn check_incomplete_target(&self, limits: &Limits) -> Result<(), RequestError> {
+        if self.request_line_spaces == 1 && self.target_end.is_none() {
+            self.check_target_length(self.pos, limits)?;
+        }
+        Ok(())
+    }
+
+    fn check_target_length(&self, target_end: usize, limits: &Limits) -> Result<(), RequestError> {
+        let length = target_end.saturating_sub(self.target_start);
+        if self.request_line_spaces >= 1 && length > limits.max_uri_bytes {
+            return Err(RequestError::UriTooLong {
+                max: limits.max_uri_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parses a complete head: the request line without its CRLF, and the header lines including
+/// the CRLF of the final empty line.
+fn parse_head(
+    request_line: &[u8],
+    header_block: &[u8],
+    header_lines: usize,
+    limits: &Limits,
+) -> Result<RequestHead, RequestError> {
+    let line = parse_request_line(request_line, limits)?;
+    let mut headers = parse_header_lines(header_block, header_lines, limits)?;
+    let framing = decide_framing(&headers, line.version, limits)?;
+
+    let mut target = line.target;
+    if let Some(absolute) = line.absolute {
+        replace_host(&mut headers, &absolute.authority);
+        target = absolute.origin_form;
+    }
+
+    Ok(RequestHead {
+        method: line.method,
+        target,
+        version: line.version,
+        headers,
+        framing: framing.body,
+        keep_alive: framing.keep_alive,
+        expect_continue: framing.expect_continue,
+    })
+}
+
+struct RequestLine {
+    method: String,
+    target: String,
+    version: Version,
+    absolute: Option<AbsoluteTarget>,
+}
+
+/// An absolute-form target split into the authority and the origin-form rest.
+#[derive(Debug, PartialEq, Eq)]
+struct AbsoluteTarget {
+    authority: String,
+    origin_form: String,
+}
+
+/// Parses `method SP request-target SP HTTP-version` (RFC 9112 §3). Exactly one space must
+/// separate the parts, as in the grammar, because lenient splitting is where parsers disagree.
+fn parse_request_line(line: &[u8], limits: &Limits) -> Result<RequestLine, RequestError> {
+    let mut parts = line.split(|&byte| byte == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(RequestError::MalformedRequestLine);
+    };
+    if target.len() > limits.max_uri_bytes {
+        return Err(RequestError::UriTooLong {
+            max: limits.max_uri_bytes,
+        });
+    }
+
+    let version = parse_version(version)?;
+    if method.is_empty() || !method.iter().all(|&byte| is_token_byte(byte)) {
+        return Err(RequestError::InvalidMethod);
+    }
+    let method = ascii_string(method, RequestError::InvalidMethod)?;
+    let (target, absolute) = parse_target(&method, target)?;
+
+    Ok(RequestLine {
+        method,
+        target,
+        version,
+        absolute,
+    })
+}
+
+/// Parses `HTTP/1.0` or `HTTP/1.1`. The name is case-sensitive (RFC 9112 §2.3).
+fn parse_version(version: &[u8]) -> Result<Version, RequestError> {
+    match version {
+        b"HTTP/1.1" => Ok(Version::Http11),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(RequestError::UnsupportedVersion)
+        }
+        _ => Err(RequestError::MalformedRequestLine),
+    }
+}
+
+/// Checks the request target form (RFC 9112 §3.2) and returns it as sent, plus its parts when it
+/// is in absolute form.
+fn parse_target(
+    method: &str,
+    target: &[u8],
+) -> Result<(String, Option<AbsoluteTarget>), RequestError> {
+    if target.is_empty() || !target.iter().all(|&byte| is_target_byte(byte)) {
+        return Err(RequestError::InvalidTarget);
+    }
+    let text = ascii_string(target, RequestError::InvalidTarget)?;
+
+    if text.starts_with('/') {
+        return Ok((text, None));
+    }
+    if text == "*" {
+        // RFC 9112 §3.2.4: asterisk form is only for a server-wide OPTIONS.
+        if method == "OPTIONS" {
+            return Ok((text, None));
+        }
+        return Err(RequestError::InvalidTarget);
+    }
+    let absolute = parse_absolute_target(&text)?;
+    Ok((text, Some(absolute)))
+}
+
+/// Splits an `http` or `https` absolute-form target (RFC 9112 §3.2.2). Other forms, such as the
+/// authority form that CONNECT uses, are rejected: this server is not a forward proxy.
+fn parse_absolute_target(target: &str) -> Result<AbsoluteTarget, RequestError> {
+    let (scheme, rest) = target
+        .split_once("://")
+        .ok_or(RequestError::InvalidTarget)?;
+    // RFC 3986 §3.1: schemes are case-insensitive.
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(RequestError::InvalidTarget);
+    }
+
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at_checked(authority_end).unwrap_or((rest, ""));
+    // RFC 9110 §4.2.4: userinfo in an http(s) URI is treated as an error.
+    if authority.contains('@') || !is_valid_host(authority.as_bytes()) {
+        return Err(RequestError::InvalidHost);
+    }
+
+    let origin_form = if path_and_query.starts_with('/') {
+        path_and_query.to_owned()
+    } else {
+        format!("/{path_and_query}")
+    };
+    Ok(AbsoluteTarget {
+        authority: authority.to_owned(),
+        origin_form,
+    })
+}
+
+/// Tokenizes the header lines with httparse after checking what it would accept or report too
+/// vaguely: whitespace before the colon.
+fn parse_header_lines(
+    block: &[u8],
+    count: usize,
+    limits: &Limits,
+) -> Result<Vec<Header>, RequestError> {
+    for line in block.split(|&byte| byte == b'\n') {
+        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+            // The last piece after the final LF is empty, and the empty line is just "\r".
+            if line.is_empty() || line == b"\r" {
+                continue;
+            }
+            return Err(RequestError::InvalidHeaderName);
+        };
+        let before_colon = colon.checked_sub(1).and_then(|at| line.get(at));
+        if matches!(before_colon, Some(b' ' | b'\t')) {
+            return Err(RequestError::WhitespaceBeforeColon);
+        }
+    }
+
+    let mut slots = vec![httparse::EMPTY_HEADER; count];
+    let parsed = match httparse::parse_headers(block, &mut slots) {
+        Ok(httparse::Status::Complete((_, parsed))) => parsed,
+        // The block ends with CRLF CRLF and the scan saw no bare CR or LF, so httparse has the
+        // whole block. An incomplete result would be a disagreement about line ends.
+        Ok(httparse::Status::Partial) => return Err(RequestError::MalformedRequestLine),
+        Err(httparse::Error::HeaderValue) => return Err(RequestError::InvalidHeaderValue),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(RequestError::TooManyHeaders {
+                max: limits.max_headers,
+            });
+        }
+        Err(_) => return Err(RequestError::InvalidHeaderName),
+    };
+
+    Ok(parsed
+        .iter()
+        .map(|header| Header {
+            name: header.name.to_owned(),
+            value: header.value.to_vec(),
+        })
+        .collect())
+}
+
+/// The framing and connection decisions taken from the headers.
+struct Framing {
+    body: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Decides how the body is delimited and whether the connection persists (RFC 9112 §6, §9.3).
+fn decide_framing(
+    headers: &[Header],
+    version: Version,
+    limits: &Limits,
+) -> Result<Framing, RequestError> {
+    let mut hosts = 0usize;
+    let mut content_length = None;
+    let mut transfer_encoding = TransferEncoding::default();
+    let mut connection = ConnectionOptions::default();
+    let mut expect_continue = false;
+
+    for header in headers {
+        let name = header.name.as_str();
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if !is_valid_host(&header.value) {
+                return Err(RequestError::InvalidHost);
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            merge_content_length(&mut content_length, &header.value)?;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding.add(&header.value)?;
+        } else if name.eq_ignore_ascii_case("connection") {
+            connection.add(&header.value);
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue |= parse_expect(&header.value)?;
+        }
+    }
+
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1; more than one is an error in any version.
+    if hosts > 1 {
+        return Err(RequestError::DuplicateHost);
+    }
+    if hosts == 0 && version == Version::Http11 {
+        return Err(RequestError::MissingHost);
+    }
+
+    let body = body_framing(content_length, &transfer_encoding, version, limits)?;
+    let keep_alive = match version {
+        Version::Http11 => !connection.close,
+        Version::Http10 => connection.keep_alive && !connection.close,
+    };
+    // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+    let expect_continue = expect_continue && version == Version::Http11;
+    Ok(Framing {
+        body,
+        keep_alive,
+        expect_continue,
+    })
+}
+
+/// Applies RFC 9112 §6.1 and §6.3 to the collected Content-Length and Transfer-Encoding.
+fn body_framing(
+    content_length: Option<u64>,
+    transfer_encoding: &TransferEncoding,
+    version: Version,
+    limits: &Limits,
+) -> Result<BodyFraming, RequestError> {
+    if transfer_encoding.present {
+        if version == Version::Http10 {
+            return Err(RequestError::TransferEncodingWithHttp10);
+        }
+        if content_length.is_some() {
+            return Err(RequestError::ContentLengthWithTransferEncoding);
+        }
+        transfer_encoding.check()?;
+        return Ok(BodyFraming::Chunked);
+    }
+
+    match content_length {
+        None | Some(0) => Ok(BodyFraming::Empty),
+        Some(length) if length > limits.max_body_bytes => {
+            Err(RequestError::ContentLengthTooLarge {
+                length,
+                max: limits.max_body_bytes,
+            })
+        }
+        Some(length) => Ok(BodyFraming::Length(length)),
+    }
+}
+
+/// Adds one Content-Length field value to `merged`. A list of identical values, in one field or
+/// several, collapses into one (RFC 9110 §8.6); differing values are an error.
+pub(crate) fn merge_content_length(
+    merged: &mut Option<u64>,
+    value: &[u8],
+) -> Result<(), RequestError> {
+    for element in value.split(|&byte| byte == b',') {
+        let length = parse_content_length(trim_whitespace(element))?;
+        match merged {
+            Some(previous) if *previous != length => {
+                return Err(RequestError::DifferingContentLengths);
+            }
+            _ => *merged = Some(length),
+        }
+    }
+    Ok(())
+}
+
+/// Parses `1*DIGIT` with checked arithmetic.
+fn parse_content_length(digits: &[u8]) -> Result<u64, RequestError> {
+    match digits.first() {
+        None => return Err(RequestError::InvalidContentLength),
+        Some(b'+' | b'-') => return Err(RequestError::SignedContentLength),
+        Some(_) => {}
+    }
+
+    let mut length: u64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return Err(RequestError::InvalidContentLength);
+        }
+        length = length
+            .checked_mul(10)
+            .and_then(|length| length.checked_add(u64::from(byte - b'0')))
+            .ok_or(RequestError::ContentLengthOverflow)?;
+    }
+    Ok(length)
+}
+
+/// The transfer codings of every Transfer-Encoding field, in order.
+#[derive(Default)]
+pub(crate) struct TransferEncoding {
+    pub(crate) present: bool,
+    codings: usize,
+    chunked: usize,
+    last_is_chunked: bool,
+    other: bool,
+}
+
+impl TransferEncoding {
+    /// Adds the codings listed in one field value.
+    pub(crate) fn add(&mut self, value: &[u8]) -> Result<(), RequestError> {
+        self.present = true;
+        for element in list_elements(value) {
+            // RFC 9112 §7: transfer-coding = token *( OWS ";" OWS transfer-parameter )
+            let mut name_and_parameters = element.splitn(2, |&byte| byte == b';');
+            let name = trim_whitespace(name_and_parameters.next().unwrap_or_default());
+            let has_parameters = name_and_parameters.next().is_some();
+            if name.is_empty() || !name.iter().all(|&byte| is_token_byte(byte)) {
+                return Err(RequestError::InvalidTransferEncoding);
+            }
+
+            self.codings += 1;
+            self.last_is_chunked = name.eq_ignore_ascii_case(b"chunked");
+            if self.last_is_chunked {
+                // chunked defines no parameters.
+                if has_parameters {
+                    return Err(RequestError::InvalidTransferEncoding);
+                }
+                self.chunked += 1;
+            } else {
+                self.other = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Accepts exactly `chunked`, once and last (RFC 9112 §6.1, §6.3, §7).
+    pub(crate) fn check(&self) -> Result<(), RequestError> {
+        if self.codings == 0 {
+            return Err(RequestError::InvalidTransferEncoding);
+        }
+        if !self.last_is_chunked {
+            return Err(RequestError::ChunkedNotFinal);
+        }
+        if self.chunked > 1 {
+            return Err(RequestError::ChunkedTwice);
+        }
+        // Codings before chunked would have to be undone before the body reaches the
+        // application, and this server decodes none of them.
+        if self.other {
+            return Err(RequestError::UnsupportedTransferCoding);
+        }
+        Ok(())
+    }
+}
+
+/// The `close` and `keep-alive` options of every Connection field (RFC 9112 §9.3, §9.6).
+#[derive(Default)]
+struct ConnectionOptions {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl ConnectionOptions {
+    fn add(&mut self, value: &[u8]) {
+        for option in list_elements(value) {
+            self.close |= option.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+}
+
+/// Returns whether an Expect value requests 100 Continue (RFC 9110 §10.1.1).
+fn parse_expect(value: &[u8]) -> Result<bool, RequestError> {
+    let mut expect_continue = false;
+    for expectation in list_elements(value) {
+        if !expectation.eq_ignore_ascii_case(b"100-continue") {
+            return Err(RequestError::UnsupportedExpectation);
+        }
+        expect_continue = true;
+    }
+    Ok(expect_continue)
+}
+
+/// Sets the Host header to the authority of an absolute-form target (RFC 9112 §3.2.2), adding
+/// one when an HTTP/1.0 request sent none.
+fn replace_host(headers: &mut Vec<Header>, authority: &str) {
+    match headers
+        .iter_mut()
+        .find(|header| header.name.eq_ignore_ascii_case("host"))
+    {
+        Some(host) => host.value = authority.as_bytes().to_vec(),
+        None => headers.push(Header {
+            name: "Host".to_owned(),
+            value: authority.as_bytes().to_vec(),
+        }),
+    }
+}
+
+/// Checks `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2). The host may not be empty
+/// because http and https URIs require one (RFC 9110 §4.2.1).
+pub(crate) fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(close) = value.iter().position(|&byte| byte == b']') else {
+            return false;
+        };
+        let (literal, rest) = value.split_at(close + 1);
+        let inside = literal.get(1..close).unwrap_or_default();
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.')
+        {
+            return false;
+        }
+        match rest {
+            [] => (literal, None),
+            [b':', port @ ..] => (literal, Some(port)),
+            _ => return false,
+        }
+    } else {
+        match value.iter().position(|&byte| byte == b':') {
+            Some(colon) => {
+                let (host, port) = value.split_at(colon);
+                (host, port.get(1..))
+            }
+            None => (value, None),
+        }
+    };
+
+    let host_ok = host.first() == Some(&b'[') || is_reg_name(host);
+    let port_ok = port.is_none_or(|port| port.len() <= 5 && port.iter().all(u8::is_ascii_digit));
+    host_ok && port_ok
+}
+
+/// Checks a non-empty reg-name or IPv4 address: unreserved, sub-delims and percent-encodings.
+fn is_reg_name(host: &[u8]) -> bool {
+    if host.is_empty() {
+        return false;
+    }
+    let mut bytes = host.iter();
+    while let Some(&byte) = bytes.next() {
+        let ok = match byte {
+            b'%' => {
+                let high = bytes.next().is_some_and(u8::is_ascii_hexdigit);
+                let low = bytes.next().is_some_and(u8::is_ascii_hexdigit);
+                high && low
+            }
+            b'-' | b'.' | b'_' | b'~' => true,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => true,
+            _ => byte.is_ascii_alphanumeric(),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Returns the non-empty elements of a comma-separated list with surrounding whitespace removed
+/// (RFC 9110 §5.6.1: empty elements are ignored).
+pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&byte| byte == b',')
+        .map(trim_whitespace)
+        .filter(|element| !element.is_empty())
+}
+
+/// Removes leading and trailing SP and HT (OWS, RFC 9110 §5.6.3).
+pub(crate) fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+pub(crate) fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// Bytes accepted in a request target: visible ASCII without `#`, because a fragment is never
+/// part of a request target (RFC 9112 §3.2). Characters that RFC 3986 leaves out but browsers
+/// send unencoded in query strings, such as `|` and `{`, are accepted as common servers do.
+fn is_target_byte(byte: u8) -> bool {
+    matches!(byte, b'!'..=b'~') && byte != b'#'
+}
+
+fn ascii_string(bytes: &[u8], error: RequestError) -> Result<String, RequestError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(_) => Err(error),
+    }
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;
