@@ -9,6 +9,7 @@
 //! - `chunked`: the chunked body decoder.
 //! - `decoder`: one request after another on a connection.
 //! - `response`: status lines, error pages and the Date header.
+//! - `upstream`: the request written to Gunicorn and the decoder of its response.
 //! - `request`: the parsed request head shared with the rest of the crate.
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -23,6 +24,7 @@ pub mod limits;
 pub mod parse;
 pub mod request;
 pub mod response;
+pub mod upstream;
 
 pub use chunked::ChunkedDecoder;
 pub use decoder::{Event, RequestDecoder};
@@ -31,3 +33,7 @@ pub use limits::Limits;
 pub use parse::parse_request_head;
 pub use request::{BodyFraming, Header, RequestHead, Version};
 pub use response::{DateCache, error_response, reason_phrase, status_has_no_body, write_head};
+pub use upstream::{
+    Forwarded, ResponseDecoder, ResponseEvent, ResponseFraming, ResponseHead, ResponseLimits,
+    UpstreamError, write_client_response_head, write_upstream_request,
+};

@@ -131,7 +131,7 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, value: u64) {
 /// The value of the Date header (IMF-fixdate, RFC 9110 §5.6.7), formatted at most once per
 /// second.
 ///
-/// One cache per worker thread serves every response of that thread.
+/// It is not shared between threads: each worker thread keeps its own.
 #[derive(Debug, Clone)]
 pub struct DateCache {
     /// The second since the Unix epoch that `value` shows.
