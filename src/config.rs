@@ -1,0 +1,734 @@
+//! The TOML configuration: its schema, defaults, and the checks that turn a file into a
+//! [`Config`] or a [`ConfigError`] naming the file, line and key at fault.
+//!
+//! Relative paths in the file are resolved against the directory that contains it, so a config
+//! and its certificate can move together.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use toml::Spanned;
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub limits: LimitSettings,
+    pub timeouts: TimeoutSettings,
+    pub redirect: Option<RedirectSettings>,
+    pub https: Option<HttpsSettings>,
+    pub http: Option<HttpSettings>,
+    pub statics: Vec<StaticSettings>,
+    pub static_cache: StaticCacheSettings,
+    pub upstream: Option<UpstreamSettings>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Worker threads, each with its own ring and listeners. 0 means one per online CPU.
+    pub workers: usize,
+    /// Where the access log goes: `"stdout"`, `"off"`, or a file path (appended to).
+    pub access_log: String,
+    /// How long in-flight requests may run after SIGTERM or SIGINT before the process exits.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// The `tracing` filter for error and diagnostic logs on stderr, in `RUST_LOG` syntax.
+    /// `RUST_LOG`, when set, takes precedence.
+    pub log_level: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            workers: 0,
+            access_log: "stdout".to_owned(),
+            shutdown_grace: Duration::from_secs(10),
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[limits]`: sizes past which a request is rejected with a status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Request line plus headers, in bytes. Above it: 431.
+    pub max_head_bytes: usize,
+    /// Request target, in bytes. Above it: 414.
+    pub max_uri_bytes: usize,
+    /// Header fields per request. Above it: 431.
+    pub max_headers: usize,
+    /// Request body, in bytes, after chunked decoding. Above it: 413 (nginx's
+    /// `client_max_body_size`, whose default is 1 MiB; ours is 10 MiB).
+    pub max_body_bytes: u64,
+    /// Upstream response body kept in memory, in bytes. Above it the client gets 502.
+    pub max_response_bytes: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_head_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_headers: 100,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[timeouts]`: how long a client may take at each stage before its connection is closed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutSettings {
+    /// From accept to the end of the TLS handshake.
+    #[serde(deserialize_with = "duration")]
+    pub handshake: Duration,
+    /// From the first byte of a request to the end of its head.
+    #[serde(deserialize_with = "duration")]
+    pub request_head: Duration,
+    /// Between two reads of a request body.
+    #[serde(deserialize_with = "duration")]
+    pub body_read: Duration,
+    /// An idle keep-alive connection waiting for its next request.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive: Duration,
+    /// One write to a client that stopped reading.
+    #[serde(deserialize_with = "duration")]
+    pub send: Duration,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            handshake: Duration::from_secs(10),
+            request_head: Duration::from_secs(30),
+            body_read: Duration::from_secs(30),
+            keepalive: Duration::from_secs(75),
+            send: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[redirect]`: listeners that answer every request with a 301 to the HTTPS site.
+#[derive(Debug, Clone)]
+pub struct RedirectSettings {
+    pub listen: Vec<SocketAddr>,
+}
+
+/// `[https]`: TLS listeners.
+#[derive(Debug, Clone)]
+pub struct HttpsSettings {
+    pub listen: Vec<SocketAddr>,
+    /// PEM file with the certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub private_key: PathBuf,
+    /// Host names this site answers to; the first is canonical for redirects.
+    pub server_names: Vec<String>,
+}
+
+/// `[http]`: plain listeners serving the same routes as `[https]`.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: Vec<SocketAddr>,
+}
+
+/// One `[[static]]` table: a URL prefix served from a directory.
+#[derive(Debug, Clone)]
+pub struct StaticSettings {
+    /// URL prefix, starting and ending with `/`.
+    pub prefix: String,
+    pub dir: PathBuf,
+    /// File served for a directory request.
+    pub index: String,
+    /// `Cache-Control: public, max-age=N` in seconds, when set.
+    pub max_age: Option<u32>,
+    /// Serve paths with a segment starting with `.`. Default false.
+    pub dotfiles: bool,
+    /// Follow symlinks that resolve outside `dir`. Default false.
+    pub symlinks_outside: bool,
+}
+
+/// `[static_cache]`: the per-worker cache of file contents and their compressed variants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaticCacheSettings {
+    /// Byte budget of each worker's cache; least recently used entries leave first.
+    pub max_bytes: usize,
+    /// Files larger than this many bytes are streamed from disk instead of held in memory.
+    pub max_file_bytes: u64,
+    /// libdeflater compression level, 1 to 12.
+    pub gzip_level: i32,
+    /// Files smaller than this many bytes are not compressed.
+    pub gzip_min_bytes: u64,
+    /// How often a cached file is checked against the disk.
+    #[serde(deserialize_with = "duration")]
+    pub revalidate: Duration,
+    /// Large files each worker keeps open for streaming; the least recently used is closed first.
+    pub max_open_files: usize,
+}
+
+impl Default for StaticCacheSettings {
+    fn default() -> Self {
+        StaticCacheSettings {
+            max_bytes: 256 * 1024 * 1024,
+            max_file_bytes: 8 * 1024 * 1024,
+            gzip_level: 9,
+            gzip_min_bytes: 256,
+            revalidate: Duration::from_secs(1),
+            max_open_files: 64,
+        }
+    }
+}
+
+/// `[upstream]`: the Gunicorn socket every non-static request goes to.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub unix: PathBuf,
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to send its whole response. Past it: 504.
+    pub read_timeout: Duration,
+    /// Time allowed to write the request to the upstream.
+    pub send_timeout: Duration,
+}
+
+/// Why a configuration file was rejected.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line of the offending key, when known.
+    pub line: Option<usize>,
+    /// Dotted key path such as `https.certificate`, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// The raw file as serde sees it. Fields that need checks after parsing keep their span so the
+// error can name the line.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerSettings,
+    #[serde(default)]
+    limits: LimitSettings,
+    #[serde(default)]
+    timeouts: TimeoutSettings,
+    redirect: Option<RawListen>,
+    https: Option<RawHttps>,
+    http: Option<RawListen>,
+    #[serde(default, rename = "static")]
+    statics: Vec<RawStatic>,
+    #[serde(default)]
+    static_cache: StaticCacheSettings,
+    upstream: Option<RawUpstream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    listen: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttps {
+    listen: Spanned<Vec<Spanned<String>>>,
+    certificate: Spanned<PathBuf>,
+    private_key: Spanned<PathBuf>,
+    server_names: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatic {
+    prefix: Spanned<String>,
+    dir: Spanned<PathBuf>,
+    #[serde(default = "default_index")]
+    index: String,
+    max_age: Option<u32>,
+    #[serde(default)]
+    dotfiles: bool,
+    #[serde(default)]
+    symlinks_outside: bool,
+}
+
+fn default_index() -> String {
+    "index.html".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    unix: Spanned<PathBuf>,
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    connect_timeout: Duration,
+    #[serde(default = "default_read_timeout", deserialize_with = "duration")]
+    read_timeout: Duration,
+    #[serde(default = "default_send_timeout", deserialize_with = "duration")]
+    send_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_send_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Parses a duration written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a bare integer of seconds.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        Raw::Text(text) => parse_duration(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "invalid duration {text:?}: expected a number followed by ms, s, m or h, such as \"10s\""
+            ))
+        }),
+    }
+}
+
+/// Parses `"<digits><unit>"` with unit `ms`, `s`, `m` or `h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let digits_end = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(digits_end);
+    let value: u64 = digits.parse().ok()?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(value),
+        "s" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value.checked_mul(60)?),
+        "h" => Duration::from_secs(value.checked_mul(3600)?),
+        _ => return None,
+    };
+    Some(duration)
+}
+
+impl Config {
+    /// Reads and checks the configuration file at `path`.
+    ///
+    /// # Errors
+    /// Returns a [`ConfigError`] naming the file, and the line and key when the fault is in one
+    /// place: a syntax error, an unknown key, a value of the wrong type, an address that does not
+    /// parse, a file that cannot be read, or settings that contradict each other.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: None,
+            message: format!("cannot read the configuration file: {err}"),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, path, &base)
+    }
+
+    /// Checks configuration text as if it had been read from `file`, resolving relative paths
+    /// against `base`.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let checker = Checker { text, file, base };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| checker.from_toml(&err))?;
+        checker.build(raw)
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a Path,
+    base: &'a Path,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes().get(..end).map_or(0, |before| before.iter().filter(|&&b| b == b'\n').count()) + 1
+    }
+
+    fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
+        let line = err.span().map(|span| self.line_of(span.start));
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            key: None,
+            message: err.message().trim().to_owned(),
+        }
+    }
+
+    fn error(&self, span: std::ops::Range<usize>, key: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line: Some(self.line_of(span.start)),
+            key: Some(key.to_owned()),
+            message,
+        }
+    }
+
+    fn error_without_line(&self, key: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line: None,
+            key: Some(key.to_owned()),
+            message,
+        }
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_owned() } else { self.base.join(path) }
+    }
+
+    fn listen(&self, raw: &RawListen, table: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.addresses(&raw.listen, &format!("{table}.listen"))
+    }
+
+    fn addresses(
+        &self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        key: &str,
+    ) -> Result<Vec<SocketAddr>, ConfigError> {
+        if list.get_ref().is_empty() {
+            return Err(self.error(list.span(), key, "must list at least one address".to_owned()));
+        }
+        list.get_ref()
+            .iter()
+            .map(|entry| {
+                entry.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    self.error(
+                        entry.span(),
+                        key,
+                        format!(
+                            "invalid listen address {:?}: expected IP:PORT such as \"0.0.0.0:443\" or \"[::]:443\"",
+                            entry.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn readable_file(&self, raw: &Spanned<PathBuf>, key: &str) -> Result<PathBuf, ConfigError> {
+        let path = self.resolve(raw.get_ref());
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(path),
+            Ok(_) => Err(self.error(raw.span(), key, format!("{} is not a regular file", path.display()))),
+            Err(err) => Err(self.error(raw.span(), key, format!("cannot read {}: {err}", path.display()))),
+        }
+    }
+
+    fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        self.check_ranges(&raw)?;
+
+        let redirect = match &raw.redirect {
+            Some(table) => Some(RedirectSettings { listen: self.listen(table, "redirect")? }),
+            None => None,
+        };
+        let http = match &raw.http {
+            Some(table) => Some(HttpSettings { listen: self.listen(table, "http")? }),
+            None => None,
+        };
+        let https = match &raw.https {
+            Some(table) => Some(self.https(table)?),
+            None => None,
+        };
+        if redirect.is_some() && https.is_none() {
+            return Err(self.error_without_line(
+                "redirect",
+                "a redirect listener needs an [https] table to send clients to".to_owned(),
+            ));
+        }
+        if redirect.is_none() && https.is_none() && http.is_none() {
+            return Err(self.error_without_line(
+                "listen",
+                "no listener is configured: add [https], [http] or [redirect] with a listen list".to_owned(),
+            ));
+        }
+        self.check_duplicate_addresses(&[&redirect.as_ref().map(|r| &r.listen), &https.as_ref().map(|h| &h.listen), &http.as_ref().map(|h| &h.listen)])?;
+
+        let mut statics = Vec::with_capacity(raw.statics.len());
+        for (index, table) in raw.statics.iter().enumerate() {
+            statics.push(self.static_route(table, index, &statics)?);
+        }
+        let upstream = raw.upstream.map(|table| UpstreamSettings {
+            unix: self.resolve(table.unix.get_ref()),
+            connect_timeout: table.connect_timeout,
+            read_timeout: table.read_timeout,
+            send_timeout: table.send_timeout,
+        });
+
+        Ok(Config {
+            server: raw.server,
+            limits: raw.limits,
+            timeouts: raw.timeouts,
+            redirect,
+            https,
+            http,
+            statics,
+            static_cache: raw.static_cache,
+            upstream,
+        })
+    }
+
+    fn check_ranges(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        let level = raw.static_cache.gzip_level;
+        if !(1..=12).contains(&level) {
+            return Err(self.error_without_line(
+                "static_cache.gzip_level",
+                format!("{level} is out of range: libdeflater levels run from 1 to 12"),
+            ));
+        }
+        if raw.limits.max_head_bytes < 1024 {
+            return Err(self.error_without_line(
+                "limits.max_head_bytes",
+                format!("{} is too small: use at least 1024", raw.limits.max_head_bytes),
+            ));
+        }
+        if raw.limits.max_headers == 0 {
+            return Err(self.error_without_line("limits.max_headers", "must be at least 1".to_owned()));
+        }
+        if raw.limits.max_uri_bytes == 0 {
+            return Err(self.error_without_line("limits.max_uri_bytes", "must be at least 1".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn check_duplicate_addresses(&self, lists: &[&Option<&Vec<SocketAddr>>]) -> Result<(), ConfigError> {
+        let mut seen: Vec<SocketAddr> = Vec::new();
+        for list in lists.iter().filter_map(|list| **list) {
+            for address in list {
+                if seen.contains(address) {
+                    return Err(self.error_without_line(
+                        "listen",
+                        format!("{address} is listed twice: each address may belong to one listener"),
+                    ));
+                }
+                seen.push(*address);
+            }
+        }
+        Ok(())
+    }
+
+    fn https(&self, table: &RawHttps) -> Result<HttpsSettings, ConfigError> {
+        let listen = self.addresses(&table.listen, "https.listen")?;
+        let certificate = self.readable_file(&table.certificate, "https.certificate")?;
+        let private_key = self.readable_file(&table.private_key, "https.private_key")?;
+
+        let names = table.server_names.get_ref();
+        if names.is_empty() {
+            return Err(self.error(
+                table.server_names.span(),
+                "https.server_names",
+                "must list at least one host name; the first is used in redirects".to_owned(),
+            ));
+        }
+        let mut server_names = Vec::with_capacity(names.len());
+        for name in names {
+            let valid = !name.get_ref().is_empty()
+                && name.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !valid {
+                return Err(self.error(
+                    name.span(),
+                    "https.server_names",
+                    format!("invalid host name {:?}: use letters, digits, '-' and '.' only, without a port", name.get_ref()),
+                ));
+            }
+            server_names.push(name.get_ref().to_ascii_lowercase());
+        }
+        Ok(HttpsSettings { listen, certificate, private_key, server_names })
+    }
+
+    fn static_route(
+        &self,
+        table: &RawStatic,
+        index: usize,
+        earlier: &[StaticSettings],
+    ) -> Result<StaticSettings, ConfigError> {
+        let key = format!("static[{index}].prefix");
+        let prefix = table.prefix.get_ref();
+        if !prefix.starts_with('/') || !prefix.ends_with('/') {
+            return Err(self.error(
+                table.prefix.span(),
+                &key,
+                format!("invalid prefix {prefix:?}: it must start and end with '/', such as \"/static/\""),
+            ));
+        }
+        if earlier.iter().any(|route| route.prefix == *prefix) {
+            return Err(self.error(table.prefix.span(), &key, format!("prefix {prefix:?} is configured twice")));
+        }
+
+        let dir_key = format!("static[{index}].dir");
+        let dir = self.resolve(table.dir.get_ref());
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(self.error(table.dir.span(), &dir_key, format!("{} is not a directory", dir.display()))),
+            Err(err) => return Err(self.error(table.dir.span(), &dir_key, format!("cannot open {}: {err}", dir.display()))),
+        }
+        if table.index.is_empty() || table.index.contains('/') {
+            return Err(self.error_without_line(
+                &format!("static[{index}].index"),
+                format!("invalid index file name {:?}: use a plain file name", table.index),
+            ));
+        }
+
+        Ok(StaticSettings {
+            prefix: prefix.clone(),
+            dir,
+            index: table.index.clone(),
+            max_age: table.max_age,
+            dotfiles: table.dotfiles,
+            symlinks_outside: table.symlinks_outside,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"), Path::new("."))
+    }
+
+    #[test]
+    fn durations_accept_units_and_integers() {
+        let cases = [
+            ("500ms", Some(Duration::from_millis(500))),
+            ("10s", Some(Duration::from_secs(10))),
+            ("2m", Some(Duration::from_secs(120))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("10", None),
+            ("s", None),
+            ("-1s", None),
+            ("1.5s", None),
+            ("10 days", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn minimal_http_config_loads_defaults() {
+        let config = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n").unwrap();
+        assert_eq!(config.server.workers, 0);
+        assert_eq!(config.limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.limits.max_head_bytes, 16 * 1024);
+        assert_eq!(config.server.shutdown_grace, Duration::from_secs(10));
+        assert!(config.upstream.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\nlistne = 1\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(err.message.contains("listne"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_table_is_rejected() {
+        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[htps]\nlisten = []\n").unwrap_err();
+        assert!(err.message.contains("htps"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_address_names_key_and_line() {
+        let err = parse("[http]\nlisten = [\n  \"127.0.0.1:8080\",\n  \"localhost\",\n]\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.listen"));
+        assert_eq!(err.line, Some(4));
+    }
+
+    #[test]
+    fn bad_duration_names_line() {
+        let err = parse("[http]\nlisten = [\"127.0.0.1:1\"]\n[server]\nshutdown_grace = \"ten\"\n").unwrap_err();
+        assert_eq!(err.line, Some(4));
+        assert!(err.message.contains("invalid duration"), "{}", err.message);
+    }
+
+    #[test]
+    fn missing_certificate_names_key() {
+        let text = "[https]\nlisten = [\"127.0.0.1:8443\"]\ncertificate = \"/nonexistent/cert.pem\"\nprivate_key = \"/nonexistent/key.pem\"\nserver_names = [\"example.org\"]\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("https.certificate"));
+        assert_eq!(err.line, Some(3));
+    }
+
+    #[test]
+    fn redirect_without_https_is_rejected() {
+        let err = parse("[redirect]\nlisten = [\"127.0.0.1:8080\"]\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("redirect"));
+    }
+
+    #[test]
+    fn no_listener_is_rejected() {
+        let err = parse("[server]\nworkers = 1\n").unwrap_err();
+        assert!(err.message.contains("no listener"), "{}", err.message);
+    }
+
+    #[test]
+    fn duplicate_address_is_rejected() {
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("listed twice"), "{}", err.message);
+    }
+
+    #[test]
+    fn static_prefix_must_be_slashed() {
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = \"static\"\ndir = \".\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("static[0].prefix"));
+        assert_eq!(err.line, Some(4));
+    }
+
+    #[test]
+    fn gzip_level_out_of_range() {
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[static_cache]\ngzip_level = 13\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("static_cache.gzip_level"));
+    }
+
+    #[test]
+    fn display_has_file_line_key() {
+        let err = ConfigError {
+            file: PathBuf::from("/etc/ringfront.toml"),
+            line: Some(7),
+            key: Some("https.listen".to_owned()),
+            message: "bad".to_owned(),
+        };
+        assert_eq!(err.to_string(), "/etc/ringfront.toml:7: https.listen: bad");
+    }
+}

@@ -1,0 +1,241 @@
+//! The one module that knows the async runtime: compio on io_uring, with its polling driver as
+//! the fallback where io_uring is blocked (for example by Docker's default seccomp profile).
+//!
+//! Everything else in the crate reaches the runtime through the names re-exported or defined
+//! here, so replacing compio means rewriting this file and the socket calls in `server`, not the
+//! protocol code. This module owns listener creation (SO_REUSEPORT), task spawning, timers, the
+//! blocking pool and the shared-buffer type handed to the kernel.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub use compio::BufResult;
+pub use compio::buf::IoBuf;
+pub use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+pub use compio::net::{TcpListener, TcpStream, UnixStream};
+pub use compio::runtime::Runtime;
+
+/// Pending submissions the ring holds. Sized for thousands of connections per worker, each with
+/// at most one read or write in flight.
+const RING_ENTRIES: u32 = 4096;
+
+/// Builds the runtime of one worker thread, on io_uring when the kernel allows it.
+///
+/// COOP_TASKRUN with the TASKRUN flag lets the kernel skip the inter-processor interrupt that a
+/// plain ring uses to run completion work, which matters with one busy thread per core.
+///
+/// # Errors
+/// Fails when neither io_uring nor the polling driver can be set up.
+pub fn build_worker_runtime() -> io::Result<Runtime> {
+    let mut proactor = compio::driver::ProactorBuilder::new();
+    proactor.capacity(RING_ENTRIES).coop_taskrun(true).taskrun_flag(true);
+    Runtime::builder().with_proactor(proactor).build()
+}
+
+/// Returns "io_uring" or "polling" for the running worker's driver, for the start-up log.
+pub fn driver_name() -> &'static str {
+    if Runtime::with_current(|runtime| runtime.driver_type().is_iouring()) { "io_uring" } else { "polling" }
+}
+
+/// Spawns a task on the current worker. A panic inside it ends only that task: the executor
+/// catches it and the worker goes on.
+pub fn spawn<F: Future + 'static>(future: F) {
+    compio::runtime::spawn(future).detach();
+}
+
+/// Runs `f` on the runtime's blocking thread pool and waits for it without blocking the worker's
+/// other tasks. Returns `None` when `f` panicked.
+pub async fn spawn_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    compio::runtime::spawn_blocking(f).await.ok()
+}
+
+pub async fn sleep(duration: Duration) {
+    compio::time::sleep(duration).await;
+}
+
+/// Runs `future` for at most `duration`. Returns `None` on expiry, after the future (and with it
+/// any operation it had in the ring) is dropped and so cancelled.
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    compio::time::timeout(duration, future).await.ok()
+}
+
+/// Checks that nothing else listens on `addr`, so that a second server does not silently join
+/// ours, or we theirs, through SO_REUSEPORT.
+///
+/// The probe binds without SO_REUSEPORT: the kernel refuses it while any socket, reuse-port or
+/// not, holds the address. A TIME_WAIT leftover does not count thanks to SO_REUSEADDR.
+///
+/// # Errors
+/// Returns the bind error, `AddrInUse` when another process has the port.
+pub fn probe_address(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
+}
+
+/// Opens one worker's listening socket on `addr` with SO_REUSEPORT, so that every worker has its
+/// own accept queue and the kernel spreads connections between them.
+///
+/// # Errors
+/// Returns the socket, bind or listen error.
+pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// Hands an open file to the runtime for positional reads on the ring.
+pub fn runtime_file(file: std::fs::File) -> compio::fs::File {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` comes from `into_raw_fd` on an open file, so it is valid and nothing else owns
+    // or will close it; the returned File takes over that ownership.
+    unsafe { compio::fs::File::from_raw_fd(fd) }
+}
+
+/// A byte range of shared, immutable memory that can be handed to the kernel for a write without
+/// a copy: a cached file body or its compressed variant.
+#[derive(Clone)]
+pub struct SharedBytes {
+    bytes: Arc<[u8]>,
+    range: Range<usize>,
+}
+
+impl SharedBytes {
+    /// Returns `None` when `range` is not inside `bytes`.
+    pub fn new(bytes: Arc<[u8]>, range: Range<usize>) -> Option<SharedBytes> {
+        bytes.get(range.clone())?;
+        Some(SharedBytes { bytes, range })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+// The Arc keeps the memory alive and unmoved for as long as the kernel may read it, because the
+// runtime holds this value until the operation completes.
+impl IoBuf for SharedBytes {
+    fn as_init(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+/// Process-wide shutdown request, set from the signal thread and seen by every worker.
+#[derive(Clone, Default)]
+pub struct ShutdownTrigger {
+    flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// How often a worker looks at the process-wide shutdown flag. It bounds how late a worker starts
+/// draining after SIGTERM and costs one timer wake-up per period.
+const SHUTDOWN_POLL_PERIOD: Duration = Duration::from_millis(50);
+
+/// One worker's view of shutdown: tasks await [`Shutdown::wait`] without any cross-thread
+/// synchronisation; a single watcher task per worker copies the process-wide flag into it.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Rc<ShutdownInner>,
+}
+
+#[derive(Default)]
+struct ShutdownInner {
+    started: Cell<bool>,
+    /// Wakers of pending [`ShutdownWait`]s, removed again when a wait is dropped, so the table
+    /// stays as large as the number of connections waiting at once.
+    waiters: RefCell<slab::Slab<Waker>>,
+}
+
+impl Shutdown {
+    /// Starts the task that watches `trigger` and wakes this worker's waiters when it fires.
+    pub fn watch(trigger: ShutdownTrigger) -> Shutdown {
+        let shutdown = Shutdown::default();
+        let local = shutdown.clone();
+        spawn(async move {
+            while !trigger.is_triggered() {
+                sleep(SHUTDOWN_POLL_PERIOD).await;
+            }
+            local.start();
+        });
+        shutdown
+    }
+
+    pub fn start(&self) {
+        self.inner.started.set(true);
+        let waiters = std::mem::take(&mut *self.inner.waiters.borrow_mut());
+        for (_, waker) in waiters {
+            waker.wake();
+        }
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.inner.started.get()
+    }
+
+    /// Completes once shutdown has started.
+    pub fn wait(&self) -> ShutdownWait {
+        ShutdownWait { shutdown: self.clone(), key: None }
+    }
+}
+
+pub struct ShutdownWait {
+    shutdown: Shutdown,
+    key: Option<usize>,
+}
+
+impl Future for ShutdownWait {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shutdown.is_started() {
+            return Poll::Ready(());
+        }
+        let key = self.key;
+        let inner = Rc::clone(&self.shutdown.inner);
+        let mut waiters = inner.waiters.borrow_mut();
+        match key.and_then(|key| waiters.get_mut(key)) {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => self.key = Some(waiters.insert(cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ShutdownWait {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.shutdown.inner.waiters.borrow_mut().try_remove(key);
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! A client connection's byte stream, plain or TLS. rustls is driven over buffers this type owns:
+//! ciphertext read from the socket goes into `rustls::ServerConnection::read_tls`, and records it
+//! produces are collected with `write_tls` into the outgoing buffer, so no TLS stream wrapper and
+//! no second runtime are involved.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use rustls::ServerConnection;
+
+use crate::rt::{self, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufResult, SharedBytes, TcpStream};
+
+/// Bytes requested from the socket per read. A full TLS record (16 KiB of plaintext plus
+/// overhead) fits, so one read usually yields whole records.
+const READ_CHUNK: usize = 17 * 1024;
+
+/// Plaintext handed to rustls per step when a large body is encrypted, so the ciphertext buffer
+/// stays bounded.
+const TLS_WRITE_CHUNK: usize = 64 * 1024;
+
+/// How long a closing connection keeps reading what the client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// How many bytes a closing connection reads and discards at most.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Why a connection's byte stream ended or failed.
+#[derive(Debug)]
+pub enum StreamError {
+    /// The peer closed the connection (or sent a TLS close_notify) between messages or during one.
+    Closed,
+    /// A read or write did not finish in time.
+    TimedOut,
+    /// The socket failed, for example with a reset or a broken pipe.
+    Io(io::Error),
+    /// The peer sent TLS that rustls rejected; the alert has already been queued.
+    Tls(rustls::Error),
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::Closed => write!(f, "closed by the client"),
+            StreamError::TimedOut => write!(f, "send timed out"),
+            StreamError::Io(err) => write!(f, "socket error: {err}"),
+            StreamError::Tls(err) => write!(f, "TLS error: {err}"),
+        }
+    }
+}
+
+impl From<io::Error> for StreamError {
+    fn from(err: io::Error) -> Self {
+        StreamError::Io(err)
+    }
+}
+
+pub struct ClientIo {
+    stream: TcpStream,
+    tls: Option<Box<ServerConnection>>,
+    /// Ciphertext read from the socket and not yet taken by rustls (TLS only).
+    tls_in: Vec<u8>,
+    /// Bytes ready for the socket: plaintext on a plain connection, TLS records otherwise.
+    out: Vec<u8>,
+    send_timeout: Duration,
+}
+
+impl ClientIo {
+    pub fn new(stream: TcpStream, tls: Option<ServerConnection>, send_timeout: Duration) -> ClientIo {
+        let tls = tls.map(|mut connection| {
+            // Bodies are pushed in TLS_WRITE_CHUNK steps and flushed after each, so rustls's own
+            // buffer never grows past one step.
+            connection.set_buffer_limit(None);
+            Box::new(connection)
+        });
+        ClientIo { stream, tls, tls_in: Vec::new(), out: Vec::new(), send_timeout }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Runs the TLS handshake to its end. A no-op on a plain connection.
+    ///
+    /// # Errors
+    /// `Closed` when the client leaves during the handshake, `Tls` when its messages are invalid.
+    pub async fn handshake(&mut self) -> Result<(), StreamError> {
+        loop {
+            let Some(tls) = self.tls.as_mut() else { return Ok(()) };
+            if !tls.is_handshaking() {
+                return Ok(());
+            }
+            if tls.wants_write() {
+                self.flush().await?;
+                continue;
+            }
+            let received = self.receive_ciphertext().await?;
+            if received == 0 {
+                return Err(StreamError::Closed);
+            }
+            self.process_ciphertext().await?;
+        }
+    }
+
+    /// Appends at least one byte of plaintext to `input`, or returns `Ok(0)` at a clean end of
+    /// stream (TCP FIN on a plain connection, close_notify on TLS).
+    ///
+    /// # Errors
+    /// `Closed` for a TLS connection cut without close_notify, `Io` and `Tls` as they come.
+    pub async fn read(&mut self, input: &mut Vec<u8>) -> Result<usize, StreamError> {
+        if self.tls.is_none() {
+            return self.read_plain(input).await;
+        }
+        loop {
+            if let Some(read) = self.take_plaintext(input)? {
+                return Ok(read);
+            }
+            if self.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
+                self.flush().await?;
+            }
+            let received = self.receive_ciphertext().await?;
+            if received == 0 {
+                // RFC 8446 §6.1: a peer that closes without close_notify may have been cut short.
+                return Err(StreamError::Closed);
+            }
+            self.process_ciphertext().await?;
+        }
+    }
+
+    async fn read_plain(&mut self, input: &mut Vec<u8>) -> Result<usize, StreamError> {
+        input.reserve(READ_CHUNK);
+        let buffer = std::mem::take(input);
+        let BufResult(result, buffer) = self.stream.append(buffer).await;
+        *input = buffer;
+        Ok(result?)
+    }
+
+    /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext.
+    fn take_plaintext(&mut self, input: &mut Vec<u8>) -> Result<Option<usize>, StreamError> {
+        let Some(tls) = self.tls.as_mut() else { return Ok(None) };
+        let start = input.len();
+        input.resize(start + READ_CHUNK, 0);
+        let result = tls.reader().read(&mut input[start..]);
+        match result {
+            Ok(read) => {
+                input.truncate(start + read);
+                Ok(Some(read))
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                input.truncate(start);
+                Ok(None)
+            }
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                input.truncate(start);
+                Err(StreamError::Closed)
+            }
+            Err(err) => {
+                input.truncate(start);
+                Err(StreamError::Io(err))
+            }
+        }
+    }
+
+    async fn receive_ciphertext(&mut self) -> Result<usize, StreamError> {
+        self.tls_in.reserve(READ_CHUNK);
+        let buffer = std::mem::take(&mut self.tls_in);
+        let BufResult(result, buffer) = self.stream.append(buffer).await;
+        self.tls_in = buffer;
+        Ok(result?)
+    }
+
+    /// Feeds buffered ciphertext to rustls, queueing any alert it produces when it rejects it.
+    async fn process_ciphertext(&mut self) -> Result<(), StreamError> {
+        let Some(tls) = self.tls.as_mut() else { return Ok(()) };
+        while !self.tls_in.is_empty() {
+            let mut unread = self.tls_in.as_slice();
+            let taken = tls.read_tls(&mut unread)?;
+            self.tls_in.drain(..taken);
+            if let Err(err) = tls.process_new_packets() {
+                // The alert describing the failure is in rustls's output; send it before closing.
+                self.flush().await.ok();
+                return Err(StreamError::Tls(err));
+            }
+            if taken == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues bytes for the client. Call [`ClientIo::flush`] to send them.
+    pub fn queue(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
+        match self.tls.as_mut() {
+            None => self.out.extend_from_slice(bytes),
+            Some(tls) => {
+                tls.writer().write_all(bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes queued and not yet sent, counting plaintext still inside rustls.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Sends everything queued.
+    ///
+    /// # Errors
+    /// `TimedOut` when the client does not take the bytes within the send timeout.
+    pub async fn flush(&mut self) -> Result<(), StreamError> {
+        if let Some(tls) = self.tls.as_mut() {
+            while tls.wants_write() {
+                tls.write_tls(&mut self.out)?;
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let sent = rt::timeout(self.send_timeout, self.stream.write_all(out)).await;
+        let Some(BufResult(result, mut out)) = sent else { return Err(StreamError::TimedOut) };
+        result?;
+        out.clear();
+        self.out = out;
+        Ok(())
+    }
+
+    /// Sends the queued head followed by `body`. On a plain connection the body goes to the kernel
+    /// from the shared buffer without a copy; on TLS it is encrypted in bounded steps.
+    ///
+    /// # Errors
+    /// As [`ClientIo::flush`].
+    pub async fn send_with_body(&mut self, body: SharedBytes) -> Result<(), StreamError> {
+        if self.tls.is_some() {
+            for piece in body.as_slice().chunks(TLS_WRITE_CHUNK) {
+                self.queue(piece)?;
+                self.flush().await?;
+            }
+            return self.flush().await;
+        }
+
+        let head = std::mem::take(&mut self.out);
+        let sent = rt::timeout(self.send_timeout, self.stream.write_vectored_all((head, (body,)))).await;
+        let Some(BufResult(result, (mut head, _body))) = sent else { return Err(StreamError::TimedOut) };
+        result?;
+        head.clear();
+        self.out = head;
+        Ok(())
+    }
+
+    /// Sends a TLS close_notify (RFC 8446 §6.1) when the connection is TLS, flushes, and shuts the
+    /// socket's write side so the client sees the end of the stream. With `linger`, unread client
+    /// bytes are drained first: use it when the client may still be sending a request.
+    pub async fn close(mut self, linger: bool) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+        }
+        if self.flush().await.is_ok() {
+            let _ = rt::timeout(self.send_timeout, self.stream.shutdown()).await;
+            if linger {
+                self.drain_before_close().await;
+            }
+        }
+        let _ = self.stream.close().await;
+    }
+
+    /// Reads and discards what the client still sends, for a bounded time and amount. Closing a
+    /// socket with unread bytes makes the kernel send RST, which can destroy the response the
+    /// client has not read yet (nginx calls this a lingering close).
+    async fn drain_before_close(&mut self) {
+        let deadline = std::time::Instant::now() + LINGER_TIME;
+        let mut discarded = 0usize;
+        let mut buffer = Vec::with_capacity(4096);
+        while discarded < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            buffer.clear();
+            let Some(BufResult(result, returned)) = rt::timeout(left, self.stream.read(buffer)).await else { return };
+            buffer = returned;
+            match result {
+                Ok(0) | Err(_) => return,
+                Ok(read) => discarded += read,
+            }
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! One client connection: reads requests through the sans-I/O decoder, routes each whole request
+//! to the redirect, the static files or the upstream, and writes the answers in request order.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::client_io::{ClientIo, StreamError};
+use super::proxy;
+use super::worker::{ListenerKind, WorkerContext};
+use crate::files::{FileBody, Outcome};
+use crate::http::{self, BodyFraming, Event, RequestDecoder, RequestHead, Version};
+use crate::rt::{self, SharedBytes, TcpStream};
+
+use super::access_log::Entry;
+
+/// Output bytes queued before the connection stops answering pipelined requests and flushes.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind) {
+    let timeouts = context.shared.config.timeouts.clone();
+    let tls = match kind {
+        ListenerKind::Https => match rustls::ServerConnection::new(Arc::clone(context.shared.tls())) {
+            Ok(connection) => Some(connection),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot create a TLS session");
+                return;
+            }
+        },
+        ListenerKind::Redirect | ListenerKind::Http => None,
+    };
+    let mut io = ClientIo::new(stream, tls, timeouts.send);
+
+    if io.is_tls() {
+        match rt::timeout(timeouts.handshake, io.handshake()).await {
+            Some(Ok(())) => {}
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "TLS handshake failed");
+                io.close(false).await;
+                return;
+            }
+            None => {
+                tracing::debug!("TLS handshake timed out");
+                io.close(false).await;
+                return;
+            }
+        }
+    }
+
+    let mut connection = Connection {
+        context,
+        io,
+        peer,
+        kind,
+        input: Vec::new(),
+        decoder: RequestDecoder::new(http::Limits::default()),
+        body: Vec::new(),
+    };
+    connection.decoder = RequestDecoder::new(connection.limits());
+    let linger = connection.run().await;
+    connection.io.close(linger).await;
+}
+
+
+struct Connection {
+    context: Rc<WorkerContext>,
+    io: ClientIo,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    /// Plaintext received and not yet consumed by the decoder.
+    input: Vec<u8>,
+    decoder: RequestDecoder,
+    /// Body of the request being read, after chunked decoding.
+    body: Vec<u8>,
+}
+
+/// Where the connection is between requests, which decides the read timeout and how an end of
+/// stream is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadPhase {
+    /// Between requests: an end of stream is a normal close.
+    Idle,
+    /// Inside a request head.
+    Head,
+    /// Inside a request body.
+    Body,
+}
+
+/// What ends the request loop.
+enum Close {
+    /// Close now; the client is not expected to send more.
+    Quiet,
+    /// Close after draining what the client may still be sending, so our last response is not
+    /// destroyed by a reset.
+    Linger,
+}
+
+impl Connection {
+    fn limits(&self) -> http::Limits {
+        let limits = &self.context.shared.config.limits;
+        http::Limits {
+            max_head_bytes: limits.max_head_bytes,
+            max_headers: limits.max_headers,
+            max_uri_bytes: limits.max_uri_bytes,
+            max_body_bytes: limits.max_body_bytes,
+            ..http::Limits::default()
+        }
+    }
+
+    /// Runs the request loop; returns whether the close should linger.
+    async fn run(&mut self) -> bool {
+        match self.request_loop().await {
+            Ok(Close::Quiet) => false,
+            Ok(Close::Linger) => true,
+            Err(err) => {
+                tracing::debug!(error = %err, "connection ended");
+                false
+            }
+        }
+    }
+
+    async fn request_loop(&mut self) -> Result<Close, StreamError> {
+        let mut consumed = 0usize;
+        let mut head: Option<RequestHead> = None;
+        let mut started = Instant::now();
+
+        loop {
+            let unread = self.input.get(consumed..).unwrap_or_default();
+            let (used, event) = match self.decoder.decode(unread, &mut self.body) {
+                Ok(step) => step,
+                Err(err) => {
+                    tracing::debug!(reason = err.reason(), status = err.status(), "request rejected");
+                    self.send_error(err.status(), head.as_ref(), started).await?;
+                    return Ok(Close::Linger);
+                }
+            };
+            consumed += used;
+
+            match event {
+                Event::Head(parsed) => {
+                    started = Instant::now();
+                    if parsed.expect_continue && parsed.framing != BodyFraming::Empty && consumed >= self.input.len() {
+                        // RFC 9110 §10.1.1: the client waits for this before sending the body.
+                        self.io.queue(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+                        self.io.flush().await?;
+                    }
+                    head = Some(parsed);
+                }
+                Event::Body => {}
+                Event::Complete => {
+                    let Some(request) = head.take() else {
+                        tracing::error!("decoder completed a request without a head");
+                        return Ok(Close::Quiet);
+                    };
+                    let keep_alive = self.respond(&request, started).await?;
+                    self.decoder.reset();
+                    self.body.clear();
+                    if !keep_alive {
+                        self.io.flush().await?;
+                        return Ok(Close::Linger);
+                    }
+                    if self.io.pending() >= FLUSH_THRESHOLD {
+                        self.io.flush().await?;
+                    }
+                }
+                Event::NeedMore => {
+                    self.input.drain(..consumed.min(self.input.len()));
+                    consumed = 0;
+                    self.io.flush().await?;
+
+                    let phase = match (&head, self.input.is_empty()) {
+                        (Some(_), _) => ReadPhase::Body,
+                        (None, true) => ReadPhase::Idle,
+                        (None, false) => ReadPhase::Head,
+                    };
+                    if phase == ReadPhase::Idle && self.context.shutdown.is_started() {
+                        return Ok(Close::Quiet);
+                    }
+                    match self.read_more(phase).await {
+                        ReadOutcome::Data => {
+                            if phase == ReadPhase::Idle {
+                                started = Instant::now();
+                            }
+                        }
+                        ReadOutcome::End => return Ok(Close::Quiet),
+                        ReadOutcome::TimedOut => {
+                            if phase == ReadPhase::Idle {
+                                return Ok(Close::Quiet);
+                            }
+                            // RFC 9110 §15.5.9: tell the client why the connection goes away.
+                            self.send_error(408, head.as_ref(), started).await?;
+                            return Ok(Close::Linger);
+                        }
+                        ReadOutcome::Failed(err) => return Err(err),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_more(&mut self, phase: ReadPhase) -> ReadOutcome {
+        let timeouts = &self.context.shared.config.timeouts;
+        let limit = match phase {
+            ReadPhase::Idle => timeouts.keepalive,
+            ReadPhase::Head => timeouts.request_head,
+            ReadPhase::Body => timeouts.body_read,
+        };
+
+        let read = {
+            let read = std::pin::pin!(rt::timeout(limit, self.io.read(&mut self.input)));
+            if phase == ReadPhase::Idle {
+                let stop = std::pin::pin!(self.context.shutdown.wait());
+                match futures_util::future::select(read, stop).await {
+                    futures_util::future::Either::Left((read, _)) => read,
+                    futures_util::future::Either::Right(_) => return ReadOutcome::End,
+                }
+            } else {
+                read.await
+            }
+        };
+        match read {
+            None => ReadOutcome::TimedOut,
+            Some(Ok(0)) => ReadOutcome::End,
+            Some(Ok(_)) => ReadOutcome::Data,
+            Some(Err(StreamError::Closed)) => ReadOutcome::End,
+            Some(Err(err)) => ReadOutcome::Failed(err),
+        }
+    }
+
+    /// Answers one whole request. Returns whether the connection stays open.
+    async fn respond(&mut self, request: &RequestHead, started: Instant) -> Result<bool, StreamError> {
+        let keep_alive = request.keep_alive && !self.context.shutdown.is_started();
+        if self.kind == ListenerKind::Redirect {
+            let reply = self.redirect(request);
+            return self.send_reply(request, reply, keep_alive, started).await;
+        }
+        let route = self.context.files.borrow().route_for(request.path());
+        match route {
+            Some(route) => self.serve_static(route, request, keep_alive, started).await,
+            None => self.serve_proxy(request, keep_alive, started).await,
+        }
+    }
+
+    fn redirect(&self, request: &RequestHead) -> Reply {
+        let location = self.context.shared.redirect_location(request);
+        Reply {
+            status: 301,
+            headers: vec![("Location", location.into_bytes()), ("Content-Type", b"text/html".to_vec())],
+            body: html_body(301),
+            close: false,
+        }
+    }
+
+    async fn serve_proxy(&mut self, request: &RequestHead, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
+        let Some(upstream) = self.context.shared.config.upstream.as_ref() else {
+            return self.send_reply(request, Reply::error(404), keep_alive, started).await;
+        };
+        let host = request.header("host").map(String::from_utf8_lossy).unwrap_or_default();
+        let client = proxy::ClientFacts { ip: self.peer.ip(), proto: self.kind.scheme(), host: &host };
+        let result = proxy::exchange(upstream, &self.context.shared.config.limits, request, &self.body, &client).await;
+        let response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                tracing::warn!(error = %err, target = %request.target, "upstream request failed");
+                return self.send_reply(request, Reply::error(err.status()), keep_alive, started).await;
+            }
+        };
+
+        let date = self.context.date();
+        let body_length = if request.is_head() { None } else { Some(response.body.len() as u64) };
+        let mut head = Vec::with_capacity(512);
+        http::write_client_response_head(&response.head, body_length, keep_alive, &date, &mut head);
+        self.io.queue(&head)?;
+        let body_bytes = if request.is_head() { 0 } else { response.body.len() as u64 };
+        if body_bytes > 0 {
+            self.io.queue(&response.body)?;
+        }
+        self.log(request, response.head.status, body_bytes, &date, started);
+        Ok(keep_alive)
+    }
+
+    async fn send_reply(&mut self, request: &RequestHead, reply: Reply, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
+        let keep_alive = keep_alive && !reply.close;
+        let date = self.context.date();
+        let content_length = reply.body.len().to_string();
+
+        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(reply.headers.len() + 4);
+        headers.push(("Date", &date));
+        headers.push(("Server", b"ringfront"));
+        for (name, value) in &reply.headers {
+            headers.push((name, value));
+        }
+        if !reply.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-length")) && reply.status != 304 && reply.status >= 200 && reply.status != 204 {
+            headers.push(("Content-Length", content_length.as_bytes()));
+        }
+        if !keep_alive {
+            headers.push(("Connection", b"close"));
+        }
+        let mut head = Vec::with_capacity(256);
+        http::write_head(&mut head, reply.status, &headers);
+        self.io.queue(&head)?;
+
+        let send_body = !request.is_head() && reply.status != 304 && reply.status != 204;
+        if send_body {
+            self.io.queue(&reply.body)?;
+        }
+        let body_bytes = if send_body { reply.body.len() as u64 } else { 0 };
+        self.log(request, reply.status, body_bytes, &date, started);
+        Ok(keep_alive)
+    }
+
+    async fn serve_static(&mut self, route: usize, request: &RequestHead, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
+        let mut outcome = self.context.files.borrow_mut().respond(route, request, Instant::now());
+        if let Outcome::Load(job) = outcome {
+            let Some(loaded) = rt::spawn_blocking(move || job.run()).await else {
+                tracing::error!(target = %request.target, "loading a static file panicked");
+                return self.send_reply(request, Reply::error(500), keep_alive, started).await;
+            };
+            let mut files = self.context.files.borrow_mut();
+            files.insert(loaded);
+            outcome = files.respond(route, request, Instant::now());
+        }
+        let response = match outcome {
+            Outcome::Response(response) => response,
+            Outcome::Load(_) => {
+                tracing::error!(target = %request.target, "static file still not cached after loading");
+                return self.send_reply(request, Reply::error(500), keep_alive, started).await;
+            }
+        };
+
+        let date = self.context.date();
+        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(response.headers.len() + 3);
+        headers.push(("Date", &date));
+        headers.push(("Server", b"ringfront"));
+        for (name, value) in &response.headers {
+            headers.push((name, value.as_bytes()));
+        }
+        if !keep_alive {
+            headers.push(("Connection", b"close"));
+        }
+        let mut head = Vec::with_capacity(512);
+        http::write_head(&mut head, response.status, &headers);
+        self.io.queue(&head)?;
+
+        let mut sent = 0u64;
+        if !request.is_head() {
+            match response.body {
+                FileBody::Empty => {}
+                FileBody::Static(bytes) => {
+                    self.io.queue(bytes)?;
+                    sent = bytes.len() as u64;
+                }
+                FileBody::Memory { bytes, range } => {
+                    sent = range.len() as u64;
+                    if let Some(shared) = SharedBytes::new(bytes, range) {
+                        if shared.as_slice().len() <= FLUSH_THRESHOLD {
+                            self.io.queue(shared.as_slice())?;
+                        } else {
+                            self.io.send_with_body(shared).await?;
+                        }
+                    }
+                }
+                FileBody::File { file, offset, len } => {
+                    self.log(request, response.status, len, &date, started);
+                    self.io.flush().await?;
+                    if stream_file(&mut self.io, &file, offset, len).await.is_err() {
+                        // The head promised `len` bytes: a short file can only end the connection.
+                        return Ok(false);
+                    }
+                    return Ok(keep_alive);
+                }
+            }
+        }
+        self.log(request, response.status, sent, &date, started);
+        Ok(keep_alive)
+    }
+
+    async fn send_error(&mut self, status: u16, request: Option<&RequestHead>, started: Instant) -> Result<(), StreamError> {
+        let date = self.context.date();
+        let mut out = Vec::with_capacity(256);
+        http::error_response(status, true, &date, &mut out);
+        self.io.queue(&out)?;
+        self.io.flush().await?;
+        let (method, target) = request.map_or(("-", "-"), |request| (request.method.as_str(), request.target.as_str()));
+        let mut log = self.context.access_log.borrow_mut();
+        log.record(&Entry {
+            client: self.peer.ip(),
+            date: &date,
+            method,
+            target,
+            version: "HTTP/1.1",
+            status,
+            body_bytes: out.len() as u64,
+            referer: None,
+            user_agent: None,
+            duration: started.elapsed(),
+        });
+        Ok(())
+    }
+
+    fn log(&self, request: &RequestHead, status: u16, body_bytes: u64, date: &[u8], started: Instant) {
+        let mut log = self.context.access_log.borrow_mut();
+        if !log.is_enabled() {
+            return;
+        }
+        log.record(&Entry {
+            client: self.peer.ip(),
+            date,
+            method: &request.method,
+            target: &request.target,
+            version: match request.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+            },
+            status,
+            body_bytes,
+            referer: request.header("referer"),
+            user_agent: request.header("user-agent"),
+            duration: started.elapsed(),
+        });
+    }
+}
+
+enum ReadOutcome {
+    Data,
+    End,
+    TimedOut,
+    Failed(StreamError),
+}
+
+/// A response built in memory.
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, Vec<u8>)>,
+    body: Vec<u8>,
+    close: bool,
+}
+
+impl Reply {
+    fn error(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type", b"text/html".to_vec())],
+            body: html_body(status),
+            close: false,
+        }
+    }
+}
+
+fn html_body(status: u16) -> Vec<u8> {
+    let reason = http::reason_phrase(status);
+    format!("<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1></body></html>\n").into_bytes()
+}
+
+/// Bytes read from disk per step when a large file is streamed.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// Streams `len` bytes of `file` from `offset` to the client with positional reads on the
+/// runtime. Fails when the file is shorter than expected, for example truncated since its stat.
+async fn stream_file(io: &mut ClientIo, file: &std::fs::File, offset: u64, len: u64) -> Result<(), StreamError> {
+    let file = rt::runtime_file(file.try_clone()?);
+    let mut position = offset;
+    let end = offset.saturating_add(len);
+    let mut buffer = Vec::with_capacity(FILE_CHUNK);
+    while position < end {
+        let want = usize::try_from(end - position).unwrap_or(FILE_CHUNK).min(FILE_CHUNK);
+        buffer.clear();
+        buffer.reserve(want);
+        let rt::BufResult(result, returned) = compio::io::AsyncReadAt::read_at(&file, buffer, position).await;
+        buffer = returned;
+        let read = result?;
+        if read == 0 {
+            return Err(StreamError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while it was sent")));
+        }
+        buffer.truncate(read.min(want));
+        position += buffer.len() as u64;
+        io.queue(&buffer)?;
+        io.flush().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! The running server: the start-up sequence on the main thread, the worker threads, and the
+//! wait for a stop signal.
+//!
+//! Start-up checks everything that can fail before a worker starts (the TLS files, that each
+//! address is free, each bind), so a bad deployment fails at once with one clear message.
+
+mod access_log;
+mod client_io;
+mod conn;
+mod proxy;
+mod worker;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::files::{RouteError, StaticRoute, StaticSettings};
+use crate::http::RequestHead;
+use crate::rt::{self, ShutdownTrigger};
+use crate::tls::{self, TlsSetupError};
+
+use worker::{ListenerKind, WorkerListener};
+
+/// Connections the kernel queues per listening socket before the worker accepts them.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Read-only state shared by every worker.
+pub struct Shared {
+    pub config: Config,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    pub static_routes: Vec<StaticRoute>,
+    pub static_settings: StaticSettings,
+    /// `:PORT` appended to redirect targets, empty when the HTTPS port is 443.
+    https_port_suffix: String,
+}
+
+impl Shared {
+    /// The TLS configuration. Only HTTPS listeners call this, and they exist only with one.
+    fn tls(&self) -> &Arc<rustls::ServerConfig> {
+        match &self.tls {
+            Some(tls) => tls,
+            None => unreachable!("an HTTPS listener exists only when [https] is configured"),
+        }
+    }
+
+    /// Builds the `Location` of a redirect to HTTPS. The host is the request's own only when it
+    /// is one of the configured server names, so a forged Host cannot send a client elsewhere.
+    fn redirect_location(&self, request: &RequestHead) -> String {
+        let names = self.config.https.as_ref().map(|https| https.server_names.as_slice()).unwrap_or_default();
+        let requested = request.header("host").map(host_without_port).unwrap_or_default();
+        let host = names
+            .iter()
+            .find(|name| name.as_bytes().eq_ignore_ascii_case(requested))
+            .or_else(|| names.first())
+            .map_or("localhost", String::as_str);
+        let target = if request.target.starts_with('/') { request.target.as_str() } else { "/" };
+        format!("https://{host}{}{target}", self.https_port_suffix)
+    }
+}
+
+/// Strips a `:port` from a Host header value (RFC 9110 §7.2), keeping IPv6 literals whole.
+fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => host.get(..=end).unwrap_or(host),
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => host.get(..colon).unwrap_or(host),
+        None => host,
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Tls(TlsSetupError),
+    /// An address is taken by another process, or cannot be bound.
+    Bind { address: SocketAddr, error: io::Error },
+    AccessLog { path: String, error: io::Error },
+    Static(RouteError),
+    Thread(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Tls(err) => write!(f, "{err}"),
+            StartError::Bind { address, error } if error.kind() == io::ErrorKind::AddrInUse => write!(
+                f,
+                "cannot listen on {address}: the address is already in use by another process; stop it or change the listen address"
+            ),
+            StartError::Bind { address, error } => write!(f, "cannot listen on {address}: {error}"),
+            StartError::AccessLog { path, error } => write!(f, "cannot open the access log {path}: {error}"),
+            StartError::Thread(err) => write!(f, "cannot start a worker thread: {err}"),
+            StartError::Static(err) => write!(f, "invalid static route: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Resolves `server.workers`: 0 means one per CPU the process may run on.
+pub fn worker_count(config: &Config) -> usize {
+    match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |count| count.get()),
+        count => count,
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT, then drains it. Returns once every worker stopped.
+///
+/// # Errors
+/// A [`StartError`] when anything needed to serve is missing; nothing is served then.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let tls = match &config.https {
+        Some(https) => Some(tls::server_config(&https.certificate, &https.private_key).map_err(StartError::Tls)?),
+        None => None,
+    };
+    if config.server.access_log != "stdout" && config.server.access_log != "off" {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.server.access_log)
+            .map_err(|error| StartError::AccessLog { path: config.server.access_log.clone(), error })?;
+    }
+
+    let mut addresses: Vec<(ListenerKind, SocketAddr)> = Vec::new();
+    if let Some(redirect) = &config.redirect {
+        addresses.extend(redirect.listen.iter().map(|&address| (ListenerKind::Redirect, address)));
+    }
+    if let Some(https) = &config.https {
+        addresses.extend(https.listen.iter().map(|&address| (ListenerKind::Https, address)));
+    }
+    if let Some(http) = &config.http {
+        addresses.extend(http.listen.iter().map(|&address| (ListenerKind::Http, address)));
+    }
+    for &(_, address) in &addresses {
+        rt::probe_address(address).map_err(|error| StartError::Bind { address, error })?;
+    }
+
+    let workers = worker_count(&config);
+    let mut per_worker: Vec<Vec<WorkerListener>> = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let mut listeners = Vec::with_capacity(addresses.len());
+        for &(kind, address) in &addresses {
+            let socket = rt::bind_reuseport(address, LISTEN_BACKLOG).map_err(|error| StartError::Bind { address, error })?;
+            listeners.push(WorkerListener { kind, address, socket });
+        }
+        per_worker.push(listeners);
+    }
+
+    let https_port = config.https.as_ref().and_then(|https| https.listen.first()).map_or(443, SocketAddr::port);
+    let https_port_suffix = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let mut static_routes = Vec::with_capacity(config.statics.len());
+    for settings in &config.statics {
+        let mut route = StaticRoute::new(settings.prefix.clone(), &settings.dir).map_err(StartError::Static)?;
+        route.index = settings.index.clone();
+        route.max_age = settings.max_age;
+        route.serve_dotfiles = settings.dotfiles;
+        route.follow_symlinks_outside = settings.symlinks_outside;
+        route.validate().map_err(StartError::Static)?;
+        static_routes.push(route);
+    }
+    let cache = &config.static_cache;
+    let static_settings = StaticSettings {
+        cache_bytes: cache.max_bytes,
+        max_cached_file_bytes: cache.max_file_bytes,
+        gzip_level: cache.gzip_level,
+        gzip_min_bytes: cache.gzip_min_bytes,
+        revalidate_interval: cache.revalidate,
+        max_open_files: cache.max_open_files,
+        ..StaticSettings::default()
+    };
+    let shared = Arc::new(Shared { config, tls, static_routes, static_settings, https_port_suffix });
+
+    let trigger = ShutdownTrigger::default();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .map_err(StartError::Thread)?;
+
+    let mut threads = Vec::with_capacity(workers);
+    for (id, listeners) in per_worker.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let trigger = trigger.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ringfront-worker-{id}"))
+            .spawn(move || worker::run(id, shared, listeners, trigger))
+            .map_err(StartError::Thread)?;
+        threads.push(thread);
+    }
+    for &(kind, address) in &addresses {
+        tracing::info!(%address, listener = ?kind, workers, "listening");
+    }
+
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, grace = ?shared.config.server.shutdown_grace, "stopping: no new connections, finishing requests in flight");
+    }
+    trigger.trigger();
+    // A second signal during the grace period means the operator does not want to wait.
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::warn!(signal, "second stop signal: exiting without waiting for requests in flight");
+            std::process::exit(1);
+        }
+    });
+    let started = Instant::now();
+    for thread in threads {
+        if thread.join().is_err() {
+            tracing::error!("a worker thread panicked");
+        }
+    }
+    tracing::info!(elapsed = ?started.elapsed(), "stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn host_port_is_stripped() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"example.org", b"example.org"),
+            (b"example.org:8443", b"example.org"),
+            (b"[::1]:8443", b"[::1]"),
+            (b"[::1]", b"[::1]"),
+            (b"", b""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(host_without_port(input), expected);
+        }
+    }
+}

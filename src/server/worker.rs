@@ -1,0 +1,198 @@
+//! One worker thread: its runtime, its listeners, its connection table and the per-worker state
+//! (static file cache, Date header, access log) that its connections share without locks.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use super::Shared;
+use super::access_log::{self, AccessLog};
+use super::conn;
+use crate::files::StaticFiles;
+use crate::http::DateCache;
+use crate::rt::{self, Shutdown, ShutdownTrigger, TcpListener};
+
+/// What a listening socket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Plain HTTP that answers everything with a 301 to the HTTPS site.
+    Redirect,
+    /// TLS, serving static files and the upstream.
+    Https,
+    /// Plain HTTP serving the same routes as HTTPS.
+    Http,
+}
+
+impl ListenerKind {
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerKind::Https => "https",
+            ListenerKind::Redirect | ListenerKind::Http => "http",
+        }
+    }
+}
+
+/// A listening socket made on the main thread, handed to one worker.
+pub struct WorkerListener {
+    pub kind: ListenerKind,
+    pub address: SocketAddr,
+    pub socket: std::net::TcpListener,
+}
+
+/// State shared by the connections of one worker. Borrow its cells only between awaits.
+pub struct WorkerContext {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub files: RefCell<StaticFiles>,
+    pub date: RefCell<DateCache>,
+    pub access_log: RefCell<AccessLog>,
+    pub shutdown: Shutdown,
+    /// Open connections, keyed by the slab index each connection task holds.
+    pub connections: RefCell<slab::Slab<ConnectionInfo>>,
+}
+
+/// What the worker knows of one open connection.
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub opened: Instant,
+}
+
+impl WorkerContext {
+    /// Returns the current IMF-fixdate for `Date` headers and log lines.
+    pub fn date(&self) -> [u8; 29] {
+        let mut cache = self.date.borrow_mut();
+        let value = cache.header_value(std::time::SystemTime::now());
+        let mut date = [b' '; 29];
+        let length = value.len().min(29);
+        date[..length].copy_from_slice(&value[..length]);
+        date
+    }
+}
+
+/// Runs one worker until shutdown has drained its connections or the grace period ended.
+pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigger: ShutdownTrigger) {
+    let runtime = match rt::build_worker_runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(worker = id, error = %err, "cannot create the worker's runtime");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(async move {
+        let access_log = match AccessLog::open(&shared.config.server.access_log) {
+            Ok(log) => log,
+            Err(err) => {
+                tracing::error!(worker = id, error = %err, path = %shared.config.server.access_log, "cannot open the access log");
+                std::process::exit(1);
+            }
+        };
+        let files = StaticFiles::new(shared.static_routes.clone(), shared.static_settings.clone());
+        let context = Rc::new(WorkerContext {
+            id,
+            shared: Arc::clone(&shared),
+            files: RefCell::new(files),
+            date: RefCell::new(DateCache::default()),
+            access_log: RefCell::new(access_log),
+            shutdown: Shutdown::watch(trigger),
+            connections: RefCell::new(slab::Slab::new()),
+        });
+        tracing::debug!(worker = id, driver = rt::driver_name(), "worker started");
+
+        for listener in listeners {
+            let socket = match TcpListener::from_std(listener.socket) {
+                Ok(socket) => socket,
+                Err(err) => {
+                    tracing::error!(worker = id, address = %listener.address, error = %err, "cannot register the listener");
+                    std::process::exit(1);
+                }
+            };
+            rt::spawn(accept_loop(Rc::clone(&context), socket, listener.kind, listener.address));
+        }
+        rt::spawn(flush_access_log(Rc::clone(&context)));
+
+        context.shutdown.wait().await;
+        drain(&context).await;
+        context.access_log.borrow_mut().flush();
+        tracing::debug!(worker = id, "worker stopped");
+    });
+}
+
+/// Waits until every connection closed or the grace period is over.
+async fn drain(context: &WorkerContext) {
+    let deadline = Instant::now() + context.shared.config.server.shutdown_grace;
+    while !context.connections.borrow().is_empty() && Instant::now() < deadline {
+        rt::sleep(Duration::from_millis(20)).await;
+    }
+    for (_, connection) in context.connections.borrow().iter() {
+        tracing::warn!(
+            worker = context.id,
+            peer = %connection.peer,
+            open_for = ?connection.opened.elapsed(),
+            "grace period over; closing a connection still open"
+        );
+    }
+}
+
+async fn flush_access_log(context: Rc<WorkerContext>) {
+    while !context.shutdown.is_started() {
+        rt::sleep(access_log::FLUSH_PERIOD).await;
+        context.access_log.borrow_mut().flush();
+    }
+}
+
+/// Pause after an accept error such as EMFILE, so a full descriptor table does not turn the loop
+/// into a busy spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: ListenerKind, address: SocketAddr) {
+    loop {
+        let accepted = {
+            let accept = std::pin::pin!(listener.accept());
+            let stop = std::pin::pin!(context.shutdown.wait());
+            match futures_util::future::select(accept, stop).await {
+                futures_util::future::Either::Left((accepted, _)) => accepted,
+                futures_util::future::Either::Right(_) => break,
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!(worker = context.id, %address, error = %err, "accept failed");
+                rt::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+
+        let key = context.connections.borrow_mut().insert(ConnectionInfo { peer, opened: Instant::now() });
+        let span = tracing::debug_span!("conn", worker = context.id, %peer, listener = ?kind);
+        let task_context = Rc::clone(&context);
+        rt::spawn(
+            async move {
+                let guard = ConnectionGuard { context: Rc::clone(&task_context), key };
+                conn::serve(task_context, stream, peer, kind).await;
+                drop(guard);
+            }
+            .instrument(span),
+        );
+    }
+    let _ = listener.close().await;
+}
+
+/// Removes a connection from the worker's table when its task ends, also when the task panicked.
+struct ConnectionGuard {
+    context: Rc<WorkerContext>,
+    key: usize,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Ok(mut connections) = self.context.connections.try_borrow_mut() {
+            connections.try_remove(self.key);
+        }
+    }
+}
