@@ -71,6 +71,8 @@ impl Gunicorn {
             .arg(GRACEFUL_TIMEOUT_SECONDS.to_string())
             .arg("--access-logfile")
             .arg("-")
+            // Every instance would otherwise share the control socket ~/.gunicorn/gunicorn.ctl.
+            .arg("--no-control-socket")
             .arg(app_module)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONUNBUFFERED", "1")
