@@ -340,3 +340,46 @@ fn gunicorn_stop_closes_socket() {
     assert!(status.success(), "gunicorn exited with {status}");
     assert!(UnixStream::connect(gunicorn.socket_path()).is_err());
 }
+
+#[test]
+fn stub_upstream_responds_404() {
+    let stub = common::StubUpstream::start();
+    let mut stream = match UnixStream::connect(stub.socket_path()) {
+        Ok(stream) => stream,
+        Err(error) => panic!("failed to connect to the stub: {error}"),
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.write_all(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    let mut buffer = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let response = read_response(&mut stream, &mut buffer, false, deadline);
+    assert!(matches!(response, Ok(ref response)
+        if response.status == 404 && response.body == common::STUB_BODY));
+}
+
+#[test]
+fn config_renders_valid_toml() {
+    let cert = TestCert::generate(&["localhost", "app.test"]);
+    let config = common::Config::new()
+        .redirect()
+        .https(&cert)
+        .http()
+        .limit("max_body_bytes", 1024)
+        .static_dir("/static/", "/srv/a \"quoted\" dir")
+        .static_dir("/resources/", "/srv/resources")
+        .upstream_setting("read_timeout", "\"1s\"")
+        .to_toml(std::path::Path::new("/run/app.sock"));
+    let table: toml::Table = match config.parse() {
+        Ok(table) => table,
+        Err(error) => panic!("config is not valid TOML: {error}\n{config}"),
+    };
+    let https_listen = table["https"]["listen"][0].as_str();
+    let names = table["https"]["server_names"].as_array().map(Vec::len);
+    let static_dir = table["static"][0]["dir"].as_str();
+    assert_eq!(https_listen, Some("127.0.0.1:{https_port}"));
+    assert_eq!(names, Some(2));
+    assert_eq!(static_dir, Some("/srv/a \"quoted\" dir"));
+    assert_eq!(table["limits"]["max_body_bytes"].as_integer(), Some(1024));
+    assert_eq!(table["upstream"]["unix"].as_str(), Some("/run/app.sock"));
+    assert_eq!(table["upstream"]["read_timeout"].as_str(), Some("1s"));
+}

@@ -15,6 +15,7 @@
 //! - [`client`]: [`Connection`], [`https_request`], [`plain_request`] and [`raw_exchange`].
 //! - [`response`]: a small HTTP/1.1 response parser, independent of the server's own parser.
 //! - [`site`]: [`Site`], a static site on disk with secret files around it.
+//! - [`stub`]: [`StubUpstream`], a Unix socket upstream that responds 404 to everything.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code, unused_imports)]
@@ -26,6 +27,7 @@ pub mod process;
 pub mod response;
 pub mod ringfront;
 pub mod site;
+pub mod stub;
 
 pub use cert::TestCert;
 pub use client::{Connection, https_request, plain_request, raw_exchange};
@@ -33,7 +35,8 @@ pub use gunicorn::Gunicorn;
 pub use process::TempDir;
 pub use response::{Response, ResponseError};
 pub use ringfront::{Config, Ringfront};
-pub use site::Site;
+pub use site::{SECRET_MARKER, Site};
+pub use stub::{STUB_BODY, StubUpstream};
 
 /// Returns `count` bytes of the repeating sequence 0, 1, ..., 255, the body that the test app's
 /// `/big?bytes=N` endpoint sends.

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::thread;
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::cert::TestCert;
 use super::gunicorn::Gunicorn;
 use super::process::{self, CapturedOutput, POLL_INTERVAL, TempDir};
+use super::stub::StubUpstream;
 
 /// Maximum time from spawning ringfront until every listener accepts. A debug build starts in
 /// milliseconds; the margin covers a machine busy with parallel tests.
@@ -67,9 +67,8 @@ impl Ports {
 /// `{https_port}` and `{http_port}`, which [`Ringfront::start`] replaces with free ports.
 ///
 /// Defaults: 2 workers, access log on stdout, `shutdown_grace = "5s"`, no listeners, default
-/// limits, no static directories. Without [`Config::upstream`] the config points at a Unix
-/// socket that a placeholder listener in a temporary directory keeps open but never serves, so
-/// static-only tests need no Gunicorn.
+/// limits, no static directories. Without [`Config::upstream`] the config points at a
+/// [`StubUpstream`] that responds 404 to everything, so static-only tests need no Gunicorn.
 #[derive(Debug)]
 pub struct Config {
     workers: u32,
@@ -242,40 +241,16 @@ impl Config {
 
     /// Starts ringfront with this config; see [`Ringfront::start`].
     pub fn start(self) -> Ringfront {
-        let (upstream, placeholder) = match &self.upstream {
+        let (upstream, stub) = match &self.upstream {
             Some(socket) => (socket.clone(), None),
             None => {
-                let placeholder = PlaceholderUpstream::bind();
-                (placeholder.socket.clone(), Some(placeholder))
+                let stub = StubUpstream::start();
+                (stub.socket_path().to_path_buf(), Some(stub))
             }
         };
         let mut ringfront = Ringfront::start(&self.to_toml(&upstream));
-        ringfront.placeholder_upstream = placeholder;
+        ringfront.stub_upstream = stub;
         ringfront
-    }
-}
-
-/// A Unix socket that accepts connections into its backlog and never reads from them.
-#[derive(Debug)]
-struct PlaceholderUpstream {
-    socket: PathBuf,
-    _listener: UnixListener,
-    _dir: TempDir,
-}
-
-impl PlaceholderUpstream {
-    fn bind() -> PlaceholderUpstream {
-        let dir = TempDir::new("upstream");
-        let socket = dir.join("none.sock");
-        let listener = match UnixListener::bind(&socket) {
-            Ok(listener) => listener,
-            Err(error) => panic!("failed to bind {}: {error}", socket.display()),
-        };
-        PlaceholderUpstream {
-            socket,
-            _listener: listener,
-            _dir: dir,
-        }
     }
 }
 
@@ -299,9 +274,17 @@ pub fn toml_string(value: &str) -> String {
     quoted
 }
 
-/// Returns the path of the binary under test, built by Cargo for integration tests.
-pub fn binary_path() -> &'static str {
-    env!("CARGO_BIN_EXE_ringfront")
+/// Environment variable that replaces the binary under test, for running the suite against a
+/// release build (`RINGFRONT_TEST_BINARY=target/release/ringfront cargo test`).
+pub const BINARY_OVERRIDE_VARIABLE: &str = "RINGFRONT_TEST_BINARY";
+
+/// Returns the path of the binary under test: the value of [`BINARY_OVERRIDE_VARIABLE`] if set,
+/// else the debug binary that Cargo builds for integration tests.
+pub fn binary_path() -> PathBuf {
+    match std::env::var_os(BINARY_OVERRIDE_VARIABLE) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_ringfront")),
+    }
 }
 
 /// A running `ringfront --config FILE`, killed on drop. Its stdout and stderr are captured and
@@ -312,7 +295,7 @@ pub struct Ringfront {
     output: CapturedOutput,
     ports: Ports,
     config_path: PathBuf,
-    placeholder_upstream: Option<PlaceholderUpstream>,
+    stub_upstream: Option<StubUpstream>,
     dir: TempDir,
 }
 
@@ -328,9 +311,23 @@ impl Ringfront {
     /// Panics, with the config and ringfront's output, if the process exits or a port does not
     /// accept within [`STARTUP_TIMEOUT`].
     pub fn start(config: &str) -> Ringfront {
+        Ringfront::start_with_config_dir(config, None)
+    }
+
+    /// Like [`Ringfront::start`], but writes `ringfront.toml` into `config_dir`, so that relative
+    /// paths in `config` resolve against it. The process still runs in its own temporary
+    /// directory, so a path resolved against the working directory fails.
+    ///
+    /// # Panics
+    /// As [`Ringfront::start`].
+    pub fn start_in(config_dir: &Path, config: &str) -> Ringfront {
+        Ringfront::start_with_config_dir(config, Some(config_dir))
+    }
+
+    fn start_with_config_dir(config: &str, config_dir: Option<&Path>) -> Ringfront {
         let mut attempt = 1;
         loop {
-            match Ringfront::try_start(config) {
+            match Ringfront::try_start(config, config_dir) {
                 Ok(ringfront) => return ringfront,
                 Err(failure) => {
                     let port_taken = failure.to_ascii_lowercase().contains("in use");
@@ -343,7 +340,7 @@ impl Ringfront {
         }
     }
 
-    fn try_start(config: &str) -> Result<Ringfront, String> {
+    fn try_start(config: &str, config_dir: Option<&Path>) -> Result<Ringfront, String> {
         let mut ports = Ports::default();
         let mut text = config.to_owned();
         for (placeholder, listener) in PORT_PLACEHOLDERS {
@@ -355,7 +352,16 @@ impl Ringfront {
         }
 
         let dir = TempDir::new("ringfront");
-        let config_path = dir.write("ringfront.toml", &text);
+        let config_path = match config_dir {
+            Some(config_dir) => {
+                let path = config_dir.join("ringfront.toml");
+                if let Err(error) = std::fs::write(&path, &text) {
+                    panic!("failed to write {}: {error}", path.display());
+                }
+                path
+            }
+            None => dir.write("ringfront.toml", &text),
+        };
         let mut command = Command::new(binary_path());
         command
             .arg("--config")
@@ -367,7 +373,7 @@ impl Ringfront {
             output,
             ports,
             config_path,
-            placeholder_upstream: None,
+            stub_upstream: None,
             dir,
         };
 
