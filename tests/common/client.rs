@@ -1,0 +1,312 @@
+//! Clients for the tests: one connection over plain TCP or TLS (the rustls client over a std
+//! `TcpStream`) that sends raw bytes and reads responses in order.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+
+use super::cert::TestCert;
+use super::response::{self, Response, ResponseError};
+
+/// Maximum time to establish a TCP connection to the server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Timeout of each socket read and write, so that no call blocks forever.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Maximum time to read one whole response, across many reads.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Time [`Connection::is_closed_by_peer`] waits for the server to close.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(stream) => stream,
+            Transport::Tls(stream) => &stream.sock,
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, output: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(stream) => stream.read(output),
+            Transport::Tls(stream) => stream.read(output),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, input: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(stream) => stream.write(input),
+            Transport::Tls(stream) => stream.write(input),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(stream) => stream.flush(),
+            Transport::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// One client connection to `127.0.0.1:PORT`, plain or TLS, with bytes received but not yet
+/// parsed kept for the next response.
+pub struct Connection {
+    transport: Transport,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects over plain TCP.
+    ///
+    /// # Panics
+    /// Panics if the connection fails within [`CONNECT_TIMEOUT`].
+    pub fn plain(port: u16) -> Connection {
+        Connection {
+            transport: Transport::Plain(connect(port)),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Connects over TLS with SNI set to the certificate's first name, trusting only `cert`'s CA.
+    /// The handshake runs on the first send or read; call [`Connection::handshake`] to run it
+    /// now.
+    ///
+    /// # Panics
+    /// Panics if the TCP connection fails within [`CONNECT_TIMEOUT`].
+    pub fn https(port: u16, cert: &TestCert) -> Connection {
+        let Some(name) = cert.names().first() else {
+            panic!("the test certificate has no names");
+        };
+        Connection::https_with_name(port, cert, name)
+    }
+
+    /// Connects over TLS with SNI and certificate verification for `server_name` (a DNS name, or
+    /// an IP address, for which rustls sends no SNI).
+    ///
+    /// # Panics
+    /// Panics if `server_name` is invalid or the TCP connection fails.
+    pub fn https_with_name(port: u16, cert: &TestCert, server_name: &str) -> Connection {
+        let name = match ServerName::try_from(server_name.to_owned()) {
+            Ok(name) => name,
+            Err(error) => panic!("invalid TLS server name {server_name:?}: {error}"),
+        };
+        let session = match rustls::ClientConnection::new(cert.client_config(), name) {
+            Ok(session) => session,
+            Err(error) => panic!("failed to create a rustls client session: {error}"),
+        };
+        let stream = rustls::StreamOwned::new(session, connect(port));
+        Connection {
+            transport: Transport::Tls(Box::new(stream)),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Completes the TLS handshake; does nothing on a plain connection.
+    ///
+    /// # Errors
+    /// Returns the I/O or TLS error (wrapped in `io::Error` by rustls) if the handshake fails,
+    /// for example because the server's certificate is not trusted.
+    pub fn handshake(&mut self) -> io::Result<()> {
+        let Transport::Tls(stream) = &mut self.transport else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        while stream.conn.is_handshaking() {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
+            }
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(())
+    }
+
+    /// Returns the ALPN protocol that the server selected, if any (after the handshake).
+    pub fn alpn_protocol(&self) -> Option<Vec<u8>> {
+        match &self.transport {
+            Transport::Plain(_) => None,
+            Transport::Tls(stream) => stream.conn.alpn_protocol().map(<[u8]>::to_vec),
+        }
+    }
+
+    /// Writes all of `bytes`.
+    ///
+    /// # Errors
+    /// Returns the write error, for example a reset when the server has already closed.
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.transport.write_all(bytes)?;
+        self.transport.flush()
+    }
+
+    /// Writes all of `bytes`.
+    ///
+    /// # Panics
+    /// Panics if the write fails or takes longer than [`IO_TIMEOUT`] per call.
+    pub fn send(&mut self, bytes: &[u8]) {
+        if let Err(error) = self.try_send(bytes) {
+            panic!("failed to send {} bytes: {error}", bytes.len());
+        }
+    }
+
+    /// Reads the next response. Set `head_request` when it is the response to a HEAD request.
+    ///
+    /// # Errors
+    /// See [`response::read_response`].
+    pub fn try_read_response(&mut self, head_request: bool) -> Result<Response, ResponseError> {
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        response::read_response(
+            &mut self.transport,
+            &mut self.buffer,
+            head_request,
+            deadline,
+        )
+    }
+
+    /// Reads the next response to a request other than HEAD.
+    ///
+    /// # Panics
+    /// Panics with the reason and any bytes received if no complete response arrives.
+    pub fn read_response(&mut self) -> Response {
+        match self.try_read_response(false) {
+            Ok(response) => response,
+            Err(error) => panic!("no response: {error}"),
+        }
+    }
+
+    /// Reads the next response to a HEAD request, which has no body.
+    ///
+    /// # Panics
+    /// Panics with the reason and any bytes received if no complete response arrives.
+    pub fn read_head_response(&mut self) -> Response {
+        match self.try_read_response(true) {
+            Ok(response) => response,
+            Err(error) => panic!("no response to HEAD: {error}"),
+        }
+    }
+
+    /// Sends `raw` and reads one response, treating it as the response to HEAD when `raw` starts
+    /// with `HEAD `.
+    ///
+    /// # Panics
+    /// Panics if sending fails or no complete response arrives.
+    pub fn request(&mut self, raw: &[u8]) -> Response {
+        self.send(raw);
+        if raw.starts_with(b"HEAD ") {
+            self.read_head_response()
+        } else {
+            self.read_response()
+        }
+    }
+
+    /// Waits up to [`CLOSE_TIMEOUT`] for the server to close the connection. Returns `true` on
+    /// end of file or a reset, `false` if bytes arrive or the time passes. Bytes that arrive are
+    /// kept for the next response.
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        if let Err(error) = self.transport.tcp().set_read_timeout(Some(CLOSE_TIMEOUT)) {
+            panic!("failed to set the read timeout: {error}");
+        }
+        let mut chunk = [0u8; 4096];
+        let closed = loop {
+            match self.transport.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(count) => {
+                    self.buffer.extend_from_slice(&chunk[..count]);
+                    break false;
+                }
+                Err(error) if response::is_closed(&error) => break true,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if response::is_timeout(&error) => break false,
+                // A TLS alert or protocol error also ends the connection.
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => break true,
+                Err(error) => panic!("read failed while waiting for the server to close: {error}"),
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+        };
+        let _ = self.transport.tcp().set_read_timeout(Some(IO_TIMEOUT));
+        closed
+    }
+
+    /// Reads until the server closes the connection or [`CLOSE_TIMEOUT`] passes and returns every
+    /// byte received, including bytes buffered by earlier calls.
+    pub fn read_until_close(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while Instant::now() < deadline && self.buffer.len() <= response::MAX_RESPONSE_BYTES {
+            match self.transport.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(count) => self.buffer.extend_from_slice(&chunk[..count]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        std::mem::take(&mut self.buffer)
+    }
+
+    /// Closes the sending half of the TCP connection, so the server reads end of file.
+    pub fn shutdown_write(&self) {
+        let _ = self.transport.tcp().shutdown(std::net::Shutdown::Write);
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let stream = match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+        Ok(stream) => stream,
+        Err(error) => panic!("failed to connect to {address}: {error}"),
+    };
+    let configured = stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+        .and_then(|()| stream.set_nodelay(true));
+    if let Err(error) = configured {
+        panic!("failed to configure the connection to {address}: {error}");
+    }
+    stream
+}
+
+/// Sends `raw` over a new TLS connection to `port`, trusting `cert`, and returns the one response.
+///
+/// # Panics
+/// Panics if the connection, the handshake, the send or the read fails.
+pub fn https_request(port: u16, cert: &TestCert, raw_request: &[u8]) -> Response {
+    Connection::https(port, cert).request(raw_request)
+}
+
+/// Sends `raw` over a new plain TCP connection to `port` and returns the one response.
+///
+/// # Panics
+/// Panics if the connection, the send or the read fails.
+pub fn plain_request(port: u16, raw: &[u8]) -> Response {
+    Connection::plain(port).request(raw)
+}
+
+/// Sends `raw` over a new plain TCP connection and returns every byte the server sends until it
+/// closes the connection or [`CLOSE_TIMEOUT`] passes. For input that may not get a well-formed
+/// response at all.
+///
+/// # Panics
+/// Panics if the connection fails.
+pub fn raw_exchange(port: u16, raw: &[u8]) -> Vec<u8> {
+    let mut connection = Connection::plain(port);
+    // The server may close before reading everything, which is a valid reaction to bad input.
+    let _ = connection.try_send(raw);
+    connection.read_until_close()
+}

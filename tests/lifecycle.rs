@@ -1,0 +1,198 @@
+//! Process lifecycle: a clean exit on SIGTERM and SIGINT that lets requests in flight finish, a
+//! startup error when the port is taken, and `ringfront check`.
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::{
+    Config, Gunicorn, Ringfront, STUB_BODY, StubUpstream, TempDir, TestCert, https_request,
+};
+
+/// Time for a request sent from another thread to reach Gunicorn before the test signals
+/// ringfront. The request itself takes 1.5 s, so any value well below that works.
+const REQUEST_START_DELAY: Duration = Duration::from_millis(300);
+
+#[test]
+fn sigterm_idle_exits_zero() {
+    let cert = TestCert::generate(&["localhost"]);
+    let mut ringfront = Config::new().https(&cert).http().start();
+    let status = ringfront.terminate();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn sigint_idle_exits_zero() {
+    let cert = TestCert::generate(&["localhost"]);
+    let mut ringfront = Config::new().https(&cert).start();
+    let status = ringfront.interrupt();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn sigterm_finishes_request_in_flight() {
+    let gunicorn = Gunicorn::start("testapp:app", 2, "sync");
+    let cert = TestCert::generate(&["localhost"]);
+    let mut ringfront = Config::new().https(&cert).upstream(&gunicorn).start();
+    let port = ringfront.https_port();
+
+    let (response, status) = thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            https_request(
+                port,
+                &cert,
+                b"GET /slow?ms=1500 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            )
+        });
+        thread::sleep(REQUEST_START_DELAY);
+        let status = ringfront.terminate();
+        (client.join(), status)
+    });
+
+    let Ok(response) = response else {
+        panic!("the request in flight got no response");
+    };
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"slept 1500 ms\n");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn second_instance_same_port_fails() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new().https(&cert).start();
+    let config = match std::fs::read_to_string(ringfront.config_path()) {
+        Ok(text) => text,
+        Err(error) => panic!("failed to read the first instance's config: {error}"),
+    };
+
+    let (status, output) = Ringfront::run_to_exit(&config);
+    let request = b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let first_still_serves = https_request(ringfront.https_port(), &cert, request);
+    assert!(
+        !status.success(),
+        "second instance exited with {status}:\n{output}"
+    );
+    assert!(
+        !output.trim().is_empty(),
+        "second instance failed without a message"
+    );
+    assert_eq!(first_still_serves.body, STUB_BODY);
+}
+
+#[test]
+fn unknown_key_fails_start() {
+    let cert = TestCert::generate(&["localhost"]);
+    let config = Config::new()
+        .https(&cert)
+        .server("workerz", "2")
+        .to_toml("/nonexistent.sock".as_ref());
+    let config = config.replace("{https_port}", &common::process::free_port().to_string());
+    let (status, output) = Ringfront::run_to_exit(&config);
+    assert!(
+        !status.success(),
+        "ringfront started with an unknown key:\n{output}"
+    );
+    assert!(
+        output.contains("workerz"),
+        "error does not name the key:\n{output}"
+    );
+}
+
+#[test]
+fn check_accepts_valid_config() {
+    let cert = TestCert::generate(&["localhost"]);
+    let config = Config::new()
+        .https(&cert)
+        .redirect()
+        .http()
+        .to_toml("/run/app.sock".as_ref());
+    let config = config
+        .replace("{https_port}", "8443")
+        .replace("{redirect_port}", "8080")
+        .replace("{http_port}", "8081");
+    let (status, output) = Ringfront::check(&config);
+    assert!(
+        status.success(),
+        "check rejected a valid config:\n{output}\n{config}"
+    );
+}
+
+#[test]
+fn check_rejects_unknown_key() {
+    let cert = TestCert::generate(&["localhost"]);
+    let config = Config::new().https(&cert).to_toml("/run/app.sock".as_ref());
+    let config = config
+        .replace("{https_port}", "8443")
+        .replace("[upstream]", "[upstream]\nsocket = \"x\"");
+    let (status, output) = Ringfront::check(&config);
+    assert!(!status.success(), "check accepted an unknown key");
+    assert!(
+        output.contains("socket"),
+        "error does not name the key:\n{output}"
+    );
+}
+
+#[test]
+fn check_rejects_invalid_duration() {
+    let cert = TestCert::generate(&["localhost"]);
+    let config = Config::new()
+        .https(&cert)
+        .server("shutdown_grace", "\"ten seconds\"")
+        .to_toml("/run/app.sock".as_ref())
+        .replace("{https_port}", "8443");
+    let (status, output) = Ringfront::check(&config);
+    assert!(
+        !status.success(),
+        "check accepted an invalid duration:\n{output}"
+    );
+}
+
+#[test]
+fn relative_paths_resolve() {
+    let cert = TestCert::generate(&["localhost"]);
+    let config_dir = TempDir::new("relative");
+    config_dir.write("tls/cert.pem", read(cert.cert_path()));
+    config_dir.write("tls/key.pem", read(cert.key_path()));
+    config_dir.write("files/hello.txt", "served through a relative path\n");
+    let _stub = StubUpstream::start_at(&config_dir.join("app.sock"));
+    let config = r#"
+[server]
+workers = 1
+
+[https]
+listen = ["127.0.0.1:{https_port}"]
+certificate = "tls/cert.pem"
+private_key = "tls/key.pem"
+server_names = ["localhost"]
+
+[[static]]
+prefix = "/files/"
+dir = "files"
+
+[upstream]
+unix = "app.sock"
+"#;
+    let ringfront = Ringfront::start_in(config_dir.path(), config);
+    let port = ringfront.https_port();
+    let file = https_request(
+        port,
+        &cert,
+        b"GET /files/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    let proxied = https_request(
+        port,
+        &cert,
+        b"GET /other HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_eq!(file.body, b"served through a relative path\n");
+    assert_eq!(proxied.body, STUB_BODY);
+}
+
+fn read(path: &std::path::Path) -> Vec<u8> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => panic!("failed to read {}: {error}", path.display()),
+    }
+}
