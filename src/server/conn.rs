@@ -269,7 +269,8 @@ impl Connection {
         };
 
         let date = self.context.date();
-        let body_length = if request.is_head() { None } else { Some(response.body.len() as u64) };
+        // A response to HEAD keeps the length the upstream declared for the GET it stands for.
+        let body_length = if request.is_head() { response.head.content_length() } else { Some(response.body.len() as u64) };
         let mut head = Vec::with_capacity(512);
         http::write_client_response_head(&response.head, body_length, keep_alive, &date, &mut head);
         self.io.queue(&head)?;
