@@ -32,7 +32,8 @@ const RING_ENTRIES: u32 = 4096;
 /// Builds the runtime of one worker thread, on io_uring when the kernel allows it.
 ///
 /// COOP_TASKRUN with the TASKRUN flag lets the kernel skip the inter-processor interrupt that a
-/// plain ring uses to run completion work, which matters with one busy thread per core.
+/// plain ring uses to run completion work, which matters with one busy thread per core. It was
+/// measured against SINGLE_ISSUER with DEFER_TASKRUN (BENCHMARKS.md) and kept as the faster.
 ///
 /// # Errors
 /// Fails when neither io_uring nor the polling driver can be set up.
