@@ -12,7 +12,7 @@ run="$demo/run"
 config="$demo/ringfront.toml"
 socket="$run/gunicorn.sock"
 
-# Seconds to wait for Gunicorn's socket, and for each process to exit after SIGTERM.
+# Seconds to wait for each server to start listening, and for each to exit after SIGTERM.
 STARTUP_SECONDS=15
 STOP_SECONDS=15
 
@@ -83,7 +83,10 @@ fi
 
 say "building ringfront (release)"
 cargo build --release --bin ringfront
-ringfront="$repo_root/target/release/ringfront"
+# Cargo's target directory moves with CARGO_TARGET_DIR or build.target-dir, so ask Cargo for it.
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+ringfront="$target_dir/release/ringfront"
 
 gunicorn_pid=""
 ringfront_pid=""
@@ -117,9 +120,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Each server runs in its own session, so Ctrl-C reaches only this script, which then sends each
+# server one SIGTERM. A second signal would make ringfront skip waiting for requests in flight.
 say "starting Gunicorn (2 sync workers) on $socket"
 rm -f "$socket"
-"$repo_root/.venv/bin/gunicorn" --chdir "$demo" --bind "unix:$socket" \
+setsid "$repo_root/.venv/bin/gunicorn" --chdir "$demo" --bind "unix:$socket" \
     --workers 2 --worker-class sync --access-logfile - --no-control-socket app:app &
 gunicorn_pid=$!
 
@@ -137,8 +142,19 @@ if [[ ! -S "$socket" ]]; then
 fi
 
 say "starting ringfront with $config"
-"$ringfront" --config "$config" &
+setsid "$ringfront" --config "$config" &
 ringfront_pid=$!
+
+# The URLs below are worth printing only once the HTTPS listener accepts connections.
+for ((tick = 0; tick < STARTUP_SECONDS * 10; tick++)); do
+    if ! kill -0 "$ringfront_pid" 2>/dev/null; then
+        wait "$ringfront_pid" && status=0 || status=$?
+        say "ringfront exited during startup (status $status); its output is above" >&2
+        exit 1
+    fi
+    (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null && break
+    sleep 0.1
+done
 
 cat <<EOF_URLS
 
