@@ -19,6 +19,14 @@ step() {
 step "Python environment for the integration tests"
 bash scripts/setup-python.sh
 
+step "System tools for the integration tests"
+# The TLS tests make certificates with the openssl command line tool.
+if ! command -v openssl >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+fi
+openssl version
+
 step "Rust unit and integration tests"
 cargo test --all-targets
 

@@ -324,3 +324,34 @@ fn upstream_slow_504() {
     let response = fixture.https(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(response.status, 504);
 }
+
+/// RFC 9110 §10.1.1: the edge answers `Expect: 100-continue` itself, then reads the body, and
+/// the app never sees the Expect header.
+#[test]
+fn expect_continue_answered_by_edge() {
+    let fixture = Fixture::start();
+    let mut connection = Connection::https(fixture.ringfront.https_port(), &fixture.cert);
+    let body = pattern_bytes(64 * 1024);
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    connection.send(head.as_bytes());
+    let interim = connection.read_response();
+    assert_eq!(interim.status, 100);
+
+    connection.send(&body);
+    let response = connection.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.body == body, "echoed body differs from the body sent");
+}
+
+#[test]
+fn expect_header_not_forwarded() {
+    let fixture = Fixture::start();
+    let headers = fixture.app_headers(
+        b"POST /headers HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi",
+    );
+    assert_eq!(headers.get("content-length").map(String::as_str), Some("2"));
+    assert_eq!(headers.get("expect"), None);
+}

@@ -23,6 +23,10 @@ REPORTED_HEADERS = (
     "X-Forwarded-Host",
     "X-Forwarded-Port",
     "X-Request-Marker",
+    "Expect",
+    "Forwarded",
+    "Keep-Alive",
+    "Te",
 )
 
 # Upper bound for /big and /slow so that a wrong test argument cannot tie up a worker.

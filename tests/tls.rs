@@ -1,0 +1,222 @@
+//! The HTTPS listener's TLS: protocol versions, ALPN, session resumption by ticket and by session
+//! ID, and the private key formats operators bring (PKCS#8, PKCS#1 RSA, SEC1 EC).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Config, Ringfront, TempDir, TestCert};
+use rustls::client::{Resumption, Tls12Resumption};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::pem::PemObject;
+use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, RootCertStore};
+
+fn client_config(roots: &[CertificateDer<'static>], versions: &[&'static rustls::SupportedProtocolVersion]) -> ClientConfig {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// What one TLS connection that sent `GET /` saw.
+struct Session {
+    version: Option<ProtocolVersion>,
+    alpn: Option<Vec<u8>>,
+    kind: Option<HandshakeKind>,
+    response: Vec<u8>,
+}
+
+/// Connects, sends one request with `Connection: close` and reads the whole answer.
+fn connect(port: u16, config: &Arc<ClientConfig>) -> Session {
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    stream.write_all(b"GET /missing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    // The server ends with close_notify, so read_to_end returns cleanly.
+    stream.read_to_end(&mut response).unwrap();
+    Session {
+        version: stream.conn.protocol_version(),
+        alpn: stream.conn.alpn_protocol().map(<[u8]>::to_vec),
+        kind: stream.conn.handshake_kind(),
+        response,
+    }
+}
+
+fn start(cert: &TestCert) -> Ringfront {
+    Config::new().https(cert).start()
+}
+
+#[test]
+fn tls13_handshake_and_alpn() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start(&cert);
+    let config = Arc::new(client_config(&[cert.ca_der().clone()], &[&rustls::version::TLS13]));
+    let session = connect(ringfront.https_port(), &config);
+    assert_eq!(session.version, Some(ProtocolVersion::TLSv1_3));
+    assert_eq!(session.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert!(session.response.starts_with(b"HTTP/1.1 404 "));
+}
+
+#[test]
+fn tls12_handshake() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start(&cert);
+    let config = Arc::new(client_config(&[cert.ca_der().clone()], &[&rustls::version::TLS12]));
+    let session = connect(ringfront.https_port(), &config);
+    assert_eq!(session.version, Some(ProtocolVersion::TLSv1_2));
+    assert!(session.response.starts_with(b"HTTP/1.1 404 "));
+}
+
+#[test]
+fn tls13_resumes_with_ticket() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start(&cert);
+    let config = Arc::new(client_config(&[cert.ca_der().clone()], &[&rustls::version::TLS13]));
+    let first = connect(ringfront.https_port(), &config);
+    assert_eq!(first.kind, Some(HandshakeKind::Full));
+    let second = connect(ringfront.https_port(), &config);
+    assert_eq!(second.kind, Some(HandshakeKind::Resumed));
+}
+
+#[test]
+fn tls12_resumes_with_ticket() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start(&cert);
+    let mut config = client_config(&[cert.ca_der().clone()], &[&rustls::version::TLS12]);
+    config.resumption = Resumption::in_memory_sessions(16).tls12_resumption(Tls12Resumption::SessionIdOrTickets);
+    let config = Arc::new(config);
+    connect(ringfront.https_port(), &config);
+    let second = connect(ringfront.https_port(), &config);
+    assert_eq!(second.kind, Some(HandshakeKind::Resumed));
+}
+
+/// A TLS 1.2 client that does not take tickets resumes through the server's session cache,
+/// which all workers share: the second connection may land on any worker.
+#[test]
+fn tls12_resumes_with_session_id() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start(&cert);
+    let mut config = client_config(&[cert.ca_der().clone()], &[&rustls::version::TLS12]);
+    config.resumption = Resumption::in_memory_sessions(16).tls12_resumption(Tls12Resumption::SessionIdOnly);
+    config.enable_sni = true;
+    let config = Arc::new(config);
+    connect(ringfront.https_port(), &config);
+    for _ in 0..4 {
+        let again = connect(ringfront.https_port(), &config);
+        assert_eq!(again.kind, Some(HandshakeKind::Resumed));
+    }
+}
+
+/// Runs the openssl command line tool, failing the test with its output when it fails.
+fn openssl(arguments: &[&str], dir: &Path) {
+    let output = Command::new("openssl").args(arguments).current_dir(dir).output().expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {arguments:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Makes a CA and a leaf certificate for localhost whose key comes from `new_key` (`openssl req`
+/// arguments), converts the key with `convert` (or leaves it as PKCS#8), checks the PEM label,
+/// then serves one request with the pair.
+fn serve_with_key(new_key: &[&str], convert: Option<&[&str]>, label: &str) {
+    let dir = TempDir::new("tls-key");
+    let mut ca = vec!["req", "-x509"];
+    ca.extend_from_slice(&EC_KEY);
+    ca.extend_from_slice(&["-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA"]);
+    openssl(&ca, dir.path());
+
+    let mut leaf = vec!["req", "-new"];
+    leaf.extend_from_slice(new_key);
+    leaf.extend_from_slice(&["-nodes", "-keyout", "pkcs8.pem", "-out", "leaf.csr", "-subj", "/CN=localhost"]);
+    openssl(&leaf, dir.path());
+    std::fs::write(dir.join("leaf.ext"), "basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        &[
+            "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem",
+            "-days", "2", "-extfile", "leaf.ext",
+        ],
+        dir.path(),
+    );
+
+    let key_file = match convert {
+        Some(arguments) => {
+            openssl(arguments, dir.path());
+            "converted.pem"
+        }
+        None => "pkcs8.pem",
+    };
+    let key_text = std::fs::read_to_string(dir.join(key_file)).unwrap();
+    assert!(key_text.contains(label), "expected a {label} block in:\n{key_text}");
+
+    let config = format!(
+        "[server]\nworkers = 1\naccess_log = \"off\"\n[https]\nlisten = [\"127.0.0.1:{{https_port}}\"]\ncertificate = \"cert.pem\"\nprivate_key = \"{key_file}\"\nserver_names = [\"localhost\"]\n"
+    );
+    let ringfront = Ringfront::start_in(dir.path(), &config);
+    let root = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
+    let client = Arc::new(client_config(&[root], &[&rustls::version::TLS13, &rustls::version::TLS12]));
+    let session = connect(ringfront.https_port(), &client);
+    assert!(session.response.starts_with(b"HTTP/1.1 404 "));
+}
+
+const EC_KEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+const RSA_KEY: [&str; 2] = ["-newkey", "rsa:2048"];
+
+#[test]
+fn key_pkcs8_ec() {
+    serve_with_key(&EC_KEY, None, "BEGIN PRIVATE KEY");
+}
+
+#[test]
+fn key_pkcs8_rsa() {
+    serve_with_key(&RSA_KEY, None, "BEGIN PRIVATE KEY");
+}
+
+#[test]
+fn key_pkcs1_rsa() {
+    serve_with_key(&RSA_KEY, Some(&["rsa", "-in", "pkcs8.pem", "-out", "converted.pem", "-traditional"]), "BEGIN RSA PRIVATE KEY");
+}
+
+#[test]
+fn key_sec1_ec() {
+    serve_with_key(&EC_KEY, Some(&["ec", "-in", "pkcs8.pem", "-out", "converted.pem"]), "BEGIN EC PRIVATE KEY");
+}
+
+#[test]
+fn mismatched_key_fails_start() {
+    let cert = TestCert::generate(&["localhost"]);
+    let other = TestCert::generate(&["localhost"]);
+    let dir = TempDir::new("tls-mismatch");
+    std::fs::copy(cert.cert_path(), dir.join("cert.pem")).unwrap();
+    std::fs::copy(other.key_path(), dir.join("key.pem")).unwrap();
+    std::fs::write(
+        dir.join("ringfront.toml"),
+        "[https]\nlisten = [\"127.0.0.1:1\"]\ncertificate = \"cert.pem\"\nprivate_key = \"key.pem\"\nserver_names = [\"localhost\"]\n",
+    )
+    .unwrap();
+    let output = Command::new(common::ringfront::binary_path())
+        .args(["check", "--config"])
+        .arg(dir.join("ringfront.toml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("rejected"), "unexpected message: {message}");
+}
