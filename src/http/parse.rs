@@ -148,6 +148,16 @@ impl HeadScanner {
                     return Err(RequestError::ObsoleteLineFolding);
                 }
                 b' ' if self.request_line_end.is_none() => self.on_request_line_space(limits)?,
+                _ if self.request_line_end.is_some() => {
+                    // Inside a header line only CR, LF and NUL matter. The current byte is none
+                    // of them, so the skip advances by at least one byte.
+                    let line = buf.get(self.pos..scan_end).unwrap_or_default();
+                    let special = line
+                        .iter()
+                        .position(|&byte| matches!(byte, b'\r' | b'\n' | 0));
+                    self.pos += special.unwrap_or(line.len());
+                    continue;
+                }
                 _ => {}
             }
             self.pos += 1;
