@@ -154,7 +154,7 @@ impl HeadScanner {
                     self.check_target_length(self.pos + 1, limits)?;
                 }
                 _ if self.request_line_end.is_some() => {
-                    // Inside a header line only CR, LF and NUL matter. The current byte is none
+                    // Inside a header line only CR, LF and NUL matter. The current byte is not one
                     // of them, so the skip advances by at least one byte.
                     let line = buf.get(self.pos..scan_end).unwrap_or_default();
                     let special = line

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::chunked::ChunkedDecoder;
+use super::chunked::{ChunkedDecoder, copy_body_bytes};
 use super::error::RequestError;
 use super::limits::Limits;
 use super::parse::{TransferEncoding, list_elements, merge_content_length};
@@ -486,11 +486,7 @@ impl ResponseDecoder {
             return (0, ResponseEvent::NeedMore);
         }
 
-        let take =
-            usize::try_from(remaining).map_or(input.len(), |remaining| remaining.min(input.len()));
-        body.extend_from_slice(input.get(..take).unwrap_or_default());
-        // `take` is at most `remaining`, which is a u64.
-        let remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(remaining));
+        let (take, remaining) = copy_body_bytes(remaining, input, body);
         self.state = ResponseState::Length { remaining };
         if remaining == 0 {
             (take, ResponseEvent::Complete)
