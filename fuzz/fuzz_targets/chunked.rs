@@ -29,8 +29,18 @@ fn decode_whole(input: &[u8]) -> Outcome {
     let mut decoder = ChunkedDecoder::new(&limits());
     let mut body = Vec::new();
     match decoder.decode(input, &mut body) {
-        Ok((consumed, done)) => Outcome { body, consumed, done, error: None },
-        Err(error) => Outcome { body, consumed: 0, done: false, error: Some(error) },
+        Ok((consumed, done)) => Outcome {
+            body,
+            consumed,
+            done,
+            error: None,
+        },
+        Err(error) => Outcome {
+            body,
+            consumed: 0,
+            done: false,
+            error: Some(error),
+        },
     }
 }
 
@@ -50,16 +60,33 @@ fn decode_split(input: &[u8], sizes: &[u8]) -> Outcome {
                 assert!(used <= chunk.len());
                 consumed += used;
                 if done {
-                    return Outcome { body, consumed, done, error: None };
+                    return Outcome {
+                        body,
+                        consumed,
+                        done,
+                        error: None,
+                    };
                 }
                 // Before the end of the body, the decoder consumes every byte it is given.
                 assert_eq!(used, chunk.len());
             }
-            Err(error) => return Outcome { body, consumed: 0, done: false, error: Some(error) },
+            Err(error) => {
+                return Outcome {
+                    body,
+                    consumed: 0,
+                    done: false,
+                    error: Some(error),
+                };
+            }
         }
         offset = end;
     }
-    Outcome { body, consumed, done: false, error: None }
+    Outcome {
+        body,
+        consumed,
+        done: false,
+        error: None,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -40,7 +40,12 @@ fn run(input: &[u8], sizes: &[usize]) -> Outcome {
     for _ in 0..input.len() * 3 + 8 {
         let (consumed, event) = match decoder.decode(&buffer, &mut body) {
             Ok(result) => result,
-            Err(error) => return Outcome { requests, error: Some(error) },
+            Err(error) => {
+                return Outcome {
+                    requests,
+                    error: Some(error),
+                };
+            }
         };
         assert!(consumed <= buffer.len());
         buffer.drain(..consumed);
@@ -49,7 +54,10 @@ fn run(input: &[u8], sizes: &[usize]) -> Outcome {
             Event::NeedMore => {
                 assert_eq!(consumed, 0);
                 if offset >= input.len() {
-                    return Outcome { requests, error: None };
+                    return Outcome {
+                        requests,
+                        error: None,
+                    };
                 }
                 let size = sizes.get(piece % sizes.len()).copied().unwrap_or(1).max(1);
                 piece += 1;

@@ -42,7 +42,11 @@ fn check_accepted(head: &ringfront::http::RequestHead, head_bytes: &[u8], limits
     for (index, &byte) in head_bytes.iter().enumerate() {
         assert_ne!(byte, 0, "NUL accepted");
         if byte == b'\n' {
-            assert_eq!(index.checked_sub(1).and_then(|at| head_bytes.get(at)), Some(&b'\r'), "bare LF accepted");
+            assert_eq!(
+                index.checked_sub(1).and_then(|at| head_bytes.get(at)),
+                Some(&b'\r'),
+                "bare LF accepted"
+            );
         }
         if byte == b'\r' {
             assert_eq!(head_bytes.get(index + 1), Some(&b'\n'), "bare CR accepted");
@@ -56,7 +60,12 @@ fn check_accepted(head: &ringfront::http::RequestHead, head_bytes: &[u8], limits
     assert!(head.headers.len() <= limits.max_headers + 1);
     for header in &head.headers {
         assert!(!header.name.is_empty());
-        assert!(!header.value.iter().any(|&byte| matches!(byte, b'\r' | b'\n' | 0)));
+        assert!(
+            !header
+                .value
+                .iter()
+                .any(|&byte| matches!(byte, b'\r' | b'\n' | 0))
+        );
         assert!(!header.value.starts_with(b" "));
         assert!(!header.value.ends_with(b" "));
     }
@@ -88,6 +97,9 @@ fn check_accepted(head: &ringfront::http::RequestHead, head_bytes: &[u8], limits
 }
 
 fn check_rejected(error: &RequestError) {
-    assert!(matches!(error.status(), 400 | 413 | 414 | 417 | 431 | 501 | 505), "{error:?}");
+    assert!(
+        matches!(error.status(), 400 | 413 | 414 | 417 | 431 | 501 | 505),
+        "{error:?}"
+    );
     assert!(!error.reason().is_empty());
 }
