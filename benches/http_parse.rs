@@ -44,7 +44,9 @@ fn request_heads(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_request_head");
     for (name, head) in [("curl", SMALL_HEAD), ("browser", BROWSER_HEAD)] {
         group.throughput(Throughput::Bytes(head.len() as u64));
-        group.bench_function(name, |b| b.iter(|| parse_request_head(black_box(head), &limits)));
+        group.bench_function(name, |b| {
+            b.iter(|| parse_request_head(black_box(head), &limits))
+        });
     }
     group.finish();
 }
