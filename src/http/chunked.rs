@@ -123,16 +123,11 @@ impl ChunkedDecoder {
 
     /// Appends up to `remaining` bytes of chunk data from `rest` and returns how many it took.
     fn take_data(&mut self, remaining: u64, rest: &[u8], out: &mut Vec<u8>) -> usize {
-        let take =
-            usize::try_from(remaining).map_or(rest.len(), |remaining| remaining.min(rest.len()));
-        out.extend_from_slice(rest.get(..take).unwrap_or_default());
-
-        // `take` is at most `remaining`, which is a u64.
-        let take_u64 = u64::try_from(take).unwrap_or(remaining);
-        self.body_bytes = self.body_bytes.saturating_add(take_u64);
-        self.state = match remaining.saturating_sub(take_u64) {
+        let (take, left) = copy_body_bytes(remaining, rest, out);
+        self.body_bytes = self.body_bytes.saturating_add(remaining - left);
+        self.state = match left {
             0 => State::DataCr,
-            remaining => State::Data { remaining },
+            left => State::Data { remaining: left },
         };
         take
     }
@@ -299,6 +294,17 @@ impl ChunkedDecoder {
             _ => Err(RequestError::BareCr),
         }
     }
+}
+
+/// Appends up to `remaining` bytes of `input` to `out`. Returns the number of bytes copied and
+/// the number still expected after them.
+pub(crate) fn copy_body_bytes(remaining: u64, input: &[u8], out: &mut Vec<u8>) -> (usize, u64) {
+    let take =
+        usize::try_from(remaining).map_or(input.len(), |remaining| remaining.min(input.len()));
+    out.extend_from_slice(input.get(..take).unwrap_or_default());
+    // `take` is at most `remaining`, so it fits in a u64 and the subtraction cannot underflow.
+    let left = remaining.saturating_sub(u64::try_from(take).unwrap_or(remaining));
+    (take, left)
 }
 
 fn hex_value(byte: u8) -> Option<u64> {

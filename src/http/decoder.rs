@@ -3,7 +3,7 @@
 //! The decoder owns no buffer and performs no I/O. The connection keeps the bytes it has read,
 //! passes the unconsumed ones to [`RequestDecoder::decode`] and drops what was consumed.
 
-use super::chunked::ChunkedDecoder;
+use super::chunked::{ChunkedDecoder, copy_body_bytes};
 use super::error::RequestError;
 use super::limits::Limits;
 use super::parse::HeadScanner;
@@ -196,11 +196,7 @@ impl RequestDecoder {
             return (0, Event::NeedMore);
         }
 
-        let take =
-            usize::try_from(remaining).map_or(input.len(), |remaining| remaining.min(input.len()));
-        body.extend_from_slice(input.get(..take).unwrap_or_default());
-        // `take` is at most `remaining`, which is a u64.
-        let remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(remaining));
+        let (take, remaining) = copy_body_bytes(remaining, input, body);
         self.state = State::Length { remaining };
         if remaining == 0 {
             (take, Event::Complete)

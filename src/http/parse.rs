@@ -148,12 +148,26 @@ impl HeadScanner {
                     return Err(RequestError::ObsoleteLineFolding);
                 }
                 b' ' if self.request_line_end.is_none() => self.on_request_line_space(limits)?,
+                _ if self.request_line_end.is_none() && self.request_line_spaces == 1 => {
+                    // A target byte. Checking the length here, byte by byte, makes the error the
+                    // same however the request was split into reads.
+                    self.check_target_length(self.pos + 1, limits)?;
+                }
+                _ if self.request_line_end.is_some() => {
+                    // Inside a header line only CR, LF and NUL matter. The current byte is not one
+                    // of them, so the skip advances by at least one byte.
+                    let line = buf.get(self.pos..scan_end).unwrap_or_default();
+                    let special = line
+                        .iter()
+                        .position(|&byte| matches!(byte, b'\r' | b'\n' | 0));
+                    self.pos += special.unwrap_or(line.len());
+                    continue;
+                }
                 _ => {}
             }
             self.pos += 1;
         }
 
-        self.check_incomplete_target(limits)?;
         if self.pos >= start.saturating_add(limits.max_head_bytes) {
             return Err(RequestError::HeadTooLarge {
                 max: limits.max_head_bytes,
@@ -205,15 +219,6 @@ impl HeadScanner {
                 self.check_target_length(self.pos, limits)?;
             }
             _ => {}
-        }
-        Ok(())
-    }
-
-    /// Rejects a target still being received once it is already longer than the limit, so a
-    /// client cannot make the server buffer a whole oversized request line first.
-    fn check_incomplete_target(&self, limits: &Limits) -> Result<(), RequestError> {
-        if self.request_line_spaces == 1 && self.target_end.is_none() {
-            self.check_target_length(self.pos, limits)?;
         }
         Ok(())
     }

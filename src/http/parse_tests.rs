@@ -788,3 +788,28 @@ fn list_elements_skips_empty() {
     let elements: Vec<&[u8]> = list_elements(b" a, ,b ,, c").collect();
     assert_eq!(elements, vec![&b"a"[..], &b"b"[..], &b"c"[..]]);
 }
+
+#[test]
+fn uri_limit_error_independent_of_split() {
+    // The target passes the limit before the NUL, so every split reports the long target.
+    let limits = Limits {
+        max_uri_bytes: 10,
+        ..Limits::default()
+    };
+    let input = b"GET /12345678901234\0 HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert_eq!(
+        parse_err_with(input, &limits),
+        RequestError::UriTooLong { max: 10 }
+    );
+    for end in 0..input.len() {
+        let mut scanner = HeadScanner::default();
+        let prefix = input.get(..end).unwrap_or_default();
+        let expected = Err(RequestError::UriTooLong { max: 10 });
+        let first = scanner.parse(prefix, &limits);
+        if first.is_err() {
+            assert_eq!(first, expected, "split at {end}");
+            continue;
+        }
+        assert_eq!(scanner.parse(input, &limits), expected, "split at {end}");
+    }
+}

@@ -131,7 +131,7 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, value: u64) {
 /// The value of the Date header (IMF-fixdate, RFC 9110 §5.6.7), formatted at most once per
 /// second.
 ///
-/// It is not shared between threads: each worker thread keeps its own.
+/// Each worker thread keeps its own, because reading it takes `&mut self`.
 #[derive(Debug, Clone)]
 pub struct DateCache {
     /// The second since the Unix epoch that `value` shows.

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::chunked::ChunkedDecoder;
+use super::chunked::{ChunkedDecoder, copy_body_bytes};
 use super::error::RequestError;
 use super::limits::Limits;
 use super::parse::{TransferEncoding, list_elements, merge_content_length};
@@ -486,11 +486,7 @@ impl ResponseDecoder {
             return (0, ResponseEvent::NeedMore);
         }
 
-        let take =
-            usize::try_from(remaining).map_or(input.len(), |remaining| remaining.min(input.len()));
-        body.extend_from_slice(input.get(..take).unwrap_or_default());
-        // `take` is at most `remaining`, which is a u64.
-        let remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(remaining));
+        let (take, remaining) = copy_body_bytes(remaining, input, body);
         self.state = ResponseState::Length { remaining };
         if remaining == 0 {
             (take, ResponseEvent::Complete)
@@ -542,35 +538,31 @@ fn decode_chunked(
 /// Parses one response head from the start of `buf` once its end is present.
 ///
 /// `scanned` is the number of leading bytes already known to hold no end of head, so a head
-/// arriving in small reads is searched once, and httparse runs only on a complete head.
+/// arriving in small reads is searched once, and httparse runs only on a complete head. The end
+/// is searched only within `max_head_bytes`, so the result is the same however the bytes were
+/// split into reads.
 fn parse_response_head(
     buf: &[u8],
     scanned: &mut usize,
     request_was_head: bool,
     limits: &ResponseLimits,
 ) -> Result<Option<(ResponseHead, usize)>, UpstreamError> {
-    let search_from = scanned.saturating_sub(3);
-    let window = buf.get(search_from..).unwrap_or_default();
-    let end_found = window.windows(2).any(|pair| pair == b"\n\n")
-        || window.windows(3).any(|triple| triple == b"\n\r\n");
-    if !end_found {
-        *scanned = buf.len();
+    let window = buf.get(..limits.max_head_bytes).unwrap_or(buf);
+    let Some(end) = find_response_head_end(window, scanned) else {
         if buf.len() > limits.max_head_bytes {
             return Err(UpstreamError::HeadTooLarge {
                 max: limits.max_head_bytes,
             });
         }
         return Ok(None);
-    }
+    };
 
     let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut response = httparse::Response::new(&mut slots);
     let used = match response.parse(buf) {
         Ok(httparse::Status::Complete(used)) => used,
-        Ok(httparse::Status::Partial) => {
-            *scanned = buf.len();
-            return Ok(None);
-        }
+        // The empty line found ends the head, so httparse cannot need more bytes.
+        Ok(httparse::Status::Partial) => return Err(UpstreamError::InvalidStatusLine),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(UpstreamError::TooManyHeaders {
                 max: limits.max_headers,
@@ -583,11 +575,7 @@ fn parse_response_head(
         }
         Err(_) => return Err(UpstreamError::InvalidStatusLine),
     };
-    if used > limits.max_head_bytes {
-        return Err(UpstreamError::HeadTooLarge {
-            max: limits.max_head_bytes,
-        });
-    }
+    debug_assert_eq!(used, end, "httparse ended the head elsewhere");
 
     let status = response.code.unwrap_or(0);
     if status < 100 {
@@ -613,6 +601,32 @@ fn parse_response_head(
         keep_alive,
     };
     Ok(Some((head, used)))
+}
+
+/// Returns the offset just past the empty line that ends a response head in `window`, and
+/// records in `scanned` how far the search got. Empty lines before the status line are skipped,
+/// as httparse skips them. An empty line ends with LF alone or with CRLF, because httparse
+/// accepts both in responses.
+fn find_response_head_end(window: &[u8], scanned: &mut usize) -> Option<usize> {
+    let status_line_start = window
+        .iter()
+        .position(|&byte| byte != b'\r' && byte != b'\n')?;
+    let from = scanned.saturating_sub(2).max(status_line_start);
+    let mut at = from;
+    while let Some(&byte) = window.get(at) {
+        if byte == b'\n' {
+            match (window.get(at + 1), window.get(at + 2)) {
+                (Some(b'\n'), _) => return Some(at + 2),
+                (Some(b'\r'), Some(b'\n')) => return Some(at + 3),
+                // The LF may start the final empty line: search from it again.
+                (None, _) | (Some(b'\r'), None) => break,
+                _ => {}
+            }
+        }
+        at += 1;
+    }
+    *scanned = at;
+    None
 }
 
 /// Decides the body length of a response (RFC 9112 §6.3).

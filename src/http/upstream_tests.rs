@@ -670,3 +670,42 @@ fn client_head_reason_phrase() {
         client_head(&response_head(299, &[]), None, true).starts_with("HTTP/1.1 299 Custom\r\n")
     );
 }
+
+#[test]
+fn response_empty_lines_before_status() {
+    let input = b"\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for piece in 1..=input.len() {
+        let (head, body, consumed) =
+            decode_response(input, false, piece, &ResponseLimits::default()).unwrap();
+        assert_eq!(head.status, 200, "piece {piece}");
+        assert_eq!(body, b"ok", "piece {piece}");
+        assert_eq!(consumed, input.len(), "piece {piece}");
+    }
+}
+
+#[test]
+fn response_bare_lf_line_ends_accepted() {
+    let (head, body, _) = decode_ok(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", false);
+    assert_eq!(head.framing, ResponseFraming::Length(2));
+    assert_eq!(body, b"ok");
+}
+
+#[test]
+fn response_head_limit_independent_of_split() {
+    // The invalid header comes early, but the head only ends past the limit.
+    let limits = ResponseLimits {
+        max_head_bytes: 64,
+        ..ResponseLimits::default()
+    };
+    let mut input = b"HTTP/1.1 200 OK\r\nBad Name: x\r\nX-Long: ".to_vec();
+    input.resize(100, b'a');
+    input.extend_from_slice(b"\r\n\r\n");
+    for piece in [1, 7, input.len()] {
+        let result = decode_response(&input, false, piece, &limits);
+        assert_eq!(
+            result.err(),
+            Some(UpstreamError::HeadTooLarge { max: 64 }),
+            "piece {piece}"
+        );
+    }
+}
