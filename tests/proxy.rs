@@ -355,3 +355,13 @@ fn expect_header_not_forwarded() {
     assert_eq!(headers.get("content-length").map(String::as_str), Some("2"));
     assert_eq!(headers.get("expect"), None);
 }
+
+#[test]
+fn forwarded_header_from_client_dropped() {
+    let fixture = Fixture::start();
+    let headers = fixture.app_headers(
+        b"GET /headers HTTP/1.1\r\nHost: localhost\r\nForwarded: for=10.9.9.9;proto=https\r\nX-Forwarded-Port: 1\r\n\r\n",
+    );
+    assert_eq!(headers.get("forwarded"), None);
+    assert_eq!(headers.get("x-forwarded-port"), None);
+}

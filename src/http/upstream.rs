@@ -42,7 +42,7 @@ pub struct Forwarded {
 ///
 /// Dropped from the client's headers: Connection and every header it names, Keep-Alive, TE,
 /// Trailer, Transfer-Encoding, Upgrade, every `Proxy-*` header, Content-Length, Expect, Host and
-/// every X-Forwarded-For, -Proto and -Host. Forwarded (RFC 7239) is passed on unchanged.
+/// every Forwarded, X-Forwarded-For, -Proto, -Host and -Port.
 /// Content-Length is sent when `body_len > 0` or the method is POST, PUT or PATCH, because some
 /// applications expect it on those methods even for an empty body.
 pub fn write_upstream_request(
@@ -118,10 +118,14 @@ fn is_hop_by_hop(name: &str, connection_options: &[&[u8]]) -> bool {
 }
 
 fn is_dropped_from_request(name: &str, connection_options: &[&[u8]]) -> bool {
-    const REWRITTEN: [&str; 6] = [
+    // Forwarded (RFC 7239) carries the same claims as X-Forwarded-*; a client could forge it just
+    // as well, and this server does not write its own, so it is dropped too.
+    const REWRITTEN: [&str; 8] = [
         "content-length",
         "expect",
+        "forwarded",
         "host",
+        "x-forwarded-port",
         "x-forwarded-for",
         "x-forwarded-proto",
         "x-forwarded-host",

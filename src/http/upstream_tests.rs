@@ -95,7 +95,6 @@ fn upstream_request_drops_hop_by_hop() {
     assert_eq!(
         lines,
         vec![
-            "Forwarded: for=203.0.113.9",
             "Cookie: a=b",
             "Host: app.example",
             "Content-Length: 3",
