@@ -26,6 +26,8 @@ pub struct Config {
     pub statics: Vec<StaticSettings>,
     pub static_cache: StaticCacheSettings,
     pub upstream: Option<UpstreamSettings>,
+    /// Custom bodies for error statuses, read at start-up: status → HTML bytes.
+    pub error_pages: Vec<(u16, Vec<u8>)>,
 }
 
 /// `[server]`: process-wide settings.
@@ -68,7 +70,8 @@ pub struct LimitSettings {
     /// Request body, in bytes, after chunked decoding. Above it: 413 (nginx's
     /// `client_max_body_size`, whose default is 1 MiB; ours is 10 MiB).
     pub max_body_bytes: u64,
-    /// Upstream response body kept in memory, in bytes. Above it the client gets 502.
+    /// Upstream response body, in bytes, held in memory and then in a temporary file (nginx's
+    /// `proxy_max_temp_file_size` has the same 1 GiB default). Above it the client gets 502.
     pub max_response_bytes: u64,
 }
 
@@ -79,7 +82,7 @@ impl Default for LimitSettings {
             max_uri_bytes: 8 * 1024,
             max_headers: 100,
             max_body_bytes: 10 * 1024 * 1024,
-            max_response_bytes: 64 * 1024 * 1024,
+            max_response_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -189,15 +192,92 @@ impl Default for StaticCacheSettings {
     }
 }
 
-/// `[upstream]`: the Gunicorn socket every non-static request goes to.
+/// `[upstream]`: the Gunicorn servers every non-static request goes to.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
-    pub unix: PathBuf,
+    /// Servers in the order given; at least one.
+    pub servers: Vec<UpstreamAddress>,
+    pub balance: Balance,
     pub connect_timeout: Duration,
     /// Time allowed for the upstream to send its whole response. Past it: 504.
     pub read_timeout: Duration,
     /// Time allowed to write the request to the upstream.
     pub send_timeout: Duration,
+    /// Idle keep-alive connections each worker keeps per server. 0 opens a connection per request.
+    pub keepalive: usize,
+    /// How long an idle pooled connection may wait for reuse.
+    pub keepalive_timeout: Duration,
+    /// Failed connection attempts in a row after which a server is skipped for `fail_timeout`.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    /// Request and response bodies up to this many bytes stay in memory; larger ones go to a
+    /// temporary file in `temp_dir`.
+    pub buffer_bytes: usize,
+    pub temp_dir: PathBuf,
+    /// Peers whose X-Forwarded-For is extended rather than replaced.
+    pub trusted_proxies: Vec<IpNetwork>,
+    /// How long an upgraded connection (WebSocket) may stay silent in both directions.
+    pub upgrade_idle_timeout: Duration,
+}
+
+/// Where an upstream server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddress {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for UpstreamAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+            UpstreamAddress::Tcp(address) => write!(f, "{address}"),
+        }
+    }
+}
+
+/// How a request picks among several upstream servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    RoundRobin,
+    /// The server with the fewest requests in flight from this worker.
+    LeastConnections,
+}
+
+/// An IP network in CIDR notation; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    pub address: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNetwork {
+    /// Parses `"10.0.0.0/8"`, `"::1"` or `"fd00::/8"`.
+    pub fn parse(text: &str) -> Option<IpNetwork> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address.parse::<std::net::IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
+            None => (text.parse::<std::net::IpAddr>().ok()?, None),
+        };
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNetwork { address, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match (self.address, ip) {
+            (std::net::IpAddr::V4(network), std::net::IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(network) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(network), std::net::IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(network) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Why a configuration file was rejected.
@@ -245,6 +325,8 @@ struct RawConfig {
     #[serde(default)]
     static_cache: StaticCacheSettings,
     upstream: Option<RawUpstream>,
+    #[serde(default)]
+    error_pages: std::collections::BTreeMap<String, Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -283,13 +365,35 @@ fn default_index() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
-    unix: Spanned<PathBuf>,
+    unix: Option<Spanned<PathBuf>>,
+    servers: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default = "default_balance")]
+    balance: Balance,
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
     connect_timeout: Duration,
     #[serde(default = "default_read_timeout", deserialize_with = "duration")]
     read_timeout: Duration,
     #[serde(default = "default_send_timeout", deserialize_with = "duration")]
     send_timeout: Duration,
+    #[serde(default = "default_keepalive")]
+    keepalive: usize,
+    #[serde(default = "default_keepalive_timeout", deserialize_with = "duration")]
+    keepalive_timeout: Duration,
+    #[serde(default = "default_max_fails")]
+    max_fails: u32,
+    #[serde(default = "default_fail_timeout", deserialize_with = "duration")]
+    fail_timeout: Duration,
+    #[serde(default = "default_buffer_bytes")]
+    buffer_bytes: usize,
+    temp_dir: Option<PathBuf>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default = "default_upgrade_idle_timeout", deserialize_with = "duration")]
+    upgrade_idle_timeout: Duration,
+}
+
+fn default_balance() -> Balance {
+    Balance::RoundRobin
 }
 
 fn default_connect_timeout() -> Duration {
@@ -302,6 +406,32 @@ fn default_read_timeout() -> Duration {
 
 fn default_send_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_keepalive() -> usize {
+    16
+}
+
+/// Gunicorn's own default keep-alive is 2 s: idle connections leave the pool before Gunicorn
+/// closes them, so a reused connection is rarely found closed.
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_fails() -> u32 {
+    1
+}
+
+fn default_fail_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_buffer_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_upgrade_idle_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// Parses a duration written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a bare integer of seconds.
@@ -364,7 +494,7 @@ impl Config {
     /// As [`Config::load`].
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
         let checker = Checker { text, file, base };
-        let raw: RawConfig = toml::from_str(text).map_err(|err| checker.from_toml(&err))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|err| checker.syntax_error(&err))?;
         checker.build(raw)
     }
 }
@@ -381,7 +511,7 @@ impl Checker<'_> {
         self.text.as_bytes().get(..end).map_or(0, |before| before.iter().filter(|&&b| b == b'\n').count()) + 1
     }
 
-    fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
+    fn syntax_error(&self, err: &toml::de::Error) -> ConfigError {
         let line = err.span().map(|span| self.line_of(span.start));
         ConfigError {
             file: self.file.to_owned(),
@@ -484,12 +614,11 @@ impl Checker<'_> {
         for (index, table) in raw.statics.iter().enumerate() {
             statics.push(self.static_route(table, index, &statics)?);
         }
-        let upstream = raw.upstream.map(|table| UpstreamSettings {
-            unix: self.resolve(table.unix.get_ref()),
-            connect_timeout: table.connect_timeout,
-            read_timeout: table.read_timeout,
-            send_timeout: table.send_timeout,
-        });
+        let upstream = match &raw.upstream {
+            Some(table) => Some(self.upstream(table)?),
+            None => None,
+        };
+        let error_pages = self.error_pages(&raw.error_pages)?;
 
         Ok(Config {
             server: raw.server,
@@ -501,7 +630,90 @@ impl Checker<'_> {
             statics,
             static_cache: raw.static_cache,
             upstream,
+            error_pages,
         })
+    }
+
+    fn upstream(&self, table: &RawUpstream) -> Result<UpstreamSettings, ConfigError> {
+        let mut servers = Vec::new();
+        if let Some(unix) = &table.unix {
+            servers.push(UpstreamAddress::Unix(self.resolve(unix.get_ref())));
+        }
+        if let Some(list) = &table.servers {
+            for entry in list.get_ref() {
+                servers.push(self.upstream_address(entry)?);
+            }
+        }
+        if servers.is_empty() {
+            return Err(self.error_without_line(
+                "upstream",
+                "no upstream server: set unix = \"/run/gunicorn.sock\" or servers = [\"unix:/run/gunicorn.sock\", \"127.0.0.1:8000\"]".to_owned(),
+            ));
+        }
+        let mut trusted_proxies = Vec::new();
+        for entry in &table.trusted_proxies {
+            let network = IpNetwork::parse(entry.get_ref()).ok_or_else(|| {
+                self.error(
+                    entry.span(),
+                    "upstream.trusted_proxies",
+                    format!("invalid address {:?}: expected an IP address or a network such as \"10.0.0.0/8\"", entry.get_ref()),
+                )
+            })?;
+            trusted_proxies.push(network);
+        }
+        if table.buffer_bytes == 0 {
+            return Err(self.error_without_line("upstream.buffer_bytes", "must be at least 1".to_owned()));
+        }
+        Ok(UpstreamSettings {
+            servers,
+            balance: table.balance,
+            connect_timeout: table.connect_timeout,
+            read_timeout: table.read_timeout,
+            send_timeout: table.send_timeout,
+            keepalive: table.keepalive,
+            keepalive_timeout: table.keepalive_timeout,
+            max_fails: table.max_fails.max(1),
+            fail_timeout: table.fail_timeout,
+            buffer_bytes: table.buffer_bytes,
+            temp_dir: table.temp_dir.as_deref().map_or_else(std::env::temp_dir, |dir| self.resolve(dir)),
+            trusted_proxies,
+            upgrade_idle_timeout: table.upgrade_idle_timeout,
+        })
+    }
+
+    fn upstream_address(&self, entry: &Spanned<String>) -> Result<UpstreamAddress, ConfigError> {
+        let text = entry.get_ref();
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(self.error(entry.span(), "upstream.servers", "empty socket path after \"unix:\"".to_owned()));
+            }
+            return Ok(UpstreamAddress::Unix(self.resolve(Path::new(path))));
+        }
+        text.parse::<SocketAddr>().map(UpstreamAddress::Tcp).map_err(|_| {
+            self.error(
+                entry.span(),
+                "upstream.servers",
+                format!("invalid server {text:?}: expected \"unix:/path/to.sock\" or IP:PORT such as \"127.0.0.1:8000\""),
+            )
+        })
+    }
+
+    fn error_pages(
+        &self,
+        table: &std::collections::BTreeMap<String, Spanned<PathBuf>>,
+    ) -> Result<Vec<(u16, Vec<u8>)>, ConfigError> {
+        let mut pages = Vec::with_capacity(table.len());
+        for (status, path) in table {
+            let key = format!("error_pages.{status}");
+            let code = status.parse::<u16>().ok().filter(|code| (400..=599).contains(code)).ok_or_else(|| {
+                self.error(path.span(), &key, format!("invalid status {status:?}: use a code from 400 to 599"))
+            })?;
+            let file = self.resolve(path.get_ref());
+            let body = std::fs::read(&file)
+                .map_err(|err| self.error(path.span(), &key, format!("cannot read {}: {err}", file.display())))?;
+            pages.push((code, body));
+        }
+        Ok(pages)
     }
 
     fn check_ranges(&self, raw: &RawConfig) -> Result<(), ConfigError> {
@@ -719,6 +931,50 @@ mod tests {
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[static_cache]\ngzip_level = 13\n";
         let err = parse(text).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("static_cache.gzip_level"));
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let network = IpNetwork::parse("10.0.0.0/8").unwrap();
+        assert!(network.contains("10.1.2.3".parse().unwrap()));
+        assert!(!network.contains("11.0.0.1".parse().unwrap()));
+        assert!(network.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let single = IpNetwork::parse("::1").unwrap();
+        assert_eq!(single.prefix, 128);
+        assert!(single.contains("::1".parse().unwrap()));
+        assert!(IpNetwork::parse("0.0.0.0/0").unwrap().contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(IpNetwork::parse("10.0.0.0/33"), None);
+        assert_eq!(IpNetwork::parse("example.org"), None);
+    }
+
+    #[test]
+    fn upstream_servers_parse() {
+        let text = "[http]\nlisten = [\"127.0.0.1:1\"]\n[upstream]\nservers = [\"unix:/run/a.sock\", \"127.0.0.1:8000\"]\nbalance = \"least_connections\"\n";
+        let config = parse(text).unwrap();
+        let upstream = config.upstream.unwrap();
+        assert_eq!(upstream.servers.len(), 2);
+        assert_eq!(upstream.servers[1], UpstreamAddress::Tcp("127.0.0.1:8000".parse().unwrap()));
+        assert_eq!(upstream.balance, Balance::LeastConnections);
+    }
+
+    #[test]
+    fn upstream_bad_server_names_line() {
+        let text = "[http]\nlisten = [\"127.0.0.1:1\"]\n[upstream]\nservers = [\n\"localhost:8000\"]\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upstream.servers"));
+        assert_eq!(err.line, Some(5));
+    }
+
+    #[test]
+    fn upstream_without_server_is_rejected() {
+        let err = parse("[http]\nlisten = [\"127.0.0.1:1\"]\n[upstream]\nkeepalive = 2\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upstream"));
+    }
+
+    #[test]
+    fn error_page_status_checked() {
+        let err = parse("[http]\nlisten = [\"127.0.0.1:1\"]\n[error_pages]\n\"302\" = \"x.html\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("error_pages.302"));
     }
 
     #[test]

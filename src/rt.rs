@@ -20,7 +20,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use compio::BufResult;
-pub use compio::buf::IoBuf;
+pub use compio::buf::{IntoInner, IoBuf, IoBufMut};
 pub use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub use compio::net::{TcpListener, TcpStream, UnixStream};
 pub use compio::runtime::Runtime;
@@ -113,6 +113,26 @@ pub fn runtime_file(file: std::fs::File) -> compio::fs::File {
     // SAFETY: `fd` comes from `into_raw_fd` on an open file, so it is valid and nothing else owns
     // or will close it; the returned File takes over that ownership.
     unsafe { compio::fs::File::from_raw_fd(fd) }
+}
+
+/// Returns the file descriptor of a runtime socket, for the few calls compio does not wrap.
+pub fn raw_fd(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
+    socket.as_raw_fd()
+}
+
+/// Peeks at one byte of `fd` without blocking and without consuming it: `Ok(0)` means the peer
+/// closed, `Ok(1)` that data is waiting, `WouldBlock` that the socket is idle and open.
+///
+/// # Errors
+/// The `recv` error, `WouldBlock` included.
+pub fn peek_nonblocking(fd: std::os::fd::RawFd) -> io::Result<usize> {
+    let mut byte = 0u8;
+    // SAFETY: `byte` is a valid, writable buffer of length 1 for the duration of the call, and
+    // `recv` with MSG_PEEK | MSG_DONTWAIT neither blocks nor keeps the pointer.
+    let received = unsafe {
+        libc::recv(fd, (&raw mut byte).cast::<libc::c_void>(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    usize::try_from(received).map_err(|_| io::Error::last_os_error())
 }
 
 /// A byte range of shared, immutable memory that can be handed to the kernel for a write without

@@ -758,6 +758,16 @@ pub fn write_client_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes the head of a response relayed as it arrives, with `Transfer-Encoding: chunked`
+/// because its length is not known. The rest is as in [`write_client_response_head`].
+pub fn write_client_response_head_chunked(head: &ResponseHead, keep_alive: bool, date: &[u8], out: &mut Vec<u8>) {
+    write_client_response_head(head, None, keep_alive, date, out);
+    // Replace the blank line that ends the head with one more field and the blank line.
+    out.truncate(out.len().saturating_sub(2));
+    write_header(out, "Transfer-Encoding", b"chunked");
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 #[path = "upstream_tests.rs"]
 mod tests;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustls::ServerConnection;
 
-use crate::rt::{self, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufResult, SharedBytes, TcpStream};
+use crate::rt::{self, AsyncRead, AsyncReadExt, AsyncWrite, BufResult, IntoInner, IoBuf, SharedBytes, TcpStream};
 
 /// Bytes requested from the socket per read. A full TLS record (16 KiB of plaintext plus
 /// overhead) fits, so one read usually yields whole records.
@@ -206,7 +206,7 @@ impl ClientIo {
     /// Sends everything queued.
     ///
     /// # Errors
-    /// `TimedOut` when the client does not take the bytes within the send timeout.
+    /// `TimedOut` when the client takes no byte for the whole send timeout.
     pub async fn flush(&mut self) -> Result<(), StreamError> {
         if let Some(tls) = self.tls.as_mut() {
             while tls.wants_write() {
@@ -217,9 +217,7 @@ impl ClientIo {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let sent = rt::timeout(self.send_timeout, self.stream.write_all(out)).await;
-        let Some(BufResult(result, mut out)) = sent else { return Err(StreamError::TimedOut) };
-        result?;
+        let mut out = send_all(&mut self.stream, out, self.send_timeout).await?;
         out.clear();
         self.out = out;
         Ok(())
@@ -239,12 +237,8 @@ impl ClientIo {
             return self.flush().await;
         }
 
-        let head = std::mem::take(&mut self.out);
-        let sent = rt::timeout(self.send_timeout, self.stream.write_vectored_all((head, (body,)))).await;
-        let Some(BufResult(result, (mut head, _body))) = sent else { return Err(StreamError::TimedOut) };
-        result?;
-        head.clear();
-        self.out = head;
+        self.flush().await?;
+        send_all(&mut self.stream, body, self.send_timeout).await?;
         Ok(())
     }
 
@@ -282,4 +276,28 @@ impl ClientIo {
             }
         }
     }
+}
+
+/// Writes all of `buffer` and hands it back. The timeout applies to each write, so a client
+/// that reads slowly but steadily is served, and one that stops reading is cut off after
+/// `timeout` without progress (nginx's `send_timeout` works the same way). On failure the buffer
+/// is dropped, because the connection is finished.
+async fn send_all<B: IoBuf>(stream: &mut TcpStream, buffer: B, timeout: Duration) -> Result<B, StreamError> {
+    let total = buffer.buf_len();
+    let mut sent = 0usize;
+    let mut buffer = buffer.slice(..);
+    while sent < total {
+        let Some(BufResult(result, returned)) = rt::timeout(timeout, stream.write(buffer)).await else {
+            return Err(StreamError::TimedOut);
+        };
+        match result {
+            Ok(0) => return Err(StreamError::Io(io::Error::from(io::ErrorKind::WriteZero))),
+            Ok(written) => {
+                sent += written;
+                buffer = returned.into_inner().slice(sent..);
+            }
+            Err(err) => return Err(StreamError::Io(err)),
+        }
+    }
+    Ok(buffer.into_inner())
 }

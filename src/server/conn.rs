@@ -7,13 +7,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::client_io::{ClientIo, StreamError};
-use super::proxy;
+use super::proxy::{self, Exchange};
+use super::spool::Spool;
 use super::worker::{ListenerKind, WorkerContext};
 use crate::files::{FileBody, Outcome};
-use crate::http::{self, BodyFraming, Event, RequestDecoder, RequestHead, Version};
+use crate::http::{self, BodyFraming, Event, RequestDecoder, RequestHead, ResponseFraming, ResponseHead, Version};
 use crate::rt::{self, SharedBytes, TcpStream};
 
 use super::access_log::Entry;
+
+/// Request body bytes kept in memory when no upstream is configured (such bodies are read and
+/// dropped: the redirect and static routes do not use them).
+const DEFAULT_BODY_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Output bytes queued before the connection stops answering pipelined requests and flushes.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
@@ -32,6 +37,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         ListenerKind::Redirect | ListenerKind::Http => None,
     };
     let mut io = ClientIo::new(stream, tls, timeouts.send);
+    let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
 
     if io.is_tls() {
         match rt::timeout(timeouts.handshake, io.handshake()).await {
@@ -56,7 +62,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         kind,
         input: Vec::new(),
         decoder: RequestDecoder::new(http::Limits::default()),
-        body: Vec::new(),
+        body: Spool::new(body_buffer_bytes),
     };
     connection.decoder = RequestDecoder::new(connection.limits());
     let linger = connection.run().await;
@@ -73,7 +79,7 @@ struct Connection {
     input: Vec<u8>,
     decoder: RequestDecoder,
     /// Body of the request being read, after chunked decoding.
-    body: Vec<u8>,
+    body: Spool,
 }
 
 /// Where the connection is between requests, which decides the read timeout and how an end of
@@ -128,7 +134,7 @@ impl Connection {
 
         loop {
             let unread = self.input.get(consumed..).unwrap_or_default();
-            let (used, event) = match self.decoder.decode(unread, &mut self.body) {
+            let (used, event) = match self.decoder.decode(unread, &mut self.body.memory) {
                 Ok(step) => step,
                 Err(err) => {
                     tracing::debug!(reason = err.reason(), status = err.status(), "request rejected");
@@ -148,7 +154,13 @@ impl Connection {
                     }
                     head = Some(parsed);
                 }
-                Event::Body => {}
+                Event::Body => {
+                    if let Err(err) = self.body.spill_if_full(&self.temp_dir()).await {
+                        tracing::error!(error = %err, "cannot buffer a request body in a temporary file");
+                        self.send_error(500, head.as_ref(), started).await?;
+                        return Ok(Close::Linger);
+                    }
+                }
                 Event::Complete => {
                     let Some(request) = head.take() else {
                         tracing::error!("decoder completed a request without a head");
@@ -253,33 +265,137 @@ impl Connection {
         }
     }
 
+    fn temp_dir(&self) -> std::path::PathBuf {
+        self.context.shared.config.upstream.as_ref().map_or_else(std::env::temp_dir, |upstream| upstream.temp_dir.clone())
+    }
+
     async fn serve_proxy(&mut self, request: &RequestHead, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
-        let Some(upstream) = self.context.shared.config.upstream.as_ref() else {
-            return self.send_reply(request, Reply::error(404), keep_alive, started).await;
+        let context = Rc::clone(&self.context);
+        let Some(upstreams) = context.upstreams.as_ref() else {
+            return self.send_reply(request, self.error_reply(404), keep_alive, started).await;
         };
         let host = request.header("host").map(String::from_utf8_lossy).unwrap_or_default();
         let client = proxy::ClientFacts { ip: self.peer.ip(), proto: self.kind.scheme(), host: &host };
-        let result = proxy::exchange(upstream, &self.context.shared.config.limits, request, &self.body, &client).await;
-        let response = match result {
-            Ok(response) => response,
+        let limits = proxy::response_limits(context.shared.config.limits.max_response_bytes);
+        let (mut exchange, head) = match Exchange::start(upstreams, limits, request, &self.body, &client).await {
+            Ok(started_exchange) => started_exchange,
             Err(err) => {
                 tracing::warn!(error = %err, target = %request.target, "upstream request failed");
-                return self.send_reply(request, Reply::error(err.status()), keep_alive, started).await;
+                return self.send_reply(request, self.error_reply(err.status()), keep_alive, started).await;
             }
         };
 
+        let read_timeout = upstreams.settings().read_timeout;
+        if proxy::wants_streaming(&head) && !request.is_head() {
+            let result = self.stream_response(&mut exchange, &head, keep_alive, read_timeout, request, started).await;
+            exchange.finish(upstreams);
+            return result;
+        }
+
+        // Read the whole body before the client gets a byte, spilling to a file past the buffer.
+        let mut body = Spool::new(upstreams.settings().buffer_bytes);
+        let temp_dir = upstreams.settings().temp_dir.clone();
+        loop {
+            match exchange.read_body(&mut body.memory, read_timeout).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    if let Err(err) = body.spill_if_full(&temp_dir).await {
+                        let err = proxy::ProxyError::Spool(err);
+                        tracing::error!(error = %err, target = %request.target, "upstream response not buffered");
+                        exchange.finish(upstreams);
+                        return self.send_reply(request, self.error_reply(err.status()), keep_alive, started).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, target = %request.target, status = head.status, "upstream response failed");
+                    exchange.finish(upstreams);
+                    return self.send_reply(request, self.error_reply(err.status()), keep_alive, started).await;
+                }
+            }
+        }
+        exchange.finish(upstreams);
+
         let date = self.context.date();
         // A response to HEAD keeps the length the upstream declared for the GET it stands for.
-        let body_length = if request.is_head() { response.head.content_length() } else { Some(response.body.len() as u64) };
-        let mut head = Vec::with_capacity(512);
-        http::write_client_response_head(&response.head, body_length, keep_alive, &date, &mut head);
-        self.io.queue(&head)?;
-        let body_bytes = if request.is_head() { 0 } else { response.body.len() as u64 };
-        if body_bytes > 0 {
-            self.io.queue(&response.body)?;
+        let body_length = if request.is_head() { head.content_length() } else { Some(body.len()) };
+        let mut out = Vec::with_capacity(512);
+        http::write_client_response_head(&head, body_length, keep_alive, &date, &mut out);
+        self.io.queue(&out)?;
+        let body_bytes = if request.is_head() { 0 } else { body.len() };
+        self.log(request, head.status, body_bytes, &date, started);
+        if !request.is_head() && !body.is_empty() {
+            body.send_to_client(&mut self.io).await?;
         }
-        self.log(request, response.head.status, body_bytes, &date, started);
         Ok(keep_alive)
+    }
+
+    /// Relays a response as it arrives. Without a length from the upstream, an HTTP/1.1 client
+    /// gets it chunked and an HTTP/1.0 client gets it delimited by the close.
+    async fn stream_response(
+        &mut self,
+        exchange: &mut Exchange,
+        head: &ResponseHead,
+        keep_alive: bool,
+        read_timeout: std::time::Duration,
+        request: &RequestHead,
+        started: Instant,
+    ) -> Result<bool, StreamError> {
+        let date = self.context.date();
+        let length = head.content_length().filter(|_| head.framing != ResponseFraming::Chunked);
+        let chunked = length.is_none() && request.version == Version::Http11;
+        let keep_alive = keep_alive && (length.is_some() || chunked);
+        let mut out = Vec::with_capacity(512);
+        if chunked {
+            http::write_client_response_head_chunked(head, keep_alive, &date, &mut out);
+        } else {
+            http::write_client_response_head(head, length, keep_alive, &date, &mut out);
+        }
+        self.io.queue(&out)?;
+        self.io.flush().await?;
+
+        let mut sent = 0u64;
+        let mut piece = Vec::with_capacity(16 * 1024);
+        loop {
+            piece.clear();
+            let done = match exchange.read_body(&mut piece, read_timeout).await {
+                Ok(done) => done,
+                Err(err) => {
+                    // The head is out: a failure can only end the connection.
+                    tracing::warn!(error = %err, target = %request.target, "streamed upstream response failed");
+                    return Ok(false);
+                }
+            };
+            if !piece.is_empty() {
+                sent += piece.len() as u64;
+                if chunked {
+                    self.io.queue(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                    self.io.queue(&piece)?;
+                    self.io.queue(b"\r\n")?;
+                } else {
+                    self.io.queue(&piece)?;
+                }
+                self.io.flush().await?;
+            }
+            if done {
+                break;
+            }
+        }
+        if chunked {
+            self.io.queue(b"0\r\n\r\n")?;
+        }
+        self.log(request, head.status, sent, &date, started);
+        Ok(keep_alive)
+    }
+
+    /// The response for an error status: the configured error page, or a short built-in one.
+    fn error_reply(&self, status: u16) -> Reply {
+        let page = self.context.shared.config.error_pages.iter().find(|(code, _)| *code == status);
+        Reply {
+            status,
+            headers: vec![("Content-Type", b"text/html; charset=utf-8".to_vec())],
+            body: page.map_or_else(|| html_body(status), |(_, body)| body.clone()),
+            close: false,
+        }
     }
 
     async fn send_reply(&mut self, request: &RequestHead, reply: Reply, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
@@ -317,7 +433,7 @@ impl Connection {
         if let Outcome::Load(job) = outcome {
             let Some(loaded) = rt::spawn_blocking(move || job.run()).await else {
                 tracing::error!(target = %request.target, "loading a static file panicked");
-                return self.send_reply(request, Reply::error(500), keep_alive, started).await;
+                return self.send_reply(request, self.error_reply(500), keep_alive, started).await;
             };
             let mut files = self.context.files.borrow_mut();
             files.insert(loaded);
@@ -327,7 +443,7 @@ impl Connection {
             Outcome::Response(response) => response,
             Outcome::Load(_) => {
                 tracing::error!(target = %request.target, "static file still not cached after loading");
-                return self.send_reply(request, Reply::error(500), keep_alive, started).await;
+                return self.send_reply(request, self.error_reply(500), keep_alive, started).await;
             }
         };
 
@@ -437,17 +553,6 @@ struct Reply {
     headers: Vec<(&'static str, Vec<u8>)>,
     body: Vec<u8>,
     close: bool,
-}
-
-impl Reply {
-    fn error(status: u16) -> Reply {
-        Reply {
-            status,
-            headers: vec![("Content-Type", b"text/html".to_vec())],
-            body: html_body(status),
-            close: false,
-        }
-    }
 }
 
 fn html_body(status: u16) -> Vec<u8> {

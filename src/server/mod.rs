@@ -8,6 +8,8 @@ mod access_log;
 mod client_io;
 mod conn;
 mod proxy;
+mod spool;
+mod upstream;
 mod worker;
 
 use std::fmt;

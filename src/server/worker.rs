@@ -12,6 +12,7 @@ use tracing::Instrument;
 use super::Shared;
 use super::access_log::{self, AccessLog};
 use super::conn;
+use super::upstream::Upstreams;
 use crate::files::StaticFiles;
 use crate::http::DateCache;
 use crate::rt::{self, Shutdown, ShutdownTrigger, TcpListener};
@@ -51,6 +52,8 @@ pub struct WorkerContext {
     pub date: RefCell<DateCache>,
     pub access_log: RefCell<AccessLog>,
     pub shutdown: Shutdown,
+    /// The upstream servers and their idle connections, when `[upstream]` is configured.
+    pub upstreams: Option<Upstreams>,
     /// Open connections, keyed by the slab index each connection task holds.
     pub connections: RefCell<slab::Slab<ConnectionInfo>>,
 }
@@ -98,6 +101,7 @@ pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigg
             date: RefCell::new(DateCache::default()),
             access_log: RefCell::new(access_log),
             shutdown: Shutdown::watch(trigger),
+            upstreams: shared.config.upstream.clone().map(Upstreams::new),
             connections: RefCell::new(slab::Slab::new()),
         });
         tracing::debug!(worker = id, driver = rt::driver_name(), "worker started");
@@ -112,7 +116,7 @@ pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigg
             };
             rt::spawn(accept_loop(Rc::clone(&context), socket, listener.kind, listener.address));
         }
-        rt::spawn(flush_access_log(Rc::clone(&context)));
+        rt::spawn(housekeeping(Rc::clone(&context)));
 
         context.shutdown.wait().await;
         drain(&context).await;
@@ -137,10 +141,15 @@ async fn drain(context: &WorkerContext) {
     }
 }
 
-async fn flush_access_log(context: Rc<WorkerContext>) {
+/// Once a second: writes buffered access log lines and closes pooled upstream connections that
+/// waited too long.
+async fn housekeeping(context: Rc<WorkerContext>) {
     while !context.shutdown.is_started() {
         rt::sleep(access_log::FLUSH_PERIOD).await;
         context.access_log.borrow_mut().flush();
+        if let Some(upstreams) = context.upstreams.as_ref() {
+            upstreams.prune_idle();
+        }
     }
 }
 
