@@ -19,8 +19,8 @@ else
     python3 -m venv "$venv"
 fi
 
-if "$venv/bin/python" -c 'import gunicorn, flask' >/dev/null 2>&1; then
-    echo "setup-python: gunicorn and flask already installed"
+if "$venv/bin/python" -c 'import gunicorn, flask, flask_sock' >/dev/null 2>&1; then
+    echo "setup-python: gunicorn, flask and flask-sock already installed"
 else
     echo "setup-python: installing packages from $requirements"
     "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"

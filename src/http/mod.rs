@@ -35,5 +35,6 @@ pub use request::{BodyFraming, Header, RequestHead, Version};
 pub use response::{DateCache, error_response, reason_phrase, status_has_no_body, write_head};
 pub use upstream::{
     Forwarded, ResponseDecoder, ResponseEvent, ResponseFraming, ResponseHead, ResponseLimits,
-    UpstreamError, write_client_response_head, write_client_response_head_chunked, write_upstream_request,
+    UpstreamError, write_client_response_head, write_client_response_head_chunked, write_client_switching_head,
+    write_upstream_request, write_upstream_upgrade_request,
 };

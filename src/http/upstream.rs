@@ -758,6 +758,40 @@ pub fn write_client_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes a protocol-upgrade request (RFC 9110 §7.8), such as a WebSocket handshake: the request
+/// of [`write_upstream_request`] without a body, with the client's `Upgrade` value and
+/// `Connection: upgrade` in place of `Connection: close`.
+pub fn write_upstream_upgrade_request(head: &RequestHead, upgrade: &[u8], forwarded: &Forwarded, out: &mut Vec<u8>) {
+    let forwarded = Forwarded { keep_alive: false, ..forwarded.clone() };
+    let start = out.len();
+    write_upstream_request(head, 0, &forwarded, out);
+    let ending: &[u8] = b"Connection: close\r\n\r\n";
+    if out.get(start..).is_some_and(|written| written.ends_with(ending)) {
+        out.truncate(out.len() - ending.len());
+    }
+    write_header(out, "Upgrade", upgrade);
+    write_header(out, "Connection", b"upgrade");
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head of a `101 Switching Protocols` response for the client: the upstream's
+/// headers minus Content-Length, Transfer-Encoding and Date, with its Upgrade and
+/// `Connection: upgrade` kept, since they are the point of the response.
+pub fn write_client_switching_head(head: &ResponseHead, date: &[u8], out: &mut Vec<u8>) {
+    write_status_line(out, 101, reason_phrase(101).as_bytes());
+    for header in &head.headers {
+        let dropped = ["content-length", "transfer-encoding", "date", "connection", "keep-alive"]
+            .iter()
+            .any(|name| header.name.eq_ignore_ascii_case(name));
+        if !dropped {
+            write_header(out, &header.name, &header.value);
+        }
+    }
+    write_header(out, "Date", date);
+    write_header(out, "Connection", b"upgrade");
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes the head of a response relayed as it arrives, with `Transfer-Encoding: chunked`
 /// because its length is not known. The rest is as in [`write_client_response_head`].
 pub fn write_client_response_head_chunked(head: &ResponseHead, keep_alive: bool, date: &[u8], out: &mut Vec<u8>) {

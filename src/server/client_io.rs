@@ -242,6 +242,12 @@ impl ClientIo {
         Ok(())
     }
 
+    /// Lends the socket and the TLS session to a relay that drives both directions itself.
+    /// Call only after [`ClientIo::flush`], and close the connection after the relay.
+    pub fn split_for_relay(&mut self) -> (&TcpStream, Option<&mut ServerConnection>) {
+        (&self.stream, self.tls.as_deref_mut())
+    }
+
     /// Sends a TLS close_notify (RFC 8446 §6.1) when the connection is TLS, flushes, and shuts the
     /// socket's write side so the client sees the end of the stream. With `linger`, unread client
     /// bytes are drained first: use it when the client may still be sending a request.

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::client_io::{ClientIo, StreamError};
 use super::proxy::{self, Exchange};
 use super::spool::Spool;
+use super::upgrade::{self, UpgradeOutcome};
 use super::worker::{ListenerKind, WorkerContext};
 use crate::files::{FileBody, Outcome};
 use crate::http::{self, BodyFraming, Event, RequestDecoder, RequestHead, ResponseFraming, ResponseHead, Version};
@@ -166,6 +167,16 @@ impl Connection {
                         tracing::error!("decoder completed a request without a head");
                         return Ok(Close::Quiet);
                     };
+                    if self.kind != ListenerKind::Redirect
+                        && upgrade::requested_upgrade(&request).is_some()
+                        && self.context.files.borrow().route_for(request.path()).is_none()
+                    {
+                        let pending = self.input.get(consumed..).unwrap_or_default().to_vec();
+                        return match self.serve_upgrade(&request, pending, started).await? {
+                            true => Ok(Close::Quiet),
+                            false => Ok(Close::Linger),
+                        };
+                    }
                     let keep_alive = self.respond(&request, started).await?;
                     self.decoder.reset();
                     self.body.clear();
@@ -327,6 +338,43 @@ impl Connection {
             body.send_to_client(&mut self.io).await?;
         }
         Ok(keep_alive)
+    }
+
+    /// Passes an `Upgrade` request to the upstream; on 101 the connection becomes a relay and
+    /// ends with it. Returns whether the relay ran (else an answer was sent and the connection
+    /// closes after it).
+    async fn serve_upgrade(&mut self, request: &RequestHead, pending: Vec<u8>, started: Instant) -> Result<bool, StreamError> {
+        let context = Rc::clone(&self.context);
+        let Some(upstreams) = context.upstreams.as_ref() else {
+            self.send_reply(request, self.error_reply(404), false, started).await?;
+            return Ok(false);
+        };
+        let Some(upgrade) = upgrade::requested_upgrade(request) else { return Ok(false) };
+        let host = request.header("host").map(String::from_utf8_lossy).unwrap_or_default();
+        let client = proxy::ClientFacts { ip: self.peer.ip(), proto: self.kind.scheme(), host: &host };
+        let forwarded = proxy::forwarded(upstreams.settings(), request, &client);
+        let date = self.context.date();
+        let outcome = upgrade::handle(upstreams, &mut self.io, request, upgrade, &forwarded, pending, &date).await;
+        match outcome {
+            UpgradeOutcome::Relayed { status, bytes_to_client } => {
+                self.log(request, status, bytes_to_client, &date, started);
+                Ok(true)
+            }
+            UpgradeOutcome::Declined { head, body } => {
+                let mut out = Vec::with_capacity(512);
+                http::write_client_response_head(&head, Some(body.len() as u64), false, &date, &mut out);
+                self.io.queue(&out)?;
+                self.io.queue(&body)?;
+                self.io.flush().await?;
+                self.log(request, head.status, body.len() as u64, &date, started);
+                Ok(false)
+            }
+            UpgradeOutcome::Failed(status) => {
+                self.send_reply(request, self.error_reply(status), false, started).await?;
+                self.io.flush().await?;
+                Ok(false)
+            }
+        }
     }
 
     /// Relays a response as it arrives. Without a length from the upstream, an HTTP/1.1 client

@@ -9,6 +9,7 @@ mod client_io;
 mod conn;
 mod proxy;
 mod spool;
+mod upgrade;
 mod upstream;
 mod worker;
 

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use super::spool::{AsyncSink, Spool};
 use super::upstream::{ConnectError, Lease, Upstreams};
+use crate::config::UpstreamSettings;
 use crate::http::{self, Forwarded, RequestHead, ResponseDecoder, ResponseEvent, ResponseHead, ResponseLimits};
 use crate::rt::{self, BufResult};
 
@@ -71,6 +72,24 @@ pub struct ClientFacts<'a> {
     pub host: &'a str,
 }
 
+/// Builds what the upstream is told about the client. A client inside `trusted_proxies` is
+/// itself a proxy, so its X-Forwarded-For is kept and extended; anyone else's is replaced.
+pub fn forwarded(settings: &UpstreamSettings, request: &RequestHead, client: &ClientFacts<'_>) -> Forwarded {
+    let prior_forwarded_for = settings
+        .trusted_proxies
+        .iter()
+        .any(|network| network.contains(client.ip))
+        .then(|| request.header("x-forwarded-for").map(|value| String::from_utf8_lossy(value).into_owned()))
+        .flatten();
+    Forwarded {
+        client_ip: client.ip,
+        proto: client.proto,
+        host: client.host.to_owned(),
+        prior_forwarded_for,
+        keep_alive: settings.keepalive > 0,
+    }
+}
+
 /// RFC 9110 §9.2.2: a request with one of these methods may be sent again when a reused
 /// connection turns out to be closed, because repeating it has no further effect.
 fn is_idempotent(method: &str) -> bool {
@@ -105,20 +124,7 @@ impl Exchange {
         body: &Spool,
         client: &ClientFacts<'_>,
     ) -> Result<(Exchange, ResponseHead), ProxyError> {
-        let settings = upstreams.settings();
-        let prior_forwarded_for = settings
-            .trusted_proxies
-            .iter()
-            .any(|network| network.contains(client.ip))
-            .then(|| request.header("x-forwarded-for").map(|value| String::from_utf8_lossy(value).into_owned()))
-            .flatten();
-        let forwarded = Forwarded {
-            client_ip: client.ip,
-            proto: client.proto,
-            host: client.host.to_owned(),
-            prior_forwarded_for,
-            keep_alive: settings.keepalive > 0,
-        };
+        let forwarded = forwarded(upstreams.settings(), request, client);
         let body_length = usize::try_from(body.len()).unwrap_or(usize::MAX);
         let mut head = Vec::with_capacity(1024);
         http::write_upstream_request(request, body_length, &forwarded, &mut head);

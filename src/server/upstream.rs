@@ -37,6 +37,34 @@ impl UpstreamStream {
         }
     }
 
+    /// Reads into `buffer` through a shared reference, so another task may write meanwhile.
+    pub async fn read_shared<B: IoBufMut>(&self, buffer: B) -> BufResult<usize, B> {
+        match self {
+            UpstreamStream::Unix(stream) => {
+                let mut reader = stream;
+                crate::rt::AsyncRead::read(&mut reader, buffer).await
+            }
+            UpstreamStream::Tcp(stream) => {
+                let mut reader = stream;
+                crate::rt::AsyncRead::read(&mut reader, buffer).await
+            }
+        }
+    }
+
+    /// Writes all of `buffer` through a shared reference, so another task may read meanwhile.
+    pub async fn write_all_shared<B: IoBuf>(&self, buffer: B) -> BufResult<(), B> {
+        match self {
+            UpstreamStream::Unix(stream) => {
+                let mut writer = stream;
+                writer.write_all(buffer).await
+            }
+            UpstreamStream::Tcp(stream) => {
+                let mut writer = stream;
+                writer.write_all(buffer).await
+            }
+        }
+    }
+
     /// Whether an idle pooled connection still looks usable: the peer has neither closed it nor
     /// sent unexpected bytes. A non-blocking peek, so it costs one system call and no wait.
     fn looks_reusable(&self) -> bool {

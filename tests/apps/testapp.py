@@ -8,6 +8,7 @@ a chosen status.
 import time
 
 from flask import Flask, Response, abort, jsonify, request
+from flask_sock import Sock
 
 app = Flask(__name__)
 
@@ -90,3 +91,16 @@ def status(code):
     # RFC 9110 §15.3.5 and §15.4.5: 204 and 304 responses carry no content.
     body = "" if code in (204, 304) else f"status {code}\n"
     return Response(body, status=code, mimetype="text/plain")
+
+
+sock = Sock(app)
+
+
+@sock.route("/ws")
+def websocket_echo(ws):
+    # Echoes each message until the client closes. Needs a threaded worker (gthread).
+    while True:
+        message = ws.receive()
+        if message is None:
+            break
+        ws.send(message)

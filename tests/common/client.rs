@@ -254,10 +254,30 @@ impl Connection {
                 Ok(0) => break,
                 Ok(count) => self.buffer.extend_from_slice(&chunk[..count]),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                Err(error) => {
+                    eprintln!("read_until_close stopped: {error}");
+                    break;
+                }
             }
         }
         std::mem::take(&mut self.buffer)
+    }
+
+    /// Reads exactly `count` bytes (after any already buffered) within [`IO_TIMEOUT`] per read.
+    ///
+    /// # Panics
+    /// Panics if the connection closes or times out first.
+    pub fn read_bytes(&mut self, count: usize) -> Vec<u8> {
+        let mut chunk = vec![0u8; 16 * 1024];
+        while self.buffer.len() < count {
+            match self.transport.read(&mut chunk) {
+                Ok(0) => panic!("connection closed after {} of {count} bytes", self.buffer.len()),
+                Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => panic!("read failed after {} of {count} bytes: {error}", self.buffer.len()),
+            }
+        }
+        self.buffer.drain(..count).collect()
     }
 
     /// Closes the sending half of the TCP connection, so the server reads end of file.

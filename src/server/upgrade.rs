@@ -1,0 +1,273 @@
+//! Protocol upgrades (WebSocket and other `Upgrade` requests, RFC 9110 §7.8): the request goes to
+//! the upstream on a connection of its own; only when the upstream answers 101 does the client
+//! get the 101, and from then on bytes are copied both ways until either side closes or both stay
+//! silent for `upstream.upgrade_idle_timeout`.
+//!
+//! The two directions run as two futures sharing the client socket and, on HTTPS, the rustls
+//! session. Only the upstream-to-client direction writes to the client, so TLS records are never
+//! interleaved; records that reading produced (a KeyUpdate answer, say) go out with its next write.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use rustls::ServerConnection;
+
+use super::client_io::ClientIo;
+use super::upstream::{UpstreamStream, Upstreams};
+use crate::http::{self, Forwarded, RequestHead, ResponseDecoder, ResponseEvent, ResponseLimits};
+use crate::rt::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
+
+/// Bytes read per step in each direction of an upgraded connection.
+const RELAY_CHUNK: usize = 16 * 1024;
+
+/// Returns the `Upgrade` value when `request` asks to switch protocols: an `Upgrade` header and
+/// `upgrade` among the Connection options (RFC 9110 §7.8), on a request without a body.
+pub fn requested_upgrade(request: &RequestHead) -> Option<&[u8]> {
+    let upgrade = request.header("upgrade")?;
+    let connection_says_upgrade = request.headers_named("connection").any(|value| {
+        value.split(|&byte| byte == b',').any(|option| option.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    });
+    (connection_says_upgrade && request.framing == http::BodyFraming::Empty).then_some(upgrade)
+}
+
+/// What happened to an upgrade request.
+pub enum UpgradeOutcome {
+    /// The upstream switched protocols and the relay ran to its end; the connection is finished.
+    Relayed { status: u16, bytes_to_client: u64 },
+    /// The upstream declined with an ordinary response, to be sent to the client as usual.
+    Declined { head: http::ResponseHead, body: Vec<u8> },
+    /// The upstream could not be reached or answered badly; the status for the client.
+    Failed(u16),
+}
+
+/// Sends the upgrade request and, on 101, relays the connection. `pending` holds client bytes
+/// already read after the request head; they go to the upstream first.
+pub async fn handle(
+    upstreams: &Upstreams,
+    io: &mut ClientIo,
+    request: &RequestHead,
+    upgrade: &[u8],
+    forwarded: &Forwarded,
+    pending: Vec<u8>,
+    date: &[u8],
+) -> UpgradeOutcome {
+    let settings = upstreams.settings();
+    let mut lease = match upstreams.acquire(false).await {
+        Ok(lease) => lease,
+        Err(err) => {
+            tracing::warn!(error = %err, target = %request.target, "upgrade: connecting to the upstream failed");
+            let status = if matches!(err, super::upstream::ConnectError::TimedOut) { 504 } else { 502 };
+            return UpgradeOutcome::Failed(status);
+        }
+    };
+
+    let mut message = Vec::with_capacity(1024);
+    http::write_upstream_upgrade_request(request, upgrade, forwarded, &mut message);
+    let sent = rt::timeout(settings.send_timeout, lease.stream.write_all(message)).await;
+    if !matches!(sent, Some(BufResult(Ok(()), _))) {
+        upstreams.discard(lease);
+        return UpgradeOutcome::Failed(502);
+    }
+
+    // Read the response head; a declined upgrade is an ordinary response with a body.
+    let limits = ResponseLimits::default();
+    let mut decoder = ResponseDecoder::new(false, limits);
+    let mut input: Vec<u8> = Vec::with_capacity(RELAY_CHUNK);
+    let mut consumed = 0usize;
+    let mut body = Vec::new();
+    let mut head = None;
+    loop {
+        let unread = input.get(consumed..).unwrap_or_default();
+        let step = decoder.decode(unread, &mut body);
+        let Ok((used, event)) = step else {
+            upstreams.discard(lease);
+            return UpgradeOutcome::Failed(502);
+        };
+        consumed += used;
+        match event {
+            ResponseEvent::Head(parsed) => {
+                if parsed.status == 101 {
+                    head = Some(parsed);
+                    break;
+                }
+                head = Some(parsed);
+            }
+            ResponseEvent::Body => {}
+            ResponseEvent::Complete => break,
+            ResponseEvent::NeedMore => {
+                input.drain(..consumed.min(input.len()));
+                consumed = 0;
+                input.reserve(RELAY_CHUNK);
+                let buffer = std::mem::take(&mut input);
+                let Some(BufResult(result, buffer)) = rt::timeout(settings.read_timeout, lease.stream.append(buffer)).await else {
+                    upstreams.discard(lease);
+                    return UpgradeOutcome::Failed(504);
+                };
+                input = buffer;
+                match result {
+                    Ok(0) if decoder.finish_on_eof().is_ok() => break,
+                    Ok(0) | Err(_) => {
+                        upstreams.discard(lease);
+                        return UpgradeOutcome::Failed(502);
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    let Some(head) = head else {
+        upstreams.discard(lease);
+        return UpgradeOutcome::Failed(502);
+    };
+    if head.status != 101 {
+        upstreams.discard(lease);
+        return UpgradeOutcome::Declined { head, body };
+    }
+
+    // Switched: the client gets the 101, then whatever the upstream sent after it.
+    let mut response = Vec::with_capacity(512);
+    http::write_client_switching_head(&head, date, &mut response);
+    response.extend_from_slice(input.get(consumed..).unwrap_or_default());
+    if io.queue(&response).is_err() || io.flush().await.is_err() {
+        upstreams.discard(lease);
+        return UpgradeOutcome::Relayed { status: 101, bytes_to_client: 0 };
+    }
+
+    let (stream, tls) = io.split_for_relay();
+    let bytes_to_client = relay(stream, tls, &lease.stream, pending, settings.upgrade_idle_timeout).await;
+    upstreams.discard(lease);
+    UpgradeOutcome::Relayed { status: 101, bytes_to_client }
+}
+
+/// Copies bytes both ways until a side closes or fails, or neither sends for `idle`. Returns the
+/// bytes sent to the client.
+async fn relay(client: &TcpStream, tls: Option<&mut ServerConnection>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> u64 {
+    let tls = tls.map(RefCell::new);
+    let last_activity = Cell::new(Instant::now());
+    let to_client = Cell::new(0u64);
+
+    let upward = copy_client_to_upstream(client, tls.as_ref(), upstream, pending, idle, &last_activity);
+    let downward = copy_upstream_to_client(client, tls.as_ref(), upstream, idle, &last_activity, &to_client);
+    futures_util::future::select(std::pin::pin!(upward), std::pin::pin!(downward)).await;
+    to_client.get()
+}
+
+/// Whether a direction whose read just timed out should give up: only when the other direction
+/// was quiet for the whole idle period too.
+fn is_idle(last_activity: &Cell<Instant>, idle: Duration) -> bool {
+    last_activity.get().elapsed() >= idle
+}
+
+async fn copy_client_to_upstream(
+    client: &TcpStream,
+    tls: Option<&RefCell<&mut ServerConnection>>,
+    upstream: &UpstreamStream,
+    pending: Vec<u8>,
+    idle: Duration,
+    last_activity: &Cell<Instant>,
+) {
+    if !pending.is_empty() && !write_upstream(upstream, pending).await {
+        return;
+    }
+    loop {
+        let mut reader = client;
+        let Some(BufResult(result, received)) = rt::timeout(idle, reader.read(Vec::with_capacity(RELAY_CHUNK))).await else {
+            if is_idle(last_activity, idle) {
+                return;
+            }
+            continue;
+        };
+        last_activity.set(Instant::now());
+        match result {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let plaintext = match &tls {
+            None => received,
+            Some(session) => match decrypt(&mut session.borrow_mut(), &received) {
+                Ok(plaintext) => plaintext,
+                Err(err) => {
+                    tracing::debug!(error = %err, "upgraded TLS connection ended");
+                    return;
+                }
+            },
+        };
+        if !plaintext.is_empty() && !write_upstream(upstream, plaintext).await {
+            return;
+        }
+    }
+}
+
+async fn copy_upstream_to_client(
+    client: &TcpStream,
+    tls: Option<&RefCell<&mut ServerConnection>>,
+    upstream: &UpstreamStream,
+    idle: Duration,
+    last_activity: &Cell<Instant>,
+    sent: &Cell<u64>,
+) {
+    loop {
+        let Some(BufResult(result, received)) = rt::timeout(idle, upstream.read_shared(Vec::with_capacity(RELAY_CHUNK))).await else {
+            if is_idle(last_activity, idle) {
+                return;
+            }
+            continue;
+        };
+        last_activity.set(Instant::now());
+        let count = match result {
+            Ok(0) | Err(_) => return,
+            Ok(count) => count,
+        };
+        sent.set(sent.get() + count as u64);
+        let bytes = match &tls {
+            None => received,
+            Some(session) => match encrypt(&mut session.borrow_mut(), &received) {
+                Ok(records) => records,
+                Err(_) => return,
+            },
+        };
+        let mut writer = client;
+        let BufResult(result, _) = writer.write_all(bytes).await;
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_upstream(upstream: &UpstreamStream, bytes: Vec<u8>) -> bool {
+    let BufResult(result, _) = upstream.write_all_shared(bytes).await;
+    result.is_ok()
+}
+
+/// Feeds ciphertext to rustls and returns the plaintext it yields.
+fn decrypt(session: &mut ServerConnection, ciphertext: &[u8]) -> io::Result<Vec<u8>> {
+    let mut unread = ciphertext;
+    let mut plaintext = Vec::new();
+    while !unread.is_empty() {
+        let taken = session.read_tls(&mut unread)?;
+        session.process_new_packets().map_err(io::Error::other)?;
+        if taken == 0 {
+            break;
+        }
+    }
+    let mut chunk = [0u8; RELAY_CHUNK];
+    loop {
+        match session.reader().read(&mut chunk) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(count) => plaintext.extend_from_slice(chunk.get(..count).unwrap_or_default()),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(plaintext),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Encrypts `plaintext` into TLS records, together with any records the session had queued.
+fn encrypt(session: &mut ServerConnection, plaintext: &[u8]) -> io::Result<Vec<u8>> {
+    session.writer().write_all(plaintext)?;
+    let mut records = Vec::with_capacity(plaintext.len() + 64);
+    while session.wants_write() {
+        session.write_tls(&mut records)?;
+    }
+    Ok(records)
+}
