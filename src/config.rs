@@ -44,6 +44,9 @@ pub struct ServerSettings {
     /// The `tracing` filter for error and diagnostic logs on stderr, in `RUST_LOG` syntax.
     /// `RUST_LOG`, when set, takes precedence.
     pub log_level: String,
+    /// Open client connections per worker. At the limit the longest idle keep-alive connection is
+    /// closed to make room; with none idle, new connections are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +56,7 @@ impl Default for ServerSettings {
             access_log: "stdout".to_owned(),
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".to_owned(),
+            max_connections: 10_000,
         }
     }
 }
@@ -94,12 +98,16 @@ pub struct TimeoutSettings {
     /// From accept to the end of the TLS handshake.
     #[serde(deserialize_with = "duration")]
     pub handshake: Duration,
-    /// From the first byte of a request to the end of its head.
+    /// From the first byte of a request to the end of its head, however the bytes trickle in.
     #[serde(deserialize_with = "duration")]
     pub request_head: Duration,
     /// Between two reads of a request body.
     #[serde(deserialize_with = "duration")]
     pub body_read: Duration,
+    /// From the end of the head to the end of the body, so a body sent a byte at a time cannot
+    /// hold a connection for ever.
+    #[serde(deserialize_with = "duration")]
+    pub request_body: Duration,
     /// An idle keep-alive connection waiting for its next request.
     #[serde(deserialize_with = "duration")]
     pub keepalive: Duration,
@@ -114,6 +122,7 @@ impl Default for TimeoutSettings {
             handshake: Duration::from_secs(10),
             request_head: Duration::from_secs(30),
             body_read: Duration::from_secs(30),
+            request_body: Duration::from_secs(300),
             keepalive: Duration::from_secs(75),
             send: Duration::from_secs(30),
         }
@@ -729,6 +738,9 @@ impl Checker<'_> {
                 "limits.max_head_bytes",
                 format!("{} is too small: use at least 1024", raw.limits.max_head_bytes),
             ));
+        }
+        if raw.server.max_connections == 0 {
+            return Err(self.error_without_line("server.max_connections", "must be at least 1".to_owned()));
         }
         if raw.limits.max_headers == 0 {
             return Err(self.error_without_line("limits.max_headers", "must be at least 1".to_owned()));

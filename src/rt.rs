@@ -115,6 +115,30 @@ pub fn runtime_file(file: std::fs::File) -> compio::fs::File {
     unsafe { compio::fs::File::from_raw_fd(fd) }
 }
 
+/// Raises the soft limit on open file descriptors to the hard limit, as nginx's
+/// `worker_rlimit_nofile` lets operators do: every client connection, upstream connection, open
+/// large file and temporary body file takes a descriptor, and the common soft default of 1024 is
+/// far below what one worker serves. Returns the limit now in force.
+///
+/// # Errors
+/// The `getrlimit` or `setrlimit` error.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: `raised` is a valid rlimit that the call only reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// Returns the file descriptor of a runtime socket, for the few calls compio does not wrap.
 pub fn raw_fd(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
     socket.as_raw_fd()

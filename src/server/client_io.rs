@@ -35,6 +35,8 @@ pub enum StreamError {
     Io(io::Error),
     /// The peer sent TLS that rustls rejected; the alert has already been queued.
     Tls(rustls::Error),
+    /// The peer spoke plain HTTP to the TLS port.
+    PlainHttpOnTls,
 }
 
 impl std::fmt::Display for StreamError {
@@ -44,6 +46,7 @@ impl std::fmt::Display for StreamError {
             StreamError::TimedOut => write!(f, "send timed out"),
             StreamError::Io(err) => write!(f, "socket error: {err}"),
             StreamError::Tls(err) => write!(f, "TLS error: {err}"),
+            StreamError::PlainHttpOnTls => write!(f, "plain HTTP sent to the TLS port"),
         }
     }
 }
@@ -97,8 +100,18 @@ impl ClientIo {
             if received == 0 {
                 return Err(StreamError::Closed);
             }
+            if looks_like_plain_http(&self.tls_in) {
+                return Err(StreamError::PlainHttpOnTls);
+            }
             self.process_ciphertext().await?;
         }
+    }
+
+    /// Gives up TLS on a connection whose client spoke plain HTTP, so that a plain answer can be
+    /// queued with [`ClientIo::queue`].
+    pub fn downgrade_to_plain(&mut self) {
+        self.tls = None;
+        self.tls_in.clear();
     }
 
     /// Appends at least one byte of plaintext to `input`, or returns `Ok(0)` at a clean end of
@@ -139,7 +152,7 @@ impl ClientIo {
         let Some(tls) = self.tls.as_mut() else { return Ok(None) };
         let start = input.len();
         input.resize(start + READ_CHUNK, 0);
-        let result = tls.reader().read(&mut input[start..]);
+        let result = tls.reader().read(input.get_mut(start..).unwrap_or_default());
         match result {
             Ok(read) => {
                 input.truncate(start + read);
@@ -306,4 +319,32 @@ async fn send_all<B: IoBuf>(stream: &mut TcpStream, buffer: B, timeout: Duration
         }
     }
     Ok(buffer.into_inner())
+}
+
+/// Whether the first bytes of a connection to the TLS port are an HTTP request line rather than
+/// a TLS record: a TLS handshake record starts with 0x16 (RFC 8446 §5.1), a request line with an
+/// uppercase method token and a space. nginx answers such clients with a 400 too.
+fn looks_like_plain_http(first_bytes: &[u8]) -> bool {
+    let Some(space) = first_bytes.iter().take(16).position(|&byte| byte == b' ') else { return false };
+    space > 0 && first_bytes.iter().take(space).all(u8::is_ascii_uppercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_plain_http;
+
+    #[test]
+    fn plain_http_detection_table() {
+        let cases: [(&[u8], bool); 6] = [
+            (b"GET / HTTP/1.1\r\n", true),
+            (b"OPTIONS * HTTP/1.1", true),
+            (b"\x16\x03\x01\x02\x00", false),
+            (b"GET", false),
+            (b" GET /", false),
+            (b"get / HTTP/1.1", false),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(looks_like_plain_http(bytes), expected, "{bytes:?}");
+        }
+    }
 }

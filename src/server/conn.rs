@@ -10,7 +10,7 @@ use super::client_io::{ClientIo, StreamError};
 use super::proxy::{self, Exchange};
 use super::spool::Spool;
 use super::upgrade::{self, UpgradeOutcome};
-use super::worker::{ListenerKind, WorkerContext};
+use super::worker::{ConnectionHandle, ListenerKind, WorkerContext};
 use crate::files::{FileBody, Outcome};
 use crate::http::{self, BodyFraming, Event, RequestDecoder, RequestHead, ResponseFraming, ResponseHead, Version};
 use crate::rt::{self, SharedBytes, TcpStream};
@@ -21,11 +21,16 @@ use super::access_log::Entry;
 /// dropped: the redirect and static routes do not use them).
 const DEFAULT_BODY_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Path of the panicking route of debug builds, enabled by the `RINGFRONT_TEST_PANIC_ROUTE`
+/// environment variable.
+#[cfg(debug_assertions)]
+const TEST_PANIC_PATH: &str = "/__ringfront_test/panic";
+
 /// Output bytes queued before the connection stops answering pipelined requests and flushes.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind) {
+pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind, handle: ConnectionHandle) {
     let timeouts = context.shared.config.timeouts.clone();
     let tls = match kind {
         ListenerKind::Https => match rustls::ServerConnection::new(Arc::clone(context.shared.tls())) {
@@ -43,6 +48,17 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
     if io.is_tls() {
         match rt::timeout(timeouts.handshake, io.handshake()).await {
             Some(Ok(())) => {}
+            Some(Err(StreamError::PlainHttpOnTls)) => {
+                tracing::debug!("plain HTTP on the TLS port");
+                io.downgrade_to_plain();
+                let mut out = Vec::with_capacity(256);
+                let date = context.date();
+                http::error_response(400, true, &date, &mut out);
+                if io.queue(&out).is_ok() && io.flush().await.is_ok() {
+                    io.close(true).await;
+                }
+                return;
+            }
             Some(Err(err)) => {
                 tracing::debug!(error = %err, "TLS handshake failed");
                 io.close(false).await;
@@ -64,6 +80,8 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         input: Vec::new(),
         decoder: RequestDecoder::new(http::Limits::default()),
         body: Spool::new(body_buffer_bytes),
+        handle,
+        deadline: None,
     };
     connection.decoder = RequestDecoder::new(connection.limits());
     let linger = connection.run().await;
@@ -81,6 +99,9 @@ struct Connection {
     decoder: RequestDecoder,
     /// Body of the request being read, after chunked decoding.
     body: Spool,
+    handle: ConnectionHandle,
+    /// When the current request head or body must be complete.
+    deadline: Option<Instant>,
 }
 
 /// Where the connection is between requests, which decides the read timeout and how an end of
@@ -148,6 +169,8 @@ impl Connection {
             match event {
                 Event::Head(parsed) => {
                     started = Instant::now();
+                    // The body's own deadline starts now.
+                    self.deadline = None;
                     if parsed.expect_continue && parsed.framing != BodyFraming::Empty && consumed >= self.input.len() {
                         // RFC 9110 §10.1.1: the client waits for this before sending the body.
                         self.io.queue(b"HTTP/1.1 100 Continue\r\n\r\n")?;
@@ -180,6 +203,7 @@ impl Connection {
                     let keep_alive = self.respond(&request, started).await?;
                     self.decoder.reset();
                     self.body.clear();
+                    self.deadline = None;
                     if !keep_alive {
                         self.io.flush().await?;
                         return Ok(Close::Linger);
@@ -225,20 +249,35 @@ impl Connection {
 
     async fn read_more(&mut self, phase: ReadPhase) -> ReadOutcome {
         let timeouts = &self.context.shared.config.timeouts;
+        let now = Instant::now();
+        // The head has one deadline from its first byte; the body has one from the end of the
+        // head, and each read of it also has `body_read`.
         let limit = match phase {
-            ReadPhase::Idle => timeouts.keepalive,
-            ReadPhase::Head => timeouts.request_head,
-            ReadPhase::Body => timeouts.body_read,
+            ReadPhase::Idle => {
+                self.deadline = None;
+                timeouts.keepalive
+            }
+            ReadPhase::Head => {
+                let deadline = *self.deadline.get_or_insert(now + timeouts.request_head);
+                deadline.saturating_duration_since(now)
+            }
+            ReadPhase::Body => {
+                let deadline = *self.deadline.get_or_insert(now + timeouts.request_body);
+                deadline.saturating_duration_since(now).min(timeouts.body_read)
+            }
         };
 
         let read = {
             let read = std::pin::pin!(rt::timeout(limit, self.io.read(&mut self.input)));
             if phase == ReadPhase::Idle {
-                let stop = std::pin::pin!(self.context.shutdown.wait());
-                match futures_util::future::select(read, stop).await {
+                self.handle.idle_since.set(Some(now));
+                let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
+                let read = match futures_util::future::select(read, stop).await {
                     futures_util::future::Either::Left((read, _)) => read,
                     futures_util::future::Either::Right(_) => return ReadOutcome::End,
-                }
+                };
+                self.handle.idle_since.set(None);
+                read
             } else {
                 read.await
             }
@@ -255,6 +294,12 @@ impl Connection {
     /// Answers one whole request. Returns whether the connection stays open.
     async fn respond(&mut self, request: &RequestHead, started: Instant) -> Result<bool, StreamError> {
         let keep_alive = request.keep_alive && !self.context.shutdown.is_started();
+        // Debug builds only, and only when the environment asks for it: proves that a panic in
+        // one connection's task is logged with its span and leaves the worker serving.
+        #[cfg(debug_assertions)]
+        if self.context.shared.test_panic_route && request.path() == TEST_PANIC_PATH {
+            panic!("deliberate panic for {TEST_PANIC_PATH}");
+        }
         if self.kind == ListenerKind::Redirect {
             let reply = self.redirect(request);
             return self.send_reply(request, reply, keep_alive, started).await;

@@ -3,6 +3,8 @@
 //!
 //! Start-up checks everything that can fail before a worker starts (the TLS files, that each
 //! address is free, each bind), so a bad deployment fails at once with one clear message.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 mod access_log;
 mod client_io;
@@ -38,6 +40,9 @@ pub struct Shared {
     pub static_settings: StaticSettings,
     /// `:PORT` appended to redirect targets, empty when the HTTPS port is 443.
     https_port_suffix: String,
+    /// Debug builds with `RINGFRONT_TEST_PANIC_ROUTE` set panic on one path, for tests.
+    #[cfg(debug_assertions)]
+    test_panic_route: bool,
 }
 
 impl Shared {
@@ -147,6 +152,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
 
     let workers = worker_count(&config);
+    match rt::raise_open_file_limit() {
+        Ok(limit) => {
+            let wanted = workers.saturating_mul(config.server.max_connections).saturating_mul(2);
+            if (limit as usize) < wanted {
+                tracing::warn!(
+                    limit,
+                    wanted,
+                    "the open file limit is below two descriptors per allowed connection; raise the hard limit (ulimit -Hn) or lower server.max_connections"
+                );
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open file limit"),
+    }
     let mut per_worker: Vec<Vec<WorkerListener>> = Vec::with_capacity(workers);
     for _ in 0..workers {
         let mut listeners = Vec::with_capacity(addresses.len());
@@ -179,7 +197,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         max_open_files: cache.max_open_files,
         ..StaticSettings::default()
     };
-    let shared = Arc::new(Shared { config, tls, static_routes, static_settings, https_port_suffix });
+    let shared = Arc::new(Shared {
+        config,
+        tls,
+        static_routes,
+        static_settings,
+        https_port_suffix,
+        #[cfg(debug_assertions)]
+        test_panic_route: std::env::var_os("RINGFRONT_TEST_PANIC_ROUTE").is_some(),
+    });
 
     let trigger = ShutdownTrigger::default();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])

@@ -62,6 +62,15 @@ pub struct WorkerContext {
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub opened: Instant,
+    pub handle: ConnectionHandle,
+}
+
+/// The part of a connection the worker can reach from outside its task: when it went idle, and
+/// a signal asking it to close while idle, used when the worker runs out of connection slots.
+#[derive(Clone, Default)]
+pub struct ConnectionHandle {
+    pub idle_since: Rc<std::cell::Cell<Option<Instant>>>,
+    pub evict: Shutdown,
 }
 
 impl WorkerContext {
@@ -70,8 +79,9 @@ impl WorkerContext {
         let mut cache = self.date.borrow_mut();
         let value = cache.header_value(std::time::SystemTime::now());
         let mut date = [b' '; 29];
-        let length = value.len().min(29);
-        date[..length].copy_from_slice(&value[..length]);
+        for (slot, byte) in date.iter_mut().zip(value) {
+            *slot = *byte;
+        }
         date
     }
 }
@@ -177,19 +187,49 @@ async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: Li
         };
         let _ = stream.set_nodelay(true);
 
-        let key = context.connections.borrow_mut().insert(ConnectionInfo { peer, opened: Instant::now() });
-        let span = tracing::debug_span!("conn", worker = context.id, %peer, listener = ?kind);
+        if !make_room(&context) {
+            tracing::warn!(worker = context.id, %peer, limit = context.shared.config.server.max_connections, "connection limit reached; closing the new connection");
+            let _ = stream.close().await;
+            continue;
+        }
+
+        let handle = ConnectionHandle::default();
+        let info = ConnectionInfo { peer, opened: Instant::now(), handle: handle.clone() };
+        let key = context.connections.borrow_mut().insert(info);
+        let span = tracing::info_span!("conn", worker = context.id, %peer, listener = ?kind);
         let task_context = Rc::clone(&context);
         rt::spawn(
             async move {
                 let guard = ConnectionGuard { context: Rc::clone(&task_context), key };
-                conn::serve(task_context, stream, peer, kind).await;
+                conn::serve(task_context, stream, peer, kind, handle).await;
                 drop(guard);
             }
             .instrument(span),
         );
     }
     let _ = listener.close().await;
+}
+
+/// Makes room for one more connection under `server.max_connections`: when the table is full,
+/// the connection idle the longest is asked to close. Returns `false` when no connection is idle,
+/// so the new one must be refused.
+fn make_room(context: &WorkerContext) -> bool {
+    let connections = context.connections.borrow();
+    if connections.len() < context.shared.config.server.max_connections {
+        return true;
+    }
+    let oldest_idle = connections
+        .iter()
+        .filter(|(_, info)| !info.handle.evict.is_started())
+        .filter_map(|(_, info)| info.handle.idle_since.get().map(|since| (since, &info.handle)))
+        .min_by_key(|(since, _)| *since);
+    match oldest_idle {
+        Some((_, handle)) => {
+            handle.evict.start();
+            true
+        }
+        None => false,
+    }
 }
 
 /// Removes a connection from the worker's table when its task ends, also when the task panicked.
