@@ -311,6 +311,14 @@ fn framing_cases() -> Vec<Case> {
             400,
         ),
         Case::rejected("te_empty", post_with("Transfer-Encoding: ", b"hello"), 400),
+        Case::rejected(
+            "te_empty_second_field",
+            post_with(
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: ",
+                b"5\r\nhello\r\n0\r\n\r\n",
+            ),
+            400,
+        ),
         Case::forwarded(
             "te_chunked_trailing_space",
             post_with("Transfer-Encoding: chunked \t", b"5\r\nhello\r\n0\r\n\r\n"),
@@ -488,6 +496,17 @@ fn chunked_cases() -> Vec<Case> {
                 &vec![b'a'; 0x800],
                 b"\r\n0\r\n\r\n",
                 NEXT_GET,
+            ])),
+            413,
+        ),
+        Case::rejected(
+            "chunks_sum_over_body_limit",
+            chunked_post(&concat(&[
+                b"200\r\n",
+                &[b'a'; 0x200],
+                b"\r\n200\r\n",
+                &[b'b'; 0x200],
+                b"\r\n1\r\nc\r\n0\r\n\r\n",
             ])),
             413,
         ),
@@ -746,6 +765,27 @@ fn head_cases() -> Vec<Case> {
             get(),
         ),
         Case::rejected("expect_other", get_with(b"Expect: 200-ok"), 417),
+        Case::rejected(
+            "expect_continue_over_limit",
+            post_with("Content-Length: 2000\r\nExpect: 100-continue", b""),
+            413,
+        ),
+        Case::rejected(
+            "too_many_headers",
+            get_with(
+                (0..101)
+                    .map(|index| format!("X-{index}: 1"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n")
+                    .as_bytes(),
+            ),
+            431,
+        ),
+        Case::rejected(
+            "target_too_long",
+            format!("GET /{} HTTP/1.1\r\nHost: h.test\r\n\r\n", "t".repeat(9000)),
+            414,
+        ),
         Case::forwarded(
             "leading_empty_lines",
             b"\r\n\r\nGET /a HTTP/1.1\r\nHost: h.test\r\n\r\n",
