@@ -560,8 +560,18 @@ pub(crate) struct TransferEncoding {
 
 impl TransferEncoding {
     /// Adds the codings listed in one field value.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`RequestError::InvalidTransferEncoding`] for an element that is not a coding
+    /// token, parameters on `chunked`, or a field that lists no coding. The grammar allows an
+    /// empty list, but a recipient that reads only the last field would then find no transfer
+    /// coding where this server reads `chunked`.
     pub(crate) fn add(&mut self, value: &[u8]) -> Result<(), RequestError> {
         self.present = true;
+        if list_elements(value).next().is_none() {
+            return Err(RequestError::InvalidTransferEncoding);
+        }
         for element in list_elements(value) {
             // RFC 9112 §7: transfer-coding = token *( OWS ";" OWS transfer-parameter )
             let mut name_and_parameters = element.splitn(2, |&byte| byte == b';');

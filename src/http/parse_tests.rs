@@ -267,6 +267,22 @@ fn framing_rejected_cases() {
 }
 
 #[test]
+fn transfer_encoding_empty_field_rejected() {
+    // A recipient that reads only the last field would see no transfer coding at all.
+    let cases: &[&[&str]] = &[
+        &["Transfer-Encoding: chunked", "Transfer-Encoding:"],
+        &["Transfer-Encoding:", "Transfer-Encoding: chunked"],
+        &["Transfer-Encoding: chunked", "Transfer-Encoding: ,"],
+    ];
+    for headers in cases {
+        let mut all = vec!["Host: a"];
+        all.extend_from_slice(headers);
+        let error = parse_err(&request("POST / HTTP/1.1", &all));
+        assert_eq!(error, RequestError::InvalidTransferEncoding, "{headers:?}");
+    }
+}
+
+#[test]
 fn transfer_encoding_http10_rejected() {
     let error = parse_err(&request("POST / HTTP/1.0", &["Transfer-Encoding: chunked"]));
     assert_eq!(error, RequestError::TransferEncodingWithHttp10);

@@ -42,7 +42,8 @@ pub struct Forwarded {
 ///
 /// Dropped from the client's headers: Connection and every header it names, Keep-Alive, TE,
 /// Trailer, Transfer-Encoding, Upgrade, every `Proxy-*` header, Content-Length, Expect, Host and
-/// every Forwarded, X-Forwarded-For, -Proto, -Host and -Port.
+/// every Forwarded, X-Forwarded-For, -Proto, -Host and -Port. Names are compared with `_` equal
+/// to `-`, so an underscore spelling of any of them is dropped too.
 /// Content-Length is sent when `body_len > 0` or the method is POST, PUT or PATCH, because some
 /// applications expect it on those methods even for an empty body.
 pub fn write_upstream_request(
@@ -110,11 +111,16 @@ fn is_hop_by_hop(name: &str, connection_options: &[&[u8]]) -> bool {
         "transfer-encoding",
         "upgrade",
     ];
-    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
-        || has_prefix_ignore_case(name, "proxy-")
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| same_field_name(name.as_bytes(), hop.as_bytes()))
+        || name
+            .as_bytes()
+            .get(.."proxy-".len())
+            .is_some_and(|start| same_field_name(start, b"proxy-"))
         || connection_options
             .iter()
-            .any(|option| name.as_bytes().eq_ignore_ascii_case(option))
+            .any(|option| same_field_name(name.as_bytes(), option))
 }
 
 fn is_dropped_from_request(name: &str, connection_options: &[&[u8]]) -> bool {
@@ -133,13 +139,22 @@ fn is_dropped_from_request(name: &str, connection_options: &[&[u8]]) -> bool {
     is_hop_by_hop(name, connection_options)
         || REWRITTEN
             .iter()
-            .any(|rewritten| name.eq_ignore_ascii_case(rewritten))
+            .any(|rewritten| same_field_name(name.as_bytes(), rewritten.as_bytes()))
 }
 
-fn has_prefix_ignore_case(name: &str, prefix: &str) -> bool {
-    name.as_bytes()
-        .get(..prefix.len())
-        .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
+/// Compares two field names ignoring ASCII case and treating `_` as `-`. WSGI servers map `-`
+/// to `_` in the environ key, so `X_Forwarded_For` reaches the application as X-Forwarded-For
+/// unless the server drops names with `_`, which Gunicorn does by default only from version 22.
+fn same_field_name(name: &[u8], reference: &[u8]) -> bool {
+    let fold = |byte: u8| match byte {
+        b'_' => b'-',
+        other => other.to_ascii_lowercase(),
+    };
+    name.len() == reference.len()
+        && name
+            .iter()
+            .zip(reference)
+            .all(|(&left, &right)| fold(left) == fold(right))
 }
 
 /// Bounds on a response read from the upstream.

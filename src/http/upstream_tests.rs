@@ -128,6 +128,53 @@ fn upstream_request_connection_cannot_remove_ours() {
 }
 
 #[test]
+fn upstream_request_drops_underscore_aliases() {
+    // WSGI servers map `-` in header names to `_`, so each of these would reach the
+    // application as the field it imitates.
+    let aliases = [
+        ("Content_Length", "99"),
+        ("Transfer_Encoding", "chunked"),
+        ("X_Forwarded_For", "203.0.113.9"),
+        ("x_forwarded_proto", "http"),
+        ("X-Forwarded_Host", "evil.example"),
+        ("X_Forwarded_Port", "1"),
+        ("Proxy_Authorization", "Basic x"),
+        ("Keep_Alive", "timeout=5"),
+    ];
+    for (name, value) in aliases {
+        let head = request_head("POST", "/", &[("Host", "app.example"), (name, value)]);
+        let text = upstream_request(&head, 3, &forwarded());
+        let lines = header_lines(&text);
+        assert!(
+            !lines.iter().any(|line| line.starts_with(name)),
+            "{name}: {text}"
+        );
+    }
+}
+
+#[test]
+fn upstream_request_connection_option_underscore_alias() {
+    let head = request_head(
+        "GET",
+        "/",
+        &[
+            ("Host", "app.example"),
+            ("Connection", "X-Secret"),
+            ("X_Secret", "1"),
+        ],
+    );
+    let text = upstream_request(&head, 0, &forwarded());
+    assert!(!text.contains("X_Secret"), "{text}");
+}
+
+#[test]
+fn upstream_request_keeps_other_underscores() {
+    let head = request_head("GET", "/", &[("Host", "app.example"), ("X_Trace_Id", "7")]);
+    let text = upstream_request(&head, 0, &forwarded());
+    assert!(header_lines(&text).contains(&"X_Trace_Id: 7"), "{text}");
+}
+
+#[test]
 fn upstream_request_content_length_rules() {
     let cases: &[(&str, usize, Option<&str>)] = &[
         ("GET", 0, None),

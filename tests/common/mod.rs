@@ -16,6 +16,8 @@
 //! - [`response`]: a small HTTP/1.1 response parser, independent of the server's own parser.
 //! - [`site`]: [`Site`], a static site on disk with secret files around it.
 //! - [`stub`]: [`StubUpstream`], a Unix socket upstream that responds 404 to everything.
+//! - [`recorder`]: [`RecordingUpstream`], a Unix socket upstream that records the exact bytes of
+//!   each connection, and [`parse_forwarded`], which checks them as one well-formed request.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code, unused_imports)]
@@ -24,6 +26,7 @@ pub mod cert;
 pub mod client;
 pub mod gunicorn;
 pub mod process;
+pub mod recorder;
 pub mod response;
 pub mod ringfront;
 pub mod site;
@@ -33,6 +36,7 @@ pub use cert::TestCert;
 pub use client::{Connection, https_request, plain_request, raw_exchange};
 pub use gunicorn::Gunicorn;
 pub use process::TempDir;
+pub use recorder::{ForwardedRequest, RECORDED_BODY, RecordingUpstream, parse_forwarded};
 pub use response::{Response, ResponseError};
 pub use ringfront::{Config, Ringfront};
 pub use site::{SECRET_MARKER, Site};
