@@ -975,6 +975,9 @@ impl Fixture {
             .http()
             .limit("max_body_bytes", MAX_BODY_BYTES)
             .upstream_socket(recorder.socket_path())
+            // One upstream connection per request, so each recorded connection holds exactly the
+            // request the checker expects; pooling is covered in tests/upstream.rs.
+            .upstream_setting("keepalive", "0")
             .start();
         Fixture {
             ringfront,

@@ -42,7 +42,7 @@ pub struct Forwarded {
 ///
 /// Dropped from the client's headers: Connection and every header it names, Keep-Alive, TE,
 /// Trailer, Transfer-Encoding, Upgrade, every `Proxy-*` header, Content-Length, Expect, Host and
-/// every Forwarded, X-Forwarded-For, -Proto, -Host and -Port. Names are compared with `_` equal
+/// every Forwarded, X-Forwarded-For, -Proto, -Host and -Port, and every name containing `_`. Names are compared with `_` equal
 /// to `-`, so an underscore spelling of any of them is dropped too.
 /// Content-Length is sent when `body_len > 0` or the method is POST, PUT or PATCH, because some
 /// applications expect it on those methods even for an empty body.
@@ -136,7 +136,11 @@ fn is_dropped_from_request(name: &str, connection_options: &[&[u8]]) -> bool {
         "x-forwarded-proto",
         "x-forwarded-host",
     ];
-    is_hop_by_hop(name, connection_options)
+    // A name with `_` reaches a WSGI application under the same environ key as its `-`
+    // spelling, so it could shadow any header, ours included. nginx drops such names by default
+    // (`underscores_in_headers off`), and so does Gunicorn from version 22.
+    name.contains('_')
+        || is_hop_by_hop(name, connection_options)
         || REWRITTEN
             .iter()
             .any(|rewritten| same_field_name(name.as_bytes(), rewritten.as_bytes()))
