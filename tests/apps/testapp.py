@@ -196,7 +196,10 @@ def drip():
 
 @app.route("/die")
 def die():
-    """Declare `length` bytes, send `sent` of them, then end the worker process."""
+    """Declare `length` bytes, send `sent` of them, then end the worker process.
+
+    With `unbuffered=1` the response asks the proxy to stream it (`X-Accel-Buffering: no`).
+    """
     length = request.args.get("length", default=0, type=int)
     sent = request.args.get("sent", default=0, type=int)
     if not 0 <= sent < length <= MAX_BIG_BYTES:
@@ -209,4 +212,6 @@ def die():
 
     response = Response(generate(), mimetype="application/octet-stream")
     response.headers["Content-Length"] = str(length)
+    if request.args.get("unbuffered") == "1":
+        response.headers["X-Accel-Buffering"] = "no"
     return response
