@@ -417,6 +417,31 @@ fn pool_connection_closed_by_upstream() {
     assert_ne!(first.connection, second.connection);
 }
 
+/// A read timeout on a pooled connection means a slow app, not a connection closed while idle,
+/// so the request is not sent a second time.
+#[test]
+fn pool_timeout_not_retried() {
+    let gunicorn = Gunicorn::start_with_args("testapp:app", 1, "gthread", &["--threads", "2"]);
+    let ringfront =
+        ringfront_for(&gunicorn, |config| config.upstream_setting("read_timeout", "\"1s\""));
+    let dir = TempDir::new("hold");
+    let mark = dir.join("entered");
+    let release = dir.join("release");
+    let mut connection = Connection::plain(ringfront.http_port());
+    let first = connection.request(&get("/hello"));
+    assert_eq!(first.status, 200);
+
+    let held = connection.request(&get(&format!(
+        "/hold?mark={}&release={}",
+        mark.display(),
+        release.display()
+    )));
+    let entries = std::fs::read_to_string(&mark).unwrap_or_default();
+    dir.write("release", "");
+    assert_eq!(held.status, 504);
+    assert_eq!(entries.lines().count(), 1, "requests that reached the app: {entries:?}");
+}
+
 #[test]
 fn upstream_dies_mid_response_502() {
     let gunicorn = Gunicorn::start("testapp:app", 2, "sync");
@@ -464,6 +489,41 @@ fn early_response_relayed() {
     let response = request(&ringfront, &post_with_length("/status/401", &body));
     assert_eq!(response.status, 401);
     assert_eq!(response.body, b"status 401\n");
+}
+
+/// The same with a gthread worker, which keeps connections alive: the early answer must not
+/// leave the rest of the body on a connection that goes back to the pool.
+#[test]
+fn early_response_relayed_gthread() {
+    let gunicorn = Gunicorn::start("testapp:app", 1, "gthread");
+    let ringfront =
+        ringfront_for(&gunicorn, |config| config.upstream_setting("buffer_bytes", SMALL_BUFFER));
+    let body = noise_bytes(SPILLED_BODY_BYTES);
+    let response = request(&ringfront, &post_with_length("/status/401", &body));
+    assert_eq!(response.status, 401);
+    assert_eq!(response.body, b"status 401\n");
+
+    let next = request(&ringfront, &get("/hello"));
+    assert_eq!(next.status, 200);
+    assert_eq!(next.body, b"hello from gunicorn\n");
+}
+
+#[test]
+fn pool_reused_after_bodiless() {
+    let gunicorn = Gunicorn::start("testapp:app", 1, "gthread");
+    let ringfront = ringfront_for(&gunicorn, |config| config);
+    let mut connection = Connection::plain(ringfront.http_port());
+    let first = ConnectionIdentity::from_response(&connection.request(&get("/conn")));
+
+    let head = connection.request(b"HEAD /conn HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(head.status, 200);
+    let no_content = connection.request(&get("/status/204"));
+    assert_eq!(no_content.status, 204);
+    let not_modified = connection.request(&get("/status/304"));
+    assert_eq!(not_modified.status, 304);
+
+    let last = ConnectionIdentity::from_response(&connection.request(&get("/conn")));
+    assert_eq!(first.connection, last.connection);
 }
 
 /// Connections the test queues on a listener with backlog 1 before anything accepts: at most

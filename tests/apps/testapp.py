@@ -145,13 +145,16 @@ def conn():
 
 @app.route("/hold")
 def hold():
-    """Create the file `mark`, wait for the file `release`, then return the identity."""
+    """Append a line to the file `mark`, wait for the file `release`, then return the identity.
+
+    The lines in `mark` count the requests that reached the app.
+    """
     mark = request.args.get("mark", "")
     release = request.args.get("release", "")
     if not mark or not release:
         abort(400)
-    with open(mark, "w", encoding="utf-8"):
-        pass
+    with open(mark, "a", encoding="utf-8") as marks:
+        marks.write("entered\n")
     if not wait_for_file(release):
         abort(500)
     return jsonify(connection_identity())
