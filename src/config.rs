@@ -199,8 +199,8 @@ pub struct UpstreamSettings {
     pub servers: Vec<UpstreamAddress>,
     pub balance: Balance,
     pub connect_timeout: Duration,
-    /// Longest silence allowed between two reads of the upstream response, as nginx's
-    /// `proxy_read_timeout`. Past it: 504, or a closed connection once a streamed response began.
+    /// Maximum time between two reads of the upstream response, as nginx's `proxy_read_timeout`.
+    /// Past it: 504, or a closed connection once a streamed response began.
     pub read_timeout: Duration,
     /// Time allowed to write the request to the upstream.
     pub send_timeout: Duration,

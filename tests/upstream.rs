@@ -1,5 +1,5 @@
 //! The upstream side of the proxy against real Gunicorn: whole responses buffered so that a slow
-//! client never holds a worker, bodies spilled to unnamed temporary files, the keep-alive pool,
+//! client never occupies a worker, bodies spilled to unnamed temporary files, the keep-alive pool,
 //! upstream failures, a full listen backlog, several servers, trusted proxies, error pages,
 //! streamed responses and the read timeout.
 //!
@@ -28,9 +28,9 @@ use common::{
     pattern_bytes,
 };
 
-/// Body size of the response a stalled client requests; far more than the socket buffers
-/// between ringfront, the client and Gunicorn can hold, so Gunicorn would block on it if
-/// ringfront relayed it instead of buffering it.
+/// Body size of the response a stalled client requests. It is far more than the socket buffers
+/// between Gunicorn, ringfront and the client take in, so Gunicorn would block on it if ringfront
+/// relayed it instead of buffering it.
 const STALLED_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Receive buffer of the stalled client's socket, kept small so that the kernel takes little of
@@ -256,7 +256,8 @@ fn socket_count(pid: u32) -> usize {
         .count()
 }
 
-/// Polls `condition` until it holds or [`CONDITION_TIMEOUT`] passes; returns whether it held.
+/// Polls `condition` until it is true or [`CONDITION_TIMEOUT`] passes. Returns whether it became
+/// true.
 fn wait_for(condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + CONDITION_TIMEOUT;
     loop {
@@ -404,7 +405,7 @@ fn pool_connection_closed_by_upstream() {
         ringfront_for(&gunicorn, |config| config.upstream_setting("keepalive_timeout", "\"10s\""));
     let first = ConnectionIdentity::from_response(&request(&ringfront, &get("/conn")));
 
-    // Gunicorn closes the pooled connection after its 1 s keep-alive; ringfront still holds it.
+    // Gunicorn closes the pooled connection after its 1 s keep-alive; ringfront keeps it in its pool.
     let sockets_with_connection = socket_count(first.worker);
     assert!(
         wait_for(|| socket_count(first.worker) < sockets_with_connection),
@@ -436,10 +437,10 @@ fn pool_timeout_not_retried() {
         mark.display(),
         release.display()
     )));
-    let entries = std::fs::read_to_string(&mark).unwrap_or_default();
+    let marks = std::fs::read_to_string(&mark).unwrap_or_default();
     dir.write("release", "");
     assert_eq!(held.status, 504);
-    assert_eq!(entries.lines().count(), 1, "requests that reached the app: {entries:?}");
+    assert_eq!(marks.lines().count(), 1, "requests that reached the app: {marks:?}");
 }
 
 #[test]
@@ -479,7 +480,7 @@ fn upstream_dies_mid_stream_closes() {
     assert_eq!(next.status, 200);
 }
 
-/// An app may answer before reading the body, as Flask does for a failed authorization check.
+/// An app may respond before reading the body, as Flask does for a failed authorization check.
 #[test]
 fn early_response_relayed() {
     let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
@@ -491,8 +492,8 @@ fn early_response_relayed() {
     assert_eq!(response.body, b"status 401\n");
 }
 
-/// The same with a gthread worker, which keeps connections alive: the early answer must not
-/// leave the rest of the body on a connection that goes back to the pool.
+/// The same with a gthread worker, which keeps connections alive: the early response must
+/// not leave the rest of the body on a connection that goes back to the pool.
 #[test]
 fn early_response_relayed_gthread() {
     let gunicorn = Gunicorn::start("testapp:app", 1, "gthread");
@@ -536,8 +537,8 @@ const ACCEPT_DELAY: Duration = Duration::from_millis(300);
 /// Body of the raw backlog server's responses.
 const RAW_SERVER_BODY: &[u8] = b"raw server\n";
 
-/// Accepts every connection on `listener` until `stop` is set, and answers each one that sends a
-/// request head with a 200 and [`RAW_SERVER_BODY`].
+/// Accepts every connection on `listener` until `stop` is set, and responds to each one that
+/// sends a request head with a 200 and [`RAW_SERVER_BODY`].
 fn serve_raw(listener: &Socket, stop: &AtomicBool) {
     if let Err(error) = listener.set_nonblocking(true) {
         panic!("failed to make the raw listener non-blocking: {error}");
@@ -630,7 +631,7 @@ impl FullBacklog {
 /// connect timeout.
 ///
 /// NOTE: with the io_uring driver the kernel completes the connect itself once the queue has
-/// room, so ringfront never sees the EAGAIN that its retry loop handles. This test then checks
+/// room, so ringfront never gets the EAGAIN that its retry loop handles. This test then checks
 /// the outcome, not that loop, which only the polling driver reaches.
 #[test]
 fn full_backlog_waited_out() {

@@ -1,9 +1,9 @@
 """Flask application that the integration tests run under Gunicorn behind ringfront.
 
 Each endpoint returns something a test can check byte for byte: the request body, the
-request headers as the application saw them, a generated pattern, a delayed response,
-a chosen status, the identity of the upstream connection or a stream that waits for the
-test.
+request headers as the application saw them, a generated pattern, a delayed response or
+a chosen status. Others return the identity of the upstream connection, or stream and
+wait for the test between chunks.
 """
 
 import itertools
@@ -201,7 +201,7 @@ def drip():
 def die():
     """Declare `length` bytes, send `sent` of them, then end the worker process.
 
-    With `unbuffered=1` the response asks the proxy to stream it (`X-Accel-Buffering: no`).
+    With `unbuffered=1` the response requests streaming from the proxy (`X-Accel-Buffering: no`).
     """
     length = request.args.get("length", default=0, type=int)
     sent = request.args.get("sent", default=0, type=int)
