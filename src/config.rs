@@ -208,7 +208,8 @@ pub struct UpstreamSettings {
     pub servers: Vec<UpstreamAddress>,
     pub balance: Balance,
     pub connect_timeout: Duration,
-    /// Time allowed for the upstream to send its whole response. Past it: 504.
+    /// Maximum time between two reads of the upstream response, as nginx's `proxy_read_timeout`.
+    /// Past it: 504, or a closed connection once a streamed response began.
     pub read_timeout: Duration,
     /// Time allowed to write the request to the upstream.
     pub send_timeout: Duration,

@@ -733,10 +733,10 @@ fn response_keep_alive(
 ///
 /// The status line uses this server's reason phrase for known codes and the upstream's
 /// otherwise. The upstream's headers follow, minus hop-by-hop ones (Connection and the headers
-/// it names, Keep-Alive, Transfer-Encoding, TE, Trailer, Upgrade, `Proxy-*`), Content-Length and
-/// Date. Then come `Date: date`, `Content-Length: body_len` when `body_len` is `Some`, and
-/// `Connection: keep-alive` or `Connection: close`. The explicit keep-alive lets an HTTP/1.0
-/// client that sent `Connection: keep-alive` reuse the connection.
+/// it names, Keep-Alive, Transfer-Encoding, TE, Trailer, Upgrade, `Proxy-*`), Content-Length,
+/// Date and `X-Accel-*`. Then come `Date: date`, `Content-Length: body_len` when `body_len` is
+/// `Some`, and `Connection: keep-alive` or `Connection: close`. The explicit keep-alive lets an
+/// HTTP/1.0 client that sent `Connection: keep-alive` reuse the connection.
 ///
 /// Pass the buffered body's length as `body_len`. For a response to HEAD, pass
 /// [`ResponseHead::content_length`], or `None` to send no Content-Length. A 1xx or 204 response
@@ -760,7 +760,10 @@ pub fn write_client_response_head(
     for header in &head.headers {
         let rewritten = header.name.eq_ignore_ascii_case("content-length")
             || header.name.eq_ignore_ascii_case("date");
-        if !rewritten && !is_hop_by_hop(&header.name, &connection_options) {
+        // `X-Accel-*` fields instruct the proxy (`X-Accel-Buffering: no` asks for streaming), so
+        // like nginx this server does not pass them on to the client.
+        let for_proxy = has_prefix_ignore_case(&header.name, "x-accel-");
+        if !rewritten && !for_proxy && !is_hop_by_hop(&header.name, &connection_options) {
             write_header(out, &header.name, &header.value);
         }
     }

@@ -690,6 +690,27 @@ fn client_head_drops_hop_by_hop() {
 }
 
 #[test]
+fn client_head_drops_accel_fields() {
+    let head = response_head(
+        200,
+        &[
+            ("X-Accel-Buffering", "no"),
+            ("x-accel-redirect", "/internal/file"),
+            ("X-Accelerated", "kept"),
+        ],
+    );
+    let text = client_head(&head, None, true);
+    assert_eq!(
+        header_lines(&text),
+        vec![
+            "X-Accelerated: kept",
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+            "Connection: keep-alive",
+        ]
+    );
+}
+
+#[test]
 fn client_head_content_length_cases() {
     let cases: &[(u16, Option<u64>, Option<&str>)] = &[
         (200, Some(0), Some("Content-Length: 0")),

@@ -49,6 +49,20 @@ impl ProxyError {
             | ProxyError::Spool(_) => 502,
         }
     }
+
+    /// Whether the upstream was too slow rather than gone. A pooled connection that the server
+    /// closed fails at once, so a timeout is no reason to send the request again.
+    fn is_timeout(&self) -> bool {
+        match self {
+            ProxyError::ReadTimedOut | ProxyError::Connect(ConnectError::TimedOut) => true,
+            ProxyError::Send(err) => err.kind() == io::ErrorKind::TimedOut,
+            ProxyError::Connect(ConnectError::Failed(_))
+            | ProxyError::Receive(_)
+            | ProxyError::Response(_)
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::Spool(_) => false,
+        }
+    }
 }
 
 impl fmt::Display for ProxyError {
@@ -144,7 +158,7 @@ impl Exchange {
             };
             match exchange.send_and_read_head(upstreams, &head, body).await {
                 Ok(response) => return Ok((exchange, response)),
-                Err(err) if reused && exchange.nothing_received() => {
+                Err(err) if reused && exchange.nothing_received() && !err.is_timeout() => {
                     tracing::debug!(error = %err, "pooled upstream connection was closed; retrying on a new one");
                     exchange.finish(upstreams);
                     reuse = false;

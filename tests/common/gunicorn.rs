@@ -44,6 +44,20 @@ impl Gunicorn {
     /// cannot be spawned, exits early, or its socket does not accept within [`STARTUP_TIMEOUT`].
     /// The message includes Gunicorn's output.
     pub fn start(app_module: &str, workers: u32, worker_class: &str) -> Gunicorn {
+        Gunicorn::start_with_args(app_module, workers, worker_class, &[])
+    }
+
+    /// Like [`Gunicorn::start`], with `extra_args` added to the command line before the app
+    /// module (for example `["--keep-alive", "1"]`).
+    ///
+    /// # Panics
+    /// As [`Gunicorn::start`].
+    pub fn start_with_args(
+        app_module: &str,
+        workers: u32,
+        worker_class: &str,
+        extra_args: &[&str],
+    ) -> Gunicorn {
         let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let program = manifest_dir.join(".venv/bin/gunicorn");
         if !program.is_file() {
@@ -73,6 +87,7 @@ impl Gunicorn {
             .arg("-")
             // Every instance would otherwise share the control socket ~/.gunicorn/gunicorn.ctl.
             .arg("--no-control-socket")
+            .args(extra_args)
             .arg(app_module)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONUNBUFFERED", "1")
@@ -110,6 +125,17 @@ impl Gunicorn {
                 );
             }
             thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Returns the process id of the Gunicorn master, which its workers see as their parent.
+    ///
+    /// # Panics
+    /// Panics if Gunicorn was never started.
+    pub fn pid(&self) -> u32 {
+        match &self.child {
+            Some(child) => child.id(),
+            None => panic!("gunicorn was never started"),
         }
     }
 

@@ -80,6 +80,7 @@ pub struct Config {
     statics: Vec<(String, PathBuf)>,
     upstream: Option<PathBuf>,
     upstream_extra: Vec<(String, String)>,
+    error_pages: Vec<(u16, PathBuf)>,
 }
 
 impl Default for Config {
@@ -100,6 +101,7 @@ impl Config {
             statics: Vec::new(),
             upstream: None,
             upstream_extra: Vec::new(),
+            error_pages: Vec::new(),
         }
     }
 
@@ -176,6 +178,13 @@ impl Config {
         self
     }
 
+    /// Adds `[error_pages] "STATUS" = FILE`, so that ringfront sends the bytes of `file` (read at
+    /// startup) as the body of each `status` error it generates itself.
+    pub fn error_page(mut self, status: u16, file: impl AsRef<Path>) -> Config {
+        self.error_pages.push((status, file.as_ref().to_path_buf()));
+        self
+    }
+
     /// Renders the config with port placeholders and `upstream` as the upstream socket.
     pub fn to_toml(&self, upstream: &Path) -> String {
         let mut text = String::new();
@@ -229,6 +238,13 @@ impl Config {
             text.push_str("\n[[static]]\n");
             let _ = writeln!(text, "prefix = {}", toml_string(prefix));
             let _ = writeln!(text, "dir = {}", toml_string(&dir.to_string_lossy()));
+        }
+
+        if !self.error_pages.is_empty() {
+            text.push_str("\n[error_pages]\n");
+            for (status, file) in &self.error_pages {
+                let _ = writeln!(text, "\"{status}\" = {}", toml_string(&file.to_string_lossy()));
+            }
         }
 
         text.push_str("\n[upstream]\n");
