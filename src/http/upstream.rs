@@ -762,7 +762,11 @@ pub fn write_client_response_head(
             || header.name.eq_ignore_ascii_case("date");
         // `X-Accel-*` fields instruct the proxy (`X-Accel-Buffering: no` asks for streaming), so
         // like nginx this server does not pass them on to the client.
-        let for_proxy = has_prefix_ignore_case(&header.name, "x-accel-");
+        let for_proxy = header
+            .name
+            .as_bytes()
+            .get(.."x-accel-".len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(b"x-accel-"));
         if !rewritten && !for_proxy && !is_hop_by_hop(&header.name, &connection_options) {
             write_header(out, &header.name, &header.value);
         }
