@@ -139,6 +139,66 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Bytes moved per splice step, and the pipe capacity asked for (Linux allows up to
+/// /proc/sys/fs/pipe-max-size, 1 MiB by default, to unprivileged processes).
+const SPLICE_CHUNK: usize = 256 * 1024;
+
+/// Sends `len` bytes of `file` from `offset` to `socket` with splice(2) through a pipe, so the
+/// bytes go from the page cache to the socket without a copy through user space. `timeout`
+/// bounds each step, like a send timeout.
+///
+/// # Errors
+/// `UnexpectedEof` when the file is shorter than `offset + len` (it shrank since its stat),
+/// `TimedOut` when the client stops reading, or the splice error.
+pub async fn splice_file_to_socket(
+    file: &compio::fs::File,
+    offset: u64,
+    len: u64,
+    socket: &TcpStream,
+    timeout: Duration,
+) -> io::Result<()> {
+    let (receiver, sender) = compio::fs::pipe::anonymous().await?;
+    set_pipe_capacity(&sender, SPLICE_CHUNK);
+    let end = offset.saturating_add(len);
+    let mut position = offset;
+    while position < end {
+        let want = usize::try_from(end - position).unwrap_or(SPLICE_CHUNK).min(SPLICE_CHUNK);
+        let start = i64::try_from(position).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let fill = compio::fs::pipe::splice(file, &sender, want).offset_in(start);
+        let filled = match crate::rt::timeout(timeout, std::future::IntoFuture::into_future(fill)).await {
+            Some(result) => result?,
+            None => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+        };
+        if filled == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while it was sent"));
+        }
+        let mut drained = 0;
+        while drained < filled {
+            let drain = compio::fs::pipe::splice(&receiver, socket, filled - drained);
+            let moved = match crate::rt::timeout(timeout, std::future::IntoFuture::into_future(drain)).await {
+                Some(result) => result?,
+                None => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            };
+            if moved == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero));
+            }
+            drained += moved;
+        }
+        position += filled as u64;
+    }
+    Ok(())
+}
+
+/// Asks for a larger pipe buffer so each splice moves more; a refusal only costs more steps.
+fn set_pipe_capacity(pipe: &impl std::os::fd::AsRawFd, bytes: usize) {
+    let Ok(bytes) = libc::c_int::try_from(bytes) else { return };
+    // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours; the descriptor
+    // is open for the duration of the call because `pipe` is borrowed.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes);
+    }
+}
+
 /// Returns the file descriptor of a runtime socket, for the few calls compio does not wrap.
 pub fn raw_fd(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
     socket.as_raw_fd()

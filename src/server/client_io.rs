@@ -255,6 +255,42 @@ impl ClientIo {
         Ok(())
     }
 
+    /// Sends part of a file: by splice on a plain connection (no copy through user space), by
+    /// positional reads and encryption on TLS. Flushes what was queued first.
+    ///
+    /// # Errors
+    /// `Io` with `UnexpectedEof` when the file shrank, `TimedOut`, or a socket error.
+    pub async fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> Result<(), StreamError> {
+        self.flush().await?;
+        let runtime_file = rt::runtime_file(file.try_clone()?);
+        if self.tls.is_none() {
+            return match rt::splice_file_to_socket(&runtime_file, offset, len, &self.stream, self.send_timeout).await {
+                Ok(()) => Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::TimedOut => Err(StreamError::TimedOut),
+                Err(err) => Err(StreamError::Io(err)),
+            };
+        }
+
+        let end = offset.saturating_add(len);
+        let mut position = offset;
+        let mut buffer = Vec::with_capacity(TLS_WRITE_CHUNK);
+        while position < end {
+            let want = usize::try_from(end - position).unwrap_or(TLS_WRITE_CHUNK).min(TLS_WRITE_CHUNK);
+            buffer.clear();
+            let BufResult(result, returned) = compio::io::AsyncReadAt::read_at(&runtime_file, buffer, position).await;
+            buffer = returned;
+            let read = result?;
+            if read == 0 {
+                return Err(StreamError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while it was sent")));
+            }
+            buffer.truncate(read.min(want));
+            position += buffer.len() as u64;
+            self.queue(&buffer)?;
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Lends the socket and the TLS session to a relay that drives both directions itself.
     /// Call only after [`ClientIo::flush`], and close the connection after the relay.
     pub fn split_for_relay(&mut self) -> (&TcpStream, Option<&mut ServerConnection>) {

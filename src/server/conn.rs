@@ -574,8 +574,7 @@ impl Connection {
                 }
                 FileBody::File { file, offset, len } => {
                     self.log(request, response.status, len, &date, started);
-                    self.io.flush().await?;
-                    if stream_file(&mut self.io, &file, offset, len).await.is_err() {
+                    if self.io.send_file(&file, offset, len).await.is_err() {
                         // The head promised `len` bytes: a short file can only end the connection.
                         return Ok(false);
                     }
@@ -653,30 +652,3 @@ fn html_body(status: u16) -> Vec<u8> {
     format!("<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1></body></html>\n").into_bytes()
 }
 
-/// Bytes read from disk per step when a large file is streamed.
-const FILE_CHUNK: usize = 256 * 1024;
-
-/// Streams `len` bytes of `file` from `offset` to the client with positional reads on the
-/// runtime. Fails when the file is shorter than expected, for example truncated since its stat.
-async fn stream_file(io: &mut ClientIo, file: &std::fs::File, offset: u64, len: u64) -> Result<(), StreamError> {
-    let file = rt::runtime_file(file.try_clone()?);
-    let mut position = offset;
-    let end = offset.saturating_add(len);
-    let mut buffer = Vec::with_capacity(FILE_CHUNK);
-    while position < end {
-        let want = usize::try_from(end - position).unwrap_or(FILE_CHUNK).min(FILE_CHUNK);
-        buffer.clear();
-        buffer.reserve(want);
-        let rt::BufResult(result, returned) = compio::io::AsyncReadAt::read_at(&file, buffer, position).await;
-        buffer = returned;
-        let read = result?;
-        if read == 0 {
-            return Err(StreamError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while it was sent")));
-        }
-        buffer.truncate(read.min(want));
-        position += buffer.len() as u64;
-        io.queue(&buffer)?;
-        io.flush().await?;
-    }
-    Ok(())
-}
