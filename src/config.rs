@@ -746,6 +746,15 @@ impl Checker<'_> {
         if raw.limits.max_headers == 0 {
             return Err(self.error_without_line("limits.max_headers", "must be at least 1".to_owned()));
         }
+        if raw.limits.max_uri_bytes >= raw.limits.max_head_bytes {
+            return Err(self.error_without_line(
+                "limits.max_uri_bytes",
+                format!(
+                    "{} is not below limits.max_head_bytes ({}): the request line is part of the head",
+                    raw.limits.max_uri_bytes, raw.limits.max_head_bytes
+                ),
+            ));
+        }
         if raw.limits.max_uri_bytes == 0 {
             return Err(self.error_without_line("limits.max_uri_bytes", "must be at least 1".to_owned()));
         }

@@ -196,3 +196,55 @@ fn read(path: &std::path::Path) -> Vec<u8> {
         Err(error) => panic!("failed to read {}: {error}", path.display()),
     }
 }
+
+/// nginx reloads on SIGHUP; ringfront cannot, and must neither die nor stop serving.
+#[test]
+fn sighup_keeps_serving() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new().https(&cert).http().start();
+    let pid = ringfront.pid().expect("ringfront is running");
+    assert!(common::process::send_signal(i64::from(pid), "HUP"));
+    thread::sleep(Duration::from_millis(200));
+    let response = common::plain_request(ringfront.http_port(), b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 404);
+}
+
+/// logrotate moves the file and sends SIGUSR1; new lines must go to a new file at the old path.
+#[test]
+fn sigusr1_reopens_access_log() {
+    let cert = TestCert::generate(&["localhost"]);
+    let dir = common::TempDir::new("access-log");
+    let log = dir.join("access.log");
+    let rotated = dir.join("access.log.1");
+    let ringfront = Config::new()
+        .https(&cert)
+        .http()
+        .workers(1)
+        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
+        .start();
+    let request = b"GET /before HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    common::plain_request(ringfront.http_port(), request);
+    wait_for_file_containing(&log, "/before");
+
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid = ringfront.pid().expect("ringfront is running");
+    assert!(common::process::send_signal(i64::from(pid), "USR1"));
+    // The worker reopens on its next housekeeping tick, at most a second later.
+    thread::sleep(Duration::from_millis(1500));
+    common::plain_request(ringfront.http_port(), b"GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    wait_for_file_containing(&log, "/after");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(!old.contains("/after"), "the rotated file got a new line: {old}");
+}
+
+/// Waits, bounded, until `path` exists and contains `text`.
+fn wait_for_file_containing(path: &std::path::Path, text: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|contents| contents.contains(text)) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} did not get a line with {text} within 5 s", path.display());
+}

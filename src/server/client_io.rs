@@ -206,12 +206,17 @@ impl ClientIo {
             None => self.out.extend_from_slice(bytes),
             Some(tls) => {
                 tls.writer().write_all(bytes)?;
+                // Encrypt at once, so that `pending` sees these bytes and the caller's flush
+                // threshold bounds TLS connections as it does plain ones.
+                while tls.wants_write() {
+                    tls.write_tls(&mut self.out)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Bytes queued and not yet sent, counting plaintext still inside rustls.
+    /// Bytes queued and not yet sent.
     pub fn pending(&self) -> usize {
         self.out.len()
     }

@@ -42,6 +42,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         },
         ListenerKind::Redirect | ListenerKind::Http => None,
     };
+    let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut io = ClientIo::new(stream, tls, timeouts.send);
     let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
 
@@ -76,6 +77,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         context,
         io,
         peer,
+        local,
         kind,
         input: Vec::new(),
         decoder: RequestDecoder::new(http::Limits::default()),
@@ -93,6 +95,8 @@ struct Connection {
     context: Rc<WorkerContext>,
     io: ClientIo,
     peer: SocketAddr,
+    /// The address the connection came in on.
+    local: SocketAddr,
     kind: ListenerKind,
     /// Plaintext received and not yet consumed by the decoder.
     input: Vec<u8>,
@@ -321,6 +325,19 @@ impl Connection {
         }
     }
 
+    /// The host the client addressed: its Host header, or for an HTTP/1.0 request without one
+    /// the first configured server name, else the address the connection came in on.
+    fn request_host(&self, request: &RequestHead) -> String {
+        if let Some(host) = request.header("host").filter(|host| !host.is_empty()) {
+            return String::from_utf8_lossy(host).into_owned();
+        }
+        let names = self.context.shared.config.https.as_ref().map(|https| https.server_names.as_slice());
+        match names.and_then(<[String]>::first) {
+            Some(name) => name.clone(),
+            None => self.local.to_string(),
+        }
+    }
+
     fn temp_dir(&self) -> std::path::PathBuf {
         self.context.shared.config.upstream.as_ref().map_or_else(std::env::temp_dir, |upstream| upstream.temp_dir.clone())
     }
@@ -330,7 +347,7 @@ impl Connection {
         let Some(upstreams) = context.upstreams.as_ref() else {
             return self.send_reply(request, self.error_reply(404), keep_alive, started).await;
         };
-        let host = request.header("host").map(String::from_utf8_lossy).unwrap_or_default();
+        let host = self.request_host(request);
         let client = proxy::ClientFacts { ip: self.peer.ip(), proto: self.kind.scheme(), host: &host };
         let limits = proxy::response_limits(context.shared.config.limits.max_response_bytes);
         let (mut exchange, head) = match Exchange::start(upstreams, limits, request, &self.body, &client).await {
@@ -371,9 +388,19 @@ impl Connection {
         }
         exchange.finish(upstreams);
 
+        // Shutdown may have started while the upstream worked: say so in this response.
+        let keep_alive = keep_alive && !self.context.shutdown.is_started();
         let date = self.context.date();
-        // A response to HEAD keeps the length the upstream declared for the GET it stands for.
-        let body_length = if request.is_head() { head.content_length() } else { Some(body.len()) };
+        // A response to HEAD keeps the length the upstream declared for the GET it stands for;
+        // a 304 gets none, because its length would describe the representation not sent
+        // (RFC 9110 §8.6).
+        let body_length = if head.status == 304 {
+            None
+        } else if request.is_head() {
+            head.content_length()
+        } else {
+            Some(body.len())
+        };
         let mut out = Vec::with_capacity(512);
         http::write_client_response_head(&head, body_length, keep_alive, &date, &mut out);
         self.io.queue(&out)?;
@@ -395,7 +422,7 @@ impl Connection {
             return Ok(false);
         };
         let Some(upgrade) = upgrade::requested_upgrade(request) else { return Ok(false) };
-        let host = request.header("host").map(String::from_utf8_lossy).unwrap_or_default();
+        let host = self.request_host(request);
         let client = proxy::ClientFacts { ip: self.peer.ip(), proto: self.kind.scheme(), host: &host };
         let forwarded = proxy::forwarded(upstreams.settings(), request, &client);
         let date = self.context.date();

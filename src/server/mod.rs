@@ -40,6 +40,8 @@ pub struct Shared {
     pub static_settings: StaticSettings,
     /// `:PORT` appended to redirect targets, empty when the HTTPS port is 443.
     https_port_suffix: String,
+    /// Raised by SIGUSR1: workers reopen their access log file when it changes (logrotate).
+    pub log_generation: std::sync::atomic::AtomicU64,
     /// Debug builds with `RINGFRONT_TEST_PANIC_ROUTE` set panic on one path, for tests.
     #[cfg(debug_assertions)]
     test_panic_route: bool,
@@ -203,13 +205,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         static_routes,
         static_settings,
         https_port_suffix,
+        log_generation: std::sync::atomic::AtomicU64::new(0),
         #[cfg(debug_assertions)]
         test_panic_route: std::env::var_os("RINGFRONT_TEST_PANIC_ROUTE").is_some(),
     });
 
     let trigger = ShutdownTrigger::default();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-        .map_err(StartError::Thread)?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(StartError::Thread)?;
 
     let mut threads = Vec::with_capacity(workers);
     for (id, listeners) in per_worker.into_iter().enumerate() {
@@ -225,15 +228,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tracing::info!(%address, listener = ?kind, workers, "listening");
     }
 
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, grace = ?shared.config.server.shutdown_grace, "stopping: no new connections, finishing requests in flight");
+    // nginx's signals, as far as they apply: TERM, INT and QUIT stop gracefully, USR1 reopens
+    // the log file after rotation, HUP (reload) is not supported and only logged.
+    for signal in signals.forever() {
+        match signal {
+            SIGUSR1 => {
+                shared.log_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+                tracing::info!("reopening the access log");
+            }
+            SIGHUP => tracing::warn!("SIGHUP: configuration reload is not supported; restart ringfront to apply changes"),
+            _ => {
+                tracing::info!(signal, grace = ?shared.config.server.shutdown_grace, "stopping: no new connections, finishing requests in flight");
+                break;
+            }
+        }
     }
     trigger.trigger();
     // A second signal during the grace period means the operator does not want to wait.
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            tracing::warn!(signal, "second stop signal: exiting without waiting for requests in flight");
-            std::process::exit(1);
+        for signal in signals.forever() {
+            if matches!(signal, SIGTERM | SIGINT | SIGQUIT) {
+                tracing::warn!(signal, "second stop signal: exiting without waiting for requests in flight");
+                std::process::exit(1);
+            }
         }
     });
     let started = Instant::now();

@@ -154,9 +154,19 @@ async fn drain(context: &WorkerContext) {
 /// Once a second: writes buffered access log lines and closes pooled upstream connections that
 /// waited too long.
 async fn housekeeping(context: Rc<WorkerContext>) {
+    let mut log_generation = 0;
     while !context.shutdown.is_started() {
         rt::sleep(access_log::FLUSH_PERIOD).await;
         context.access_log.borrow_mut().flush();
+        let wanted = context.shared.log_generation.load(std::sync::atomic::Ordering::Acquire);
+        if wanted != log_generation {
+            log_generation = wanted;
+            let destination = &context.shared.config.server.access_log;
+            match AccessLog::open(destination) {
+                Ok(log) => *context.access_log.borrow_mut() = log,
+                Err(err) => tracing::error!(worker = context.id, error = %err, path = %destination, "cannot reopen the access log; keeping the old file"),
+            }
+        }
         if let Some(upstreams) = context.upstreams.as_ref() {
             upstreams.prune_idle();
         }
@@ -168,6 +178,8 @@ async fn housekeeping(context: Rc<WorkerContext>) {
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: ListenerKind, address: SocketAddr) {
+    let mut accept_errors = 0u64;
+    let mut last_accept_warning: Option<Instant> = None;
     loop {
         let accepted = {
             let accept = std::pin::pin!(listener.accept());
@@ -180,7 +192,13 @@ async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: Li
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(err) => {
-                tracing::warn!(worker = context.id, %address, error = %err, "accept failed");
+                accept_errors += 1;
+                // One line per second at most; EMFILE under attack would otherwise flood the log.
+                if last_accept_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(worker = context.id, %address, error = %err, failures = accept_errors, "accept failed");
+                    last_accept_warning = Some(Instant::now());
+                    accept_errors = 0;
+                }
                 rt::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }
