@@ -9,6 +9,7 @@ use libdeflater::CompressionLvl;
 use super::cache::{Cache, CacheEntry, EntryKind};
 use super::load::{CacheKey, FileStamp, LoadJob, LoadOptions, LoadResult, Loaded};
 use super::path::normalize_path;
+use super::range::RangeLimits;
 use super::response::{self, FileResponse, ServeOptions};
 use super::route::{StaticRoute, StaticSettings};
 use crate::http::RequestHead;
@@ -78,8 +79,9 @@ impl StaticFiles {
 
     /// Builds the response to `head` for route `route` from memory, or returns a load job.
     ///
-    /// It never reads or compresses a file. Its only system call is a `stat` of a cached file,
-    /// at most once per `revalidate_interval` per entry, cheap enough for the event loop. A
+    /// It never reads or compresses a file. Its only system calls are a `stat` of a cached file
+    /// and of its three sibling names (`.br`, `.zst`, `.gz`), at most once per
+    /// `revalidate_interval` per entry, cheap enough for the event loop. A
     /// `route` that is not an index from [`route_for`](Self::route_for) gets 404.
     pub fn respond(&mut self, route: usize, head: &RequestHead, now: Instant) -> Outcome {
         let head_only = head.is_head();
@@ -119,7 +121,10 @@ impl StaticFiles {
             EntryKind::File(file) => {
                 let options = ServeOptions {
                     max_age: config.max_age,
-                    max_range_header_bytes: self.settings.max_range_header_bytes,
+                    range_limits: RangeLimits {
+                        max_header_bytes: self.settings.max_range_header_bytes,
+                        max_ranges: self.settings.max_ranges,
+                    },
                 };
                 response::serve(file, head, &options)
             }
@@ -205,10 +210,17 @@ fn check_freshness(
         return Freshness::Fresh;
     }
 
-    // Redirects and errors are simply loaded again; files are checked with one `stat`.
+    // Redirects and errors are simply loaded again. Files are checked with one `stat` of the
+    // file and one of each sibling name, so a new or changed sibling reloads the entry too.
     let verdict = match &entry.kind {
         EntryKind::File(file) => match std::fs::metadata(&file.stat_path) {
-            Ok(metadata) if FileStamp::of(&metadata) == file.stamp => Freshness::Fresh,
+            Ok(metadata) if FileStamp::of(&metadata) == file.stamp => {
+                if file.siblings_unchanged() {
+                    Freshness::Fresh
+                } else {
+                    Freshness::Missing
+                }
+            }
             Ok(_) => Freshness::Missing,
             Err(error) if is_gone(&error) => Freshness::Deleted,
             Err(_) => Freshness::Missing,
