@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticRoute {
     /// URL prefix such as `/static/`, starting and ending with `/`. It is matched against the
-    /// request path as sent, before percent-decoding.
+    /// normalized request path (see `StaticFiles::route_for`).
     pub prefix: String,
     /// The directory served, canonical (absolute, no symlinks). A root that is not canonical makes
     /// the under-the-root check fail for every file, so the route responds 404 to everything.

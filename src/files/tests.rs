@@ -813,9 +813,48 @@ fn route_for_longest_prefix() {
         ("/static", None),
         ("/api/static/", None),
         ("/", None),
+        // Matched after normalization.
+        ("/st%61tic/a.css", Some(0)),
+        ("//static//a.css", Some(0)),
+        ("/static/img/../a.css", Some(0)),
+        ("/static/./img/a.png", Some(1)),
+        ("/static/im%67/a.png", Some(1)),
+        ("/api/../static/a.css", Some(0)),
+        ("/static/../api/x", None),
+        ("/static/img/..", Some(0)),
+        // Paths that do not normalize are matched as sent.
+        ("/static/%zz", Some(0)),
+        ("/static/a%00", Some(0)),
+        ("/static/../../etc/passwd", Some(0)),
+        ("/st%61tic/%zz", None),
+        ("/../static/a.css", None),
     ];
     for (path, expected) in cases {
         assert_eq!(files.route_for(path), expected, "{path}");
+    }
+}
+
+#[test]
+fn normalized_prefix_serves_file() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    site.write(".env", b"SECRET=1");
+    let mut files = site.server();
+
+    let cases = [
+        ("/st%61tic/app.css", 200),
+        ("//static/app.css", 200),
+        ("/other/../static/app.css", 200),
+        ("/static/sub/../app.css", 200),
+        ("/st%61tic/.env", 404),
+        ("/st%61tic/%2eenv", 404),
+    ];
+    for (target, status) in cases {
+        let response = drive(&mut files, &get(target), Instant::now());
+        assert_eq!(response.status, status, "{target}");
+        if status == 200 {
+            assert_eq!(body(&response), stylesheet(), "{target}");
+        }
     }
 }
 
