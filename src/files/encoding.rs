@@ -5,45 +5,129 @@ type Quality = u16;
 
 const QUALITY_MAX: Quality = 1000;
 
-/// Whether to send the gzip variant to a client that sent these `Accept-Encoding` field lines.
-///
-/// gzip is chosen when its quality (from `gzip`, `x-gzip` or `*`) is above zero and not below a
-/// quality the client gave `identity` (itself or through `*`), so a tie goes to the smaller body. Without any Accept-Encoding field it
-/// returns false: RFC 9110 §12.5.3 would allow any coding, but a client that sends no field
-/// most likely cannot decode one. When identity is refused and gzip is not acceptable either, the
-/// caller still sends identity, which RFC 9110 §12.1 allows as disregarding the field instead of
-/// answering 406. Members with an invalid quality value are skipped.
-pub fn accepts_gzip(lines: &[&[u8]]) -> bool {
-    if lines.is_empty() {
-        return false;
+/// A content coding that a static response can carry (RFC 9110 §8.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentCoding {
+    /// Brotli (RFC 7932), from a `.br` sibling file.
+    Br,
+    /// Zstandard (RFC 8878), from a `.zst` sibling file.
+    Zstd,
+    /// gzip (RFC 1952), from a `.gz` sibling file or compressed by the server.
+    Gzip,
+}
+
+impl ContentCoding {
+    /// Every coding, in the order the server prefers among codings of equal quality: the
+    /// smallest output first for typical text.
+    pub const PREFERENCE: [ContentCoding; 3] =
+        [ContentCoding::Br, ContentCoding::Zstd, ContentCoding::Gzip];
+
+    /// Returns the token for `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            ContentCoding::Br => "br",
+            ContentCoding::Zstd => "zstd",
+            ContentCoding::Gzip => "gzip",
+        }
     }
 
-    let mut gzip: Option<Quality> = None;
+    /// Returns the file name extension of a pre-compressed sibling, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ContentCoding::Br => "br",
+            ContentCoding::Zstd => "zst",
+            ContentCoding::Gzip => "gz",
+        }
+    }
+
+    /// Returns whether an `Accept-Encoding` member names this coding. `x-gzip` is an alias of
+    /// `gzip` (RFC 9110 §8.4.1.3). Tokens compare case-insensitively.
+    fn is_named_by(self, token: &[u8]) -> bool {
+        match self {
+            ContentCoding::Br => token.eq_ignore_ascii_case(b"br"),
+            ContentCoding::Zstd => token.eq_ignore_ascii_case(b"zstd"),
+            ContentCoding::Gzip => {
+                token.eq_ignore_ascii_case(b"gzip") || token.eq_ignore_ascii_case(b"x-gzip")
+            }
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            ContentCoding::Br => 0,
+            ContentCoding::Zstd => 1,
+            ContentCoding::Gzip => 2,
+        }
+    }
+}
+
+/// Chooses the coding to send to a client that sent these `Accept-Encoding` field lines, among
+/// the codings `available` for the file. None means the identity representation.
+///
+/// The coding with the highest quality above zero wins, ties going to the earlier coding in
+/// [`ContentCoding::PREFERENCE`]. A coding not listed takes the quality of `*`, or zero without
+/// one. The winner is sent only when its quality is not below the quality of `identity` (itself
+/// or through `*`), so a tie goes to the smaller body. An `identity` that is not listed counts
+/// as quality zero in that comparison. RFC 9110 §12.5.3 leaves identity acceptable but gives it
+/// no weight, and the compressed body is the better choice.
+///
+/// Without any Accept-Encoding field it returns None. RFC 9110 §12.5.3 would allow any coding,
+/// but a client that sends no field most likely cannot decode one. When identity is refused
+/// (`identity;q=0` or `*;q=0`) and no available coding is acceptable, the caller still sends
+/// identity, which RFC 9110 §12.1 allows as disregarding the field instead of responding with 406.
+/// Members with an invalid quality value are skipped.
+pub fn choose(lines: &[&[u8]], available: &[ContentCoding]) -> Option<ContentCoding> {
+    if lines.is_empty() {
+        return None;
+    }
+
+    let mut codings: [Option<Quality>; 3] = [None; 3];
     let mut identity: Option<Quality> = None;
     let mut any: Option<Quality> = None;
     for member in lines
         .iter()
         .flat_map(|line| line.split(|&byte| byte == b','))
     {
-        let Some((coding, quality)) = parse_member(member) else {
+        let Some((token, quality)) = parse_member(member) else {
             continue;
         };
-        let slot = if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip")
-        {
-            &mut gzip
-        } else if coding.eq_ignore_ascii_case(b"identity") {
-            &mut identity
-        } else if coding == b"*" {
-            &mut any
-        } else {
-            continue;
+        let named = ContentCoding::PREFERENCE
+            .into_iter()
+            .find(|coding| coding.is_named_by(token));
+        let slot = match named {
+            Some(coding) => codings.get_mut(coding.index()),
+            None if token.eq_ignore_ascii_case(b"identity") => Some(&mut identity),
+            None if token == b"*" => Some(&mut any),
+            None => None,
         };
-        *slot = Some(slot.map_or(quality, |previous| previous.max(quality)));
+        // Listed twice: the higher quality counts.
+        if let Some(slot) = slot {
+            *slot = Some(slot.map_or(quality, |previous| previous.max(quality)));
+        }
     }
 
-    let gzip = gzip.or(any).unwrap_or(0);
     let identity = identity.or(any).unwrap_or(0);
-    gzip > 0 && gzip >= identity
+    let mut best: Option<(ContentCoding, Quality)> = None;
+    for coding in ContentCoding::PREFERENCE {
+        if !available.contains(&coding) {
+            continue;
+        }
+        let explicit = codings.get(coding.index()).copied().flatten();
+        let quality = explicit.or(any).unwrap_or(0);
+        let better = best.is_none_or(|(_, best_quality)| quality > best_quality);
+        if quality > 0 && better {
+            best = Some((coding, quality));
+        }
+    }
+    match best {
+        Some((coding, quality)) if quality >= identity => Some(coding),
+        _ => None,
+    }
+}
+
+/// Returns whether to send a gzip body: [`choose`] with gzip the only coding available.
+pub fn accepts_gzip(lines: &[&[u8]]) -> bool {
+    choose(lines, &[ContentCoding::Gzip]) == Some(ContentCoding::Gzip)
 }
 
 /// Splits `coding *( OWS ";" OWS parameter )` into the coding and its `q` weight (default 1).
@@ -140,6 +224,70 @@ mod tests {
         for &(lines, expected) in cases {
             let lines: Vec<&[u8]> = lines.iter().map(|line| line.as_bytes()).collect();
             assert_eq!(accepts_gzip(&lines), expected, "Accept-Encoding {lines:?}");
+        }
+    }
+
+    #[test]
+    fn choose_case_table() {
+        use ContentCoding::{Br, Gzip, Zstd};
+        const ALL: &[ContentCoding] = &[Br, Zstd, Gzip];
+        let cases: &[(&[&str], &[ContentCoding], Option<ContentCoding>)] = &[
+            // Absent field: identity.
+            (&[], ALL, None),
+            // Equal quality: br, then zstd, then gzip.
+            (&["gzip, deflate, br, zstd"], ALL, Some(Br)),
+            (&["gzip, zstd"], ALL, Some(Zstd)),
+            (&["gzip, deflate, br, zstd"], &[Zstd, Gzip], Some(Zstd)),
+            (&["gzip, deflate, br, zstd"], &[Gzip], Some(Gzip)),
+            (&["gzip, br"], &[], None),
+            // A higher quality beats the preference order.
+            (&["br;q=0.5, gzip"], ALL, Some(Gzip)),
+            (&["br;q=0.5, zstd;q=0.6, gzip;q=0.4"], ALL, Some(Zstd)),
+            (&["br;q=0.5", "gzip;q=0.9"], ALL, Some(Gzip)),
+            // q=0 refuses a coding.
+            (&["br;q=0, gzip"], ALL, Some(Gzip)),
+            (&["br;q=0, gzip;q=0"], ALL, None),
+            (&["br;q=0"], &[Br], None),
+            // `*` covers codings not listed.
+            (&["*"], ALL, Some(Br)),
+            (&["*;q=0.5, br;q=0"], ALL, Some(Zstd)),
+            (&["*;q=0, gzip"], ALL, Some(Gzip)),
+            (&["*;q=0"], ALL, None),
+            // identity competes with its own quality.
+            (&["br;q=0.5, identity"], ALL, None),
+            (&["br;q=0.5, identity;q=0.5"], ALL, Some(Br)),
+            (&["identity;q=0"], ALL, None),
+            (&["br, identity;q=0"], ALL, Some(Br)),
+            // The higher quality of a repeated member counts.
+            (&["br;q=0.1, br;q=0.9, gzip;q=0.5"], ALL, Some(Br)),
+            // Tokens compare case-insensitively; x-gzip is gzip.
+            (&["BR"], ALL, Some(Br)),
+            (&["ZStd"], ALL, Some(Zstd)),
+            (&["x-gzip"], ALL, Some(Gzip)),
+            // Invalid members are skipped.
+            (&["br;q=2, gzip"], ALL, Some(Gzip)),
+            (&["br;q, zstd;q=abc"], ALL, None),
+        ];
+        for &(lines, available, expected) in cases {
+            let lines: Vec<&[u8]> = lines.iter().map(|line| line.as_bytes()).collect();
+            assert_eq!(
+                choose(&lines, available),
+                expected,
+                "Accept-Encoding {lines:?}, available {available:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn coding_names_table() {
+        let cases = [
+            (ContentCoding::Br, "br", "br"),
+            (ContentCoding::Zstd, "zstd", "zst"),
+            (ContentCoding::Gzip, "gzip", "gz"),
+        ];
+        for (coding, token, extension) in cases {
+            assert_eq!(coding.token(), token, "{coding:?}");
+            assert_eq!(coding.extension(), extension, "{coding:?}");
         }
     }
 

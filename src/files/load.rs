@@ -10,6 +10,7 @@
 //! connection instead of crashing.
 
 use std::cell::RefCell;
+use std::ffi::OsString;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use libdeflater::{CompressionLvl, Compressor};
 use sha2::{Digest, Sha256};
 
+use super::encoding::ContentCoding;
 use super::path::NormalizedPath;
 use super::route::is_plain_file_name;
 
@@ -136,6 +138,12 @@ impl FileStamp {
         }
     }
 
+    /// Checks whether this file was modified at the same time as `other` or later, at the
+    /// nanosecond resolution `stat` gives.
+    pub fn is_not_older_than(&self, other: &FileStamp) -> bool {
+        self.mtime >= other.mtime
+    }
+
     /// Returns the modification time in whole seconds, clamped to what an HTTP-date can show:
     /// 1970-01-01 to 9999-12-31 (httpdate panics outside that range).
     pub fn last_modified(&self) -> SystemTime {
@@ -159,7 +167,12 @@ pub(crate) struct FileEntry {
     /// `last_modified` as an IMF-fixdate.
     pub last_modified_text: String,
     pub identity: Identity,
-    pub gzip: Option<GzipVariant>,
+    /// Encoded representations: pre-compressed siblings and the server's own gzip, at most one
+    /// per coding.
+    pub variants: Vec<EncodedVariant>,
+    /// The `stat` result of each sibling name at load time. A sibling created, changed or
+    /// removed later makes the entry stale, as a change of the file itself does.
+    pub siblings: Vec<SiblingStamp>,
 }
 
 impl FileEntry {
@@ -169,9 +182,41 @@ impl FileEntry {
             IdentityBody::Memory(bytes) => bytes.len(),
             IdentityBody::File { .. } => 0,
         };
-        let gzip = self.gzip.as_ref().map_or(0, |gzip| gzip.bytes.len());
-        identity.saturating_add(gzip)
+        self.variants.iter().fold(identity, |total, variant| {
+            total.saturating_add(variant.bytes.len())
+        })
     }
+
+    /// Returns the variant for `coding`, if the file has one.
+    pub fn variant(&self, coding: ContentCoding) -> Option<&EncodedVariant> {
+        self.variants
+            .iter()
+            .find(|variant| variant.coding == coding)
+    }
+
+    /// Returns the codings of the variants.
+    pub fn codings(&self) -> Vec<ContentCoding> {
+        self.variants.iter().map(|variant| variant.coding).collect()
+    }
+
+    /// Checks each sibling name with `stat` and returns whether all look as they did at load
+    /// time: same stamp, or still absent.
+    pub fn siblings_unchanged(&self) -> bool {
+        self.siblings.iter().all(|sibling| {
+            let now = std::fs::metadata(&sibling.path)
+                .ok()
+                .map(|metadata| FileStamp::of(&metadata));
+            now == sibling.stamp
+        })
+    }
+}
+
+/// One possible pre-compressed sibling (`FILE.br`, `FILE.zst`, `FILE.gz`) and its `stat`.
+#[derive(Debug, Clone)]
+pub(crate) struct SiblingStamp {
+    pub path: PathBuf,
+    /// None when the name did not exist or could not be checked.
+    pub stamp: Option<FileStamp>,
 }
 
 /// The uncompressed representation.
@@ -200,16 +245,23 @@ impl IdentityBody {
     }
 }
 
-/// The gzip representation, with its own entity tag (RFC 9110 §8.8.3: a different content
-/// coding is a different representation).
+/// An encoded representation held in memory, with its own entity tag (RFC 9110 §8.8.3: a
+/// different content coding is a different representation).
+///
+/// The tag of a sibling file is derived from the sibling's own bytes plus a per-coding suffix
+/// (`"<hash>-br"`), so a sibling recompressed without a change to the file still gets a new
+/// tag. The tag of the server's own gzip is the identity tag plus `-gz`: its bytes follow from
+/// the identity bytes and the compression level alone.
 #[derive(Debug)]
-pub(crate) struct GzipVariant {
+pub(crate) struct EncodedVariant {
+    pub coding: ContentCoding,
     pub etag: String,
     pub bytes: Arc<[u8]>,
 }
 
 impl LoadJob {
-    /// Resolves the path, opens and reads the file, hashes it and builds its gzip variant.
+    /// Resolves the path, opens and reads the file, hashes it, and loads its pre-compressed
+    /// siblings or builds its gzip variant.
     /// Failures are part of the result: they become cached error responses.
     pub fn run(self) -> Loaded {
         let result = match self.load() {
@@ -289,8 +341,10 @@ impl LoadJob {
                 etag: String::new(),
                 body: IdentityBody::Memory(Arc::from(Vec::new())),
             },
-            gzip: None,
+            variants: Vec::new(),
+            siblings: Vec::new(),
         };
+        self.load_siblings(&mut entry);
 
         // Small files: one owned copy serves every request. The stamp was taken before the read,
         // so a file changed during the read fails the next freshness check and is loaded again.
@@ -300,8 +354,10 @@ impl LoadJob {
             entry.identity.etag = entity_tag(&Sha256::digest(&bytes), "");
             let long_enough =
                 u64::try_from(bytes.len()).is_ok_and(|len| len >= options.gzip_min_bytes);
-            if compressible && long_enough {
-                entry.gzip = gzip_variant(&bytes, options.gzip_level, &entry.identity.etag);
+            let has_gzip = entry.variant(ContentCoding::Gzip).is_some();
+            if compressible && long_enough && !has_gzip {
+                let gzip = gzip_variant(&bytes, options.gzip_level, &entry.identity.etag);
+                entry.variants.extend(gzip);
             }
             entry.identity.body = IdentityBody::Memory(Arc::from(bytes));
             return Ok(LoadResult::File(Box::new(entry)));
@@ -315,6 +371,63 @@ impl LoadJob {
             len: stamp.len,
         };
         Ok(LoadResult::File(Box::new(entry)))
+    }
+
+    /// Records the `stat` of each sibling name of `entry.stat_path` and loads the usable ones.
+    fn load_siblings(&self, entry: &mut FileEntry) {
+        for coding in ContentCoding::PREFERENCE {
+            let path = sibling_path(&entry.stat_path, coding);
+            let stamp = std::fs::metadata(&path)
+                .ok()
+                .map(|metadata| FileStamp::of(&metadata));
+            if stamp.is_some()
+                && let Some(variant) = self.load_sibling(&path, coding, &entry.stamp)
+            {
+                entry.variants.push(variant);
+            }
+            entry.siblings.push(SiblingStamp { path, stamp });
+        }
+    }
+
+    /// Reads a pre-compressed sibling, or returns None when it may not be served: outside the
+    /// route's rules, not a regular file, older than the file, larger than
+    /// `max_cached_file_bytes`, or not smaller than the file (then it saves nothing).
+    fn load_sibling(
+        &self,
+        path: &Path,
+        coding: ContentCoding,
+        file: &FileStamp,
+    ) -> Option<EncodedVariant> {
+        let real = self.resolve(path).ok()?;
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(real)
+            .ok()?;
+        let metadata = handle.metadata().ok()?;
+        let stamp = FileStamp::of(&metadata);
+        let usable = metadata.is_file()
+            && stamp.is_not_older_than(file)
+            && stamp.len <= self.options.max_cached_file_bytes
+            && stamp.len < file.len;
+        if !usable {
+            tracing::debug!(path = ?path, ?coding, "pre-compressed sibling skipped");
+            return None;
+        }
+
+        let bytes = match read_prefix(&handle, stamp.len) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(path = ?path, %error, "pre-compressed sibling read failed");
+                return None;
+            }
+        };
+        let suffix = format!("-{}", coding.extension());
+        Some(EncodedVariant {
+            coding,
+            etag: entity_tag(&Sha256::digest(&bytes), &suffix),
+            bytes: Arc::from(bytes),
+        })
     }
 
     /// Canonicalizes `path` and applies the route's symlink and dotfile rules to the real path.
@@ -335,6 +448,14 @@ impl LoadJob {
         }
         Ok(real)
     }
+}
+
+/// Returns `path` with `.br`, `.zst` or `.gz` appended to its file name.
+fn sibling_path(path: &Path, coding: ContentCoding) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(".");
+    name.push(coding.extension());
+    PathBuf::from(name)
 }
 
 fn has_dot_segment(path: &Path) -> bool {
@@ -384,7 +505,11 @@ fn entity_tag(digest: &[u8], suffix: &str) -> String {
 }
 
 /// Compresses `bytes` and keeps the result only when it is smaller.
-fn gzip_variant(bytes: &[u8], level: CompressionLvl, identity_etag: &str) -> Option<GzipVariant> {
+fn gzip_variant(
+    bytes: &[u8],
+    level: CompressionLvl,
+    identity_etag: &str,
+) -> Option<EncodedVariant> {
     thread_local! {
         /// A compressor per blocking thread: libdeflate allocates its match finder per
         /// compressor, up to about 1 MiB at the highest levels.
@@ -404,7 +529,8 @@ fn gzip_variant(bytes: &[u8], level: CompressionLvl, identity_etag: &str) -> Opt
         gzip.truncate(written);
 
         let opaque = identity_etag.trim_matches('"');
-        Some(GzipVariant {
+        Some(EncodedVariant {
+            coding: ContentCoding::Gzip,
             etag: format!("\"{opaque}-gz\""),
             bytes: Arc::from(gzip),
         })
@@ -417,8 +543,16 @@ fn gzip_variant(bytes: &[u8], level: CompressionLvl, identity_etag: &str) -> Opt
 /// XML (including SVG), JavaScript, wasm and uncompressed fonts (TTF, OTF). Images, WOFF and
 /// WOFF2 fonts, archives and media are already compressed.
 pub(crate) fn content_type(name: &str) -> (String, bool) {
-    let essence = mime_guess::from_path(name)
-        .first_raw()
+    // mime_guess 2.0 maps neither extension. `application/zstd` is registered by RFC 8878,
+    // but no media type is registered for a bare Brotli stream.
+    let extension = name.rsplit_once('.').map(|(_, extension)| extension);
+    let known = match extension {
+        Some(extension) if extension.eq_ignore_ascii_case("zst") => Some("application/zstd"),
+        Some(extension) if extension.eq_ignore_ascii_case("br") => Some("application/octet-stream"),
+        _ => None,
+    };
+    let essence = known
+        .or_else(|| mime_guess::from_path(name).first_raw())
         .unwrap_or("application/octet-stream");
     let (kind, subtype) = essence.split_once('/').unwrap_or((essence, ""));
 
@@ -472,6 +606,9 @@ mod tests {
             ("photo.jpg", "image/jpeg", false),
             ("photo.png", "image/png", false),
             ("archive.gz", "application/gzip", false),
+            ("app.css.gz", "application/gzip", false),
+            ("app.css.zst", "application/zstd", false),
+            ("app.css.br", "application/octet-stream", false),
             ("archive.zip", "application/zip", false),
             ("movie.mp4", "video/mp4", false),
             ("README", "application/octet-stream", false),

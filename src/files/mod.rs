@@ -1,5 +1,6 @@
-//! Static files served by the edge from disk: path resolution, a per-worker cache with gzip
-//! variants, conditional and range requests.
+//! Static files served by the edge from disk: path resolution, a per-worker cache with encoded
+//! variants (pre-compressed `.br`, `.zst` and `.gz` siblings, else the server's own gzip),
+//! conditional and range requests.
 //!
 //! The module is split so that the event loop never blocks: [`StaticFiles::respond`] builds
 //! responses from memory and returns a [`LoadJob`] when disk work is needed, which the server
@@ -13,6 +14,7 @@
 //! - [`conditional`], [`range`], [`encoding`]: header evaluation.
 //! - `load`: [`LoadJob`], the blocking side.
 //! - `cache`: the LRU cache. `response`: [`FileResponse`]. `server`: [`StaticFiles`].
+//! - `multipart`: `multipart/byteranges` bodies for requests with several ranges.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -23,6 +25,7 @@ mod cache;
 pub mod conditional;
 pub mod encoding;
 mod load;
+mod multipart;
 pub mod path;
 pub mod range;
 mod response;

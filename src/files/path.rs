@@ -39,6 +39,46 @@ impl NormalizedPath {
     pub fn to_url_path(&self) -> String {
         encode_path(&self.relative)
     }
+
+    /// Returns the part of this path below `prefix`, a normalized route prefix, or None when
+    /// the path is not below it. A path equal to the prefix is below it only with a trailing
+    /// slash, as `/static/` is below the prefix `/static/` and `/static` is not.
+    pub fn strip_prefix(&self, prefix: &NormalizedPath) -> Option<NormalizedPath> {
+        let rest: &[u8] = if prefix.relative.is_empty() {
+            &self.relative
+        } else if self.relative == prefix.relative {
+            if !self.trailing_slash {
+                return None;
+            }
+            &[]
+        } else {
+            let after = self.relative.strip_prefix(prefix.relative.as_slice())?;
+            after.strip_prefix(b"/")?
+        };
+        Some(NormalizedPath {
+            relative: rest.to_vec(),
+            trailing_slash: self.trailing_slash || rest.is_empty(),
+        })
+    }
+
+    /// Returns true when a segment starts with `.`.
+    pub fn has_dot_segment(&self) -> bool {
+        self.relative
+            .split(|&byte| byte == b'/')
+            .any(|segment| segment.first() == Some(&b'.'))
+    }
+}
+
+/// Normalizes a whole request path such as `/st%61tic//a/../b.css` for route matching, with
+/// dotfiles allowed because the route decides about those. A path not starting with `/` (an
+/// asterisk-form or absolute-form target) gets [`PathError::AboveRoot`], as it names no file.
+///
+/// # Errors
+///
+/// Returns the first [`PathError`] met, as [`normalize_path`] does.
+pub fn normalize_request_path(path: &str) -> Result<NormalizedPath, PathError> {
+    let relative = path.strip_prefix('/').ok_or(PathError::AboveRoot)?;
+    normalize_path(relative, true)
 }
 
 /// A reason a request path names no file under the route's root.
@@ -298,6 +338,67 @@ mod tests {
             path.as_ref().map(NormalizedPath::as_bytes),
             Ok(&b"a\xff.bin"[..])
         );
+    }
+
+    #[test]
+    fn strip_prefix_table() {
+        /// Request path, route prefix, expected rest and trailing-slash flag.
+        type Case = (&'static str, &'static str, Option<(&'static str, bool)>);
+        let cases: &[Case] = &[
+            ("/static/a.css", "/static/", Some(("a.css", false))),
+            ("/static/css/", "/static/", Some(("css", true))),
+            ("/static/", "/static/", Some(("", true))),
+            ("/static", "/static/", None),
+            ("/staticx/a.css", "/static/", None),
+            ("/api/a", "/static/", None),
+            ("/a/b/c", "/a/b/", Some(("c", false))),
+            ("/a/bc", "/a/b/", None),
+            ("/a.css", "/", Some(("a.css", false))),
+            ("/", "/", Some(("", true))),
+        ];
+        for &(path, prefix, expected) in cases {
+            let path = normalize_request_path(path).unwrap();
+            let prefix = normalize_request_path(prefix).unwrap();
+            let actual = path.strip_prefix(&prefix).map(|rest| {
+                let relative = String::from_utf8_lossy(rest.as_bytes()).into_owned();
+                (relative, rest.trailing_slash())
+            });
+            let expected = expected.map(|(relative, slash)| (relative.to_owned(), slash));
+            assert_eq!(actual, expected, "{path:?} under {prefix:?}");
+        }
+    }
+
+    #[test]
+    fn request_path_table() {
+        let cases: &[(&str, Result<&str, PathError>)] = &[
+            ("/st%61tic/x", Ok("static/x")),
+            ("//static///x", Ok("static/x")),
+            ("/api/../static/x", Ok("static/x")),
+            ("/static/.env", Ok("static/.env")),
+            ("/../static/x", Err(PathError::AboveRoot)),
+            ("*", Err(PathError::AboveRoot)),
+            ("http://host/static/x", Err(PathError::AboveRoot)),
+            ("/static/%zz", Err(PathError::InvalidEscape)),
+        ];
+        for &(path, expected) in cases {
+            let actual = normalize_request_path(path)
+                .map(|normalized| String::from_utf8_lossy(normalized.as_bytes()).into_owned());
+            assert_eq!(actual, expected.map(str::to_owned), "path {path:?}");
+        }
+    }
+
+    #[test]
+    fn dot_segment_table() {
+        let cases = [
+            ("a/b", false),
+            (".a/b", true),
+            ("a/.b", true),
+            ("a.b/c.", false),
+        ];
+        for (path, expected) in cases {
+            let normalized = normalize_path(path, true).unwrap();
+            assert_eq!(normalized.has_dot_segment(), expected, "path {path:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::conditional::{self, Conditions, Precondition, Validators};
 use super::encoding;
 use super::load::{FileEntry, IdentityBody};
-use super::range::{self, RangeOutcome};
+use super::multipart;
+use super::range::{self, RangeLimits, RangeOutcome};
 use crate::http::RequestHead;
 
 /// A complete response for the server to write. It carries no Date, Server or Connection
@@ -125,15 +126,20 @@ pub(crate) fn redirect(location: String, head_only: bool) -> FileResponse {
 /// Route options that shape a file response.
 pub(crate) struct ServeOptions {
     pub max_age: Option<u32>,
-    pub max_range_header_bytes: usize,
+    pub range_limits: RangeLimits,
 }
 
 /// Builds the response to a GET or HEAD for a cached file: representation choice, then
 /// preconditions, then range.
 ///
-/// A GET whose Range applies (206 or 416) is answered from the identity representation, since a
-/// range of gzip bytes is useless to most clients. Otherwise the gzip variant is sent when
-/// the client accepts it. Preconditions compare against the representation being sent.
+/// A GET whose Range applies (206 or 416) gets the identity representation, since a
+/// range of compressed bytes is useless to most clients. Otherwise the encoded variant that
+/// `Accept-Encoding` prefers is sent (see [`encoding::choose`]). Preconditions compare against
+/// the representation being sent.
+///
+/// Several ranges of a file streamed from disk (above `max_cached_file_bytes`) get the whole
+/// file with 200, which RFC 9110 §14.2 allows: the server writes a streamed body as one slice
+/// of the file, and a multipart body would need part headers between slices.
 pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOptions) -> FileResponse {
     let head_only = head.is_head();
     let identity_len = entry.identity.body.len();
@@ -143,7 +149,7 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
     };
 
     // RFC 9110 §14.2: Range is only defined for GET, so HEAD ignores it.
-    let range = if head.method == "GET" {
+    let mut range = if head.method == "GET" {
         let range_lines: Vec<&[u8]> = head.headers_named("range").collect();
         let if_range_lines: Vec<&[u8]> = head.headers_named("if-range").collect();
         range::evaluate(
@@ -151,22 +157,26 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
             &if_range_lines,
             &identity,
             identity_len,
-            options.max_range_header_bytes,
+            &options.range_limits,
         )
     } else {
         RangeOutcome::Full
     };
+    let streamed = matches!(entry.identity.body, IdentityBody::File { .. });
+    if streamed && matches!(range, RangeOutcome::Multipart(_)) {
+        range = RangeOutcome::Full;
+    }
 
-    let gzip = match (&range, &entry.gzip) {
-        (RangeOutcome::Full, Some(gzip)) => {
+    let variant = match range {
+        RangeOutcome::Full if !entry.variants.is_empty() => {
             let accept: Vec<&[u8]> = head.headers_named("accept-encoding").collect();
-            encoding::accepts_gzip(&accept).then_some(gzip)
+            encoding::choose(&accept, &entry.codings()).and_then(|coding| entry.variant(coding))
         }
         _ => None,
     };
-    let validators = match gzip {
-        Some(gzip) => Validators {
-            etag: &gzip.etag,
+    let validators = match variant {
+        Some(variant) => Validators {
+            etag: &variant.etag,
             last_modified: entry.last_modified,
         },
         None => identity,
@@ -181,7 +191,9 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
     if let Some(max_age) = options.max_age {
         headers.push(("Cache-Control", format!("public, max-age={max_age}")));
     }
-    if entry.compressible {
+    // RFC 9110 §12.5.5: the choice of representation depends on Accept-Encoding whenever the
+    // file has an encoded variant, or could have one after the next load.
+    if entry.compressible || !entry.variants.is_empty() {
         headers.push(("Vary", String::from("Accept-Encoding")));
     }
 
@@ -205,6 +217,7 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
     }
 
     headers.push(("Accept-Ranges", String::from("bytes")));
+    let mut content_type = entry.content_type.clone();
     let (status, body) = match range {
         RangeOutcome::Unsatisfiable => {
             headers.push(("Content-Range", range::unsatisfied_range(identity_len)));
@@ -219,22 +232,34 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
             headers.push(("Content-Range", range::content_range(&part, identity_len)));
             (206, identity_body(&entry.identity.body, part))
         }
-        RangeOutcome::Full => match gzip {
-            Some(gzip) => {
-                headers.push(("Content-Encoding", String::from("gzip")));
-                (200, memory_body(&gzip.bytes))
+        RangeOutcome::Multipart(parts) => {
+            let boundary = multipart::boundary(&entry.identity.etag);
+            let body = match &entry.identity.body {
+                IdentityBody::Memory(bytes) => {
+                    multipart::body(bytes, &parts, &entry.content_type, &boundary)
+                }
+                IdentityBody::File { .. } => None,
+            };
+            content_type = multipart::content_type(&boundary);
+            (206, body.map(|body| memory_body(&Arc::from(body))))
+        }
+        RangeOutcome::Full => match variant {
+            Some(variant) => {
+                headers.push(("Content-Encoding", variant.coding.token().to_owned()));
+                (200, Some(memory_body(&variant.bytes)))
             }
             None => (200, identity_body(&entry.identity.body, 0..identity_len)),
         },
     };
     let Some(body) = body else {
-        // Unreachable: `range::evaluate` returns ranges within the representation and memory
-        // bodies fit in `usize`. A broken invariant gets a 500 instead of a panic.
+        // Unreachable: `range::evaluate` returns ranges within the representation, memory
+        // bodies fit in `usize`, and several ranges of a streamed file became `Full` above. A
+        // broken invariant gets a 500 instead of a panic.
         tracing::error!(path = ?entry.stat_path, "static file range outside its body");
         return error(500, head_only);
     };
 
-    headers.push(("Content-Type", entry.content_type.clone()));
+    headers.push(("Content-Type", content_type));
     headers.push(("Content-Length", body.len().to_string()));
     FileResponse {
         status,
@@ -243,11 +268,11 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
     }
 }
 
-fn memory_body(bytes: &Arc<[u8]>) -> Option<FileBody> {
-    Some(FileBody::Memory {
+fn memory_body(bytes: &Arc<[u8]>) -> FileBody {
+    FileBody::Memory {
         bytes: Arc::clone(bytes),
         range: 0..bytes.len(),
-    })
+    }
 }
 
 /// Returns the body for `part` of the identity representation, or None if it lies outside.

@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticRoute {
     /// URL prefix such as `/static/`, starting and ending with `/`. It is matched against the
-    /// request path as sent, before percent-decoding.
+    /// normalized request path (see `StaticFiles::route_for`).
     pub prefix: String,
     /// The directory served, canonical (absolute, no symlinks). A root that is not canonical makes
     /// the under-the-root check fail for every file, so the route responds 404 to everything.
@@ -152,6 +152,9 @@ pub struct StaticSettings {
     /// Longest `Range` field value in bytes that is parsed, default 1024. A longer one is
     /// ignored and the whole file is sent. One range with 20-digit positions takes 47 bytes.
     pub max_range_header_bytes: usize,
+    /// Maximum number of ranges in one `Range` field, default 16. A request for more gets the
+    /// whole file with 200, because every range costs a part header and a copy of its bytes.
+    pub max_ranges: usize,
 }
 
 impl Default for StaticSettings {
@@ -164,6 +167,7 @@ impl Default for StaticSettings {
             revalidate_interval: Duration::from_secs(1),
             max_open_files: 64,
             max_range_header_bytes: 1024,
+            max_ranges: 16,
         }
     }
 }

@@ -8,7 +8,8 @@ use libdeflater::CompressionLvl;
 
 use super::cache::{Cache, CacheEntry, EntryKind};
 use super::load::{CacheKey, FileStamp, LoadJob, LoadOptions, LoadResult, Loaded};
-use super::path::normalize_path;
+use super::path::{NormalizedPath, PathError, normalize_path, normalize_request_path};
+use super::range::RangeLimits;
 use super::response::{self, FileResponse, ServeOptions};
 use super::route::{StaticRoute, StaticSettings};
 use crate::http::RequestHead;
@@ -38,6 +39,9 @@ pub enum Outcome {
 ///    yet used by a request is fresh without a `stat`.
 pub struct StaticFiles {
     routes: Vec<StaticRoute>,
+    /// Each route's prefix, normalized like request paths. None for a prefix that does not
+    /// normalize, which then only matches request paths as sent.
+    prefixes: Vec<Option<NormalizedPath>>,
     settings: StaticSettings,
     gzip_level: CompressionLvl,
     cache: Cache,
@@ -54,32 +58,68 @@ impl StaticFiles {
         settings.max_cached_file_bytes = settings.max_cached_file_bytes.min(half_budget);
         let gzip_level = CompressionLvl::new(settings.gzip_level).unwrap_or_default();
 
+        let prefixes = routes
+            .iter()
+            .map(|route| normalize_request_path(&route.prefix).ok())
+            .collect();
+
         StaticFiles {
             cache: Cache::new(settings.cache_bytes, settings.max_open_files),
+            prefixes,
             routes,
             settings,
             gzip_level,
         }
     }
 
-    /// Returns the index of the route whose prefix is the longest one starting `path`.
+    /// Returns the index of the route with the longest prefix that `path` lies below.
     ///
-    /// `path` is the request path as sent, so `/st%61tic/` does not match `/static/`. That is
-    /// safe: whatever follows the prefix is resolved under that route's root and cannot reach
-    /// another route's directory.
+    /// `path` is compared after normalization: percent-decoding, merging `//` and resolving
+    /// `.` and `..`, so `/st%61tic/a.css` and `/api/../static/a.css` reach the `/static/` route
+    /// as nginx routes them, and `/static/../api/x` does not. A path that does not normalize
+    /// (a bad escape, NUL, `%2F`, a backslash, or `..` above `/`) is matched as sent instead,
+    /// so that a static route still rejects it with 400 or 404.
     pub fn route_for(&self, path: &str) -> Option<usize> {
+        let normalized = normalize_request_path(path).ok();
         self.routes
             .iter()
             .enumerate()
-            .filter(|(_, route)| path.starts_with(&route.prefix))
+            .filter(|&(index, route)| {
+                let prefix = self.prefixes.get(index).and_then(Option::as_ref);
+                match (&normalized, prefix) {
+                    (Some(normalized), Some(prefix)) => normalized.strip_prefix(prefix).is_some(),
+                    _ => path.starts_with(&route.prefix),
+                }
+            })
             .max_by_key(|(_, route)| route.prefix.len())
             .map(|(index, _)| index)
     }
 
+    /// Returns the path below route `route`, or None when `path` is not below its prefix.
+    /// Uses the same rule as [`route_for`](Self::route_for).
+    fn relative_path(
+        &self,
+        route: usize,
+        config: &StaticRoute,
+        path: &str,
+    ) -> Option<Result<NormalizedPath, PathError>> {
+        let prefix = self.prefixes.get(route).and_then(Option::as_ref);
+        if let (Ok(normalized), Some(prefix)) = (normalize_request_path(path), prefix) {
+            let rest = normalized.strip_prefix(prefix)?;
+            if !config.serve_dotfiles && rest.has_dot_segment() {
+                return Some(Err(PathError::Dotfile));
+            }
+            return Some(Ok(rest));
+        }
+        let rest = path.strip_prefix(config.prefix.as_str())?;
+        Some(normalize_path(rest, config.serve_dotfiles))
+    }
+
     /// Builds the response to `head` for route `route` from memory, or returns a load job.
     ///
-    /// It never reads or compresses a file. Its only system call is a `stat` of a cached file,
-    /// at most once per `revalidate_interval` per entry, cheap enough for the event loop. A
+    /// It never reads or compresses a file. Its only system calls are a `stat` of a cached file
+    /// and of its three sibling names (`.br`, `.zst`, `.gz`), at most once per
+    /// `revalidate_interval` per entry, cheap enough for the event loop. A
     /// `route` that is not an index from [`route_for`](Self::route_for) gets 404.
     pub fn respond(&mut self, route: usize, head: &RequestHead, now: Instant) -> Outcome {
         let head_only = head.is_head();
@@ -89,10 +129,10 @@ impl StaticFiles {
         if head.method != "GET" && head.method != "HEAD" {
             return Outcome::Response(response::error(405, head_only));
         }
-        let Some(rest) = head.path().strip_prefix(config.prefix.as_str()) else {
+        let Some(relative) = self.relative_path(route, config, head.path()) else {
             return Outcome::Response(response::error(404, head_only));
         };
-        let path = match normalize_path(rest, config.serve_dotfiles) {
+        let path = match relative {
             Ok(path) => path,
             Err(error) => {
                 tracing::debug!(request_target = %head.target, ?error, "static path rejected");
@@ -119,7 +159,10 @@ impl StaticFiles {
             EntryKind::File(file) => {
                 let options = ServeOptions {
                     max_age: config.max_age,
-                    max_range_header_bytes: self.settings.max_range_header_bytes,
+                    range_limits: RangeLimits {
+                        max_header_bytes: self.settings.max_range_header_bytes,
+                        max_ranges: self.settings.max_ranges,
+                    },
                 };
                 response::serve(file, head, &options)
             }
@@ -205,10 +248,17 @@ fn check_freshness(
         return Freshness::Fresh;
     }
 
-    // Redirects and errors are simply loaded again; files are checked with one `stat`.
+    // Redirects and errors are simply loaded again. Files are checked with one `stat` of the
+    // file and one of each sibling name, so a new or changed sibling reloads the entry too.
     let verdict = match &entry.kind {
         EntryKind::File(file) => match std::fs::metadata(&file.stat_path) {
-            Ok(metadata) if FileStamp::of(&metadata) == file.stamp => Freshness::Fresh,
+            Ok(metadata) if FileStamp::of(&metadata) == file.stamp => {
+                if file.siblings_unchanged() {
+                    Freshness::Fresh
+                } else {
+                    Freshness::Missing
+                }
+            }
             Ok(_) => Freshness::Missing,
             Err(error) if is_gone(&error) => Freshness::Deleted,
             Err(_) => Freshness::Missing,

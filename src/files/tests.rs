@@ -401,7 +401,7 @@ fn range_responses_table() {
             Some("bytes */1000"),
             0..0,
         ),
-        (vec![("Range", "bytes=0-1,5-6")], 200, None, 0..1000),
+        (vec![("Range", "bytes=0-5,5-6")], 200, None, 0..1000),
         (vec![("Range", "bytes=5-1")], 200, None, 0..1000),
         (
             vec![("Range", "bytes=0-9"), ("If-Range", &etag)],
@@ -813,9 +813,48 @@ fn route_for_longest_prefix() {
         ("/static", None),
         ("/api/static/", None),
         ("/", None),
+        // Matched after normalization.
+        ("/st%61tic/a.css", Some(0)),
+        ("//static//a.css", Some(0)),
+        ("/static/img/../a.css", Some(0)),
+        ("/static/./img/a.png", Some(1)),
+        ("/static/im%67/a.png", Some(1)),
+        ("/api/../static/a.css", Some(0)),
+        ("/static/../api/x", None),
+        ("/static/img/..", Some(0)),
+        // Paths that do not normalize are matched as sent.
+        ("/static/%zz", Some(0)),
+        ("/static/a%00", Some(0)),
+        ("/static/../../etc/passwd", Some(0)),
+        ("/st%61tic/%zz", None),
+        ("/../static/a.css", None),
     ];
     for (path, expected) in cases {
         assert_eq!(files.route_for(path), expected, "{path}");
+    }
+}
+
+#[test]
+fn normalized_prefix_serves_file() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    site.write(".env", b"SECRET=1");
+    let mut files = site.server();
+
+    let cases = [
+        ("/st%61tic/app.css", 200),
+        ("//static/app.css", 200),
+        ("/other/../static/app.css", 200),
+        ("/static/sub/../app.css", 200),
+        ("/st%61tic/.env", 404),
+        ("/st%61tic/%2eenv", 404),
+    ];
+    for (target, status) in cases {
+        let response = drive(&mut files, &get(target), Instant::now());
+        assert_eq!(response.status, status, "{target}");
+        if status == 200 {
+            assert_eq!(body(&response), stylesheet(), "{target}");
+        }
     }
 }
 
@@ -835,5 +874,372 @@ fn unknown_route_gets_404() {
     assert!(matches!(
         outcome,
         Outcome::Response(FileResponse { status: 404, .. })
+    ));
+}
+
+/// Writes `bytes` to `path` and sets its modification time to `seconds` after the epoch.
+fn write_with_mtime(path: &std::path::Path, bytes: &[u8], seconds: u64) {
+    fs::write(path, bytes).unwrap();
+    let file = fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+        .unwrap();
+}
+
+/// A stylesheet with `.br`, `.zst` and `.gz` siblings whose bytes are markers, not real
+/// compressed data: the server must send them as they are.
+fn site_with_siblings() -> (Site, Vec<u8>) {
+    let site = Site::new();
+    let content = stylesheet();
+    let path = site.write("app.css", &content);
+    write_with_mtime(&path, &content, 1_000_000);
+    for (extension, marker) in [("br", "BR"), ("zst", "ZSTD"), ("gz", "GZ")] {
+        let sibling = site.root().join(format!("app.css.{extension}"));
+        write_with_mtime(&sibling, marker.as_bytes(), 1_000_000);
+    }
+    (site, content)
+}
+
+#[test]
+fn sibling_chosen_by_accept_encoding() {
+    let (site, content) = site_with_siblings();
+    let mut files = site.server();
+
+    let cases: &[(&str, Option<&str>, &[u8])] = &[
+        ("gzip, deflate, br, zstd", Some("br"), b"BR"),
+        ("gzip, zstd", Some("zstd"), b"ZSTD"),
+        ("gzip", Some("gzip"), b"GZ"),
+        ("br;q=0.5, gzip;q=0.8", Some("gzip"), b"GZ"),
+        ("br;q=0, zstd;q=0, gzip;q=0", None, &[]),
+        ("identity", None, &[]),
+        ("*", Some("br"), b"BR"),
+    ];
+    for &(accept, coding, expected) in cases {
+        let head = request("GET", "/static/app.css", &[("Accept-Encoding", accept)]);
+        let response = drive(&mut files, &head, Instant::now());
+        assert_eq!(response.status, 200, "{accept}");
+        assert_eq!(response.header("content-encoding"), coding, "{accept}");
+        assert_eq!(response.header("vary"), Some("Accept-Encoding"), "{accept}");
+        let expected = if coding.is_some() {
+            expected.to_vec()
+        } else {
+            content.clone()
+        };
+        assert_eq!(body(&response), expected, "{accept}");
+        assert_eq!(
+            response.header("content-length"),
+            Some(expected.len().to_string().as_str()),
+            "{accept}"
+        );
+    }
+}
+
+#[test]
+fn sibling_etags_distinct() {
+    let (site, _) = site_with_siblings();
+    let mut files = site.server();
+
+    let mut tags = Vec::new();
+    for accept in ["identity", "br", "zstd", "gzip"] {
+        let head = request("GET", "/static/app.css", &[("Accept-Encoding", accept)]);
+        let response = drive(&mut files, &head, Instant::now());
+        tags.push(response.header("etag").unwrap().to_owned());
+    }
+    let expected_suffixes = ["", "-br\"", "-zst\"", "-gz\""];
+    for (tag, suffix) in tags.iter().zip(expected_suffixes) {
+        assert!(tag.ends_with(suffix), "{tag} lacks {suffix}");
+    }
+    let mut unique = tags.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 4, "{tags:?}");
+
+    // Each tag revalidates only its own representation.
+    let br_tag = tags.get(1).unwrap().as_str();
+    let revalidate = request(
+        "GET",
+        "/static/app.css",
+        &[("Accept-Encoding", "br"), ("If-None-Match", br_tag)],
+    );
+    assert_eq!(drive(&mut files, &revalidate, Instant::now()).status, 304);
+    let other = request(
+        "GET",
+        "/static/app.css",
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", br_tag)],
+    );
+    assert_eq!(drive(&mut files, &other, Instant::now()).status, 200);
+}
+
+#[test]
+fn stale_sibling_ignored() {
+    let site = Site::new();
+    let content = stylesheet();
+    let path = site.write("app.css", &content);
+    write_with_mtime(&site.root().join("app.css.br"), b"OLD", 1_000_000);
+    write_with_mtime(&path, &content, 1_000_001);
+    let mut files = site.server();
+
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "br, gzip")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    // The stale `.br` is skipped and the server's own gzip takes its place.
+    assert_eq!(response.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&body(&response), content.len()), content);
+}
+
+#[test]
+fn gz_sibling_replaces_own_gzip() {
+    let (site, _) = site_with_siblings();
+    fs::remove_file(site.root().join("app.css.br")).unwrap();
+    fs::remove_file(site.root().join("app.css.zst")).unwrap();
+    let mut files = site.server();
+
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "gzip")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(body(&response), b"GZ");
+}
+
+#[test]
+fn sibling_not_smaller_skipped() {
+    let site = Site::new();
+    let path = site.write("tiny.js", b"a()");
+    write_with_mtime(&path, b"a()", 1_000_000);
+    write_with_mtime(&site.root().join("tiny.js.br"), b"LONGER", 1_000_000);
+    let mut files = site.server();
+
+    let head = request("GET", "/static/tiny.js", &[("Accept-Encoding", "br")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(body(&response), b"a()");
+}
+
+#[test]
+fn sibling_outside_root_skipped() {
+    let site = Site::new();
+    let content = stylesheet();
+    let path = site.write("app.css", &content);
+    write_with_mtime(&path, &content, 1_000_000);
+    let outside = site.temp.path.join("outside/app.css.br");
+    write_with_mtime(&outside, b"SECRET", 1_000_000);
+    symlink(&outside, site.root().join("app.css.br")).unwrap();
+    fs::create_dir_all(site.root().join("app.css.zst")).unwrap();
+    let mut files = site.server();
+
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "br, zstd")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(body(&response), content);
+}
+
+#[test]
+fn sibling_requested_directly() {
+    let (site, _) = site_with_siblings();
+    let mut files = site.server();
+
+    let cases = [
+        ("/static/app.css.gz", "application/gzip", b"GZ".as_slice()),
+        (
+            "/static/app.css.zst",
+            "application/zstd",
+            b"ZSTD".as_slice(),
+        ),
+        (
+            "/static/app.css.br",
+            "application/octet-stream",
+            b"BR".as_slice(),
+        ),
+    ];
+    for (target, content_type, expected) in cases {
+        let head = request("GET", target, &[("Accept-Encoding", "br, zstd, gzip")]);
+        let response = drive(&mut files, &head, Instant::now());
+        assert_eq!(response.status, 200, "{target}");
+        assert_eq!(
+            response.header("content-type"),
+            Some(content_type),
+            "{target}"
+        );
+        assert_eq!(response.header("content-encoding"), None, "{target}");
+        assert_eq!(body(&response), expected, "{target}");
+    }
+}
+
+#[test]
+fn sibling_change_seen_after_interval() {
+    let (site, _) = site_with_siblings();
+    let mut files = site.server();
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "br")]);
+    let start = Instant::now();
+    assert_eq!(body(&drive(&mut files, &head, start)), b"BR");
+
+    write_with_mtime(&site.root().join("app.css.br"), b"BR2", 1_000_005);
+    let late = start + Duration::from_secs(2);
+    assert!(matches!(files.respond(0, &head, late), Outcome::Load(_)));
+    assert_eq!(body(&drive(&mut files, &head, late)), b"BR2");
+
+    fs::remove_file(site.root().join("app.css.br")).unwrap();
+    let later = start + Duration::from_secs(4);
+    let response = drive(&mut files, &head, later);
+    assert_eq!(response.header("content-encoding"), None);
+}
+
+#[test]
+fn new_sibling_seen_after_interval() {
+    let site = Site::new();
+    let content = stylesheet();
+    let path = site.write("app.css", &content);
+    write_with_mtime(&path, &content, 1_000_000);
+    let mut files = site.server();
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "br, gzip")]);
+    let start = Instant::now();
+    let first = drive(&mut files, &head, start);
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+
+    write_with_mtime(&site.root().join("app.css.br"), b"BR", 1_000_000);
+    let late = start + Duration::from_secs(2);
+    let second = drive(&mut files, &head, late);
+    assert_eq!(second.header("content-encoding"), Some("br"));
+    assert_eq!(body(&second), b"BR");
+}
+
+#[test]
+fn siblings_for_streamed_file() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    let path = site.write("big.js", &content);
+    write_with_mtime(&path, &content, 1_000_000);
+    write_with_mtime(&site.root().join("big.js.br"), b"BR", 1_000_000);
+    let settings = StaticSettings {
+        max_cached_file_bytes: 4096,
+        ..StaticSettings::default()
+    };
+    let mut files = site.server_with(site.route(), settings);
+
+    let encoded = request("GET", "/static/big.js", &[("Accept-Encoding", "br")]);
+    let response = drive(&mut files, &encoded, Instant::now());
+    assert_eq!(response.header("content-encoding"), Some("br"));
+    assert_eq!(body(&response), b"BR");
+
+    let plain = drive(&mut files, &get("/static/big.js"), Instant::now());
+    assert!(matches!(plain.body, FileBody::File { len: 10_000, .. }));
+}
+
+/// Splits a `multipart/byteranges` body into (headers, data) per part, checking the framing.
+fn multipart_parts(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
+    let delimiter = format!("\r\n--{boundary}");
+    let text = body.to_vec();
+    let close = format!("{delimiter}--\r\n");
+    assert!(text.ends_with(close.as_bytes()), "no close delimiter");
+    let mut parts = Vec::new();
+    let mut rest = text.get(..text.len() - close.len()).unwrap();
+    while !rest.is_empty() {
+        assert!(rest.starts_with(delimiter.as_bytes()), "no delimiter");
+        rest = rest.get(delimiter.len() + 2..).unwrap();
+        let blank = rest
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .unwrap();
+        let headers = String::from_utf8(rest.get(..blank).unwrap().to_vec()).unwrap();
+        rest = rest.get(blank + 4..).unwrap();
+        let end = rest
+            .windows(delimiter.len())
+            .position(|window| window == delimiter.as_bytes())
+            .unwrap_or(rest.len());
+        parts.push((headers, rest.get(..end).unwrap().to_vec()));
+        rest = rest.get(end..).unwrap();
+    }
+    parts
+}
+
+#[test]
+fn multipart_range_body() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    site.write("data.txt", &content);
+    let mut files = site.server();
+
+    let head = request(
+        "GET",
+        "/static/data.txt",
+        &[("Range", "bytes=900-,0-9, 20-29")],
+    );
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.status, 206);
+    assert_eq!(response.header("content-range"), None);
+    assert_eq!(response.header("content-encoding"), None);
+    let content_type = response.header("content-type").unwrap();
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap();
+    assert!(boundary.len() <= 70, "{boundary}");
+    let bytes = body(&response);
+    assert_eq!(
+        response.header("content-length"),
+        Some(bytes.len().to_string().as_str())
+    );
+    let parts = multipart_parts(&bytes, boundary);
+    let expected = [
+        (900..1000, "bytes 900-999/1000"),
+        (0..10, "bytes 0-9/1000"),
+        (20..30, "bytes 20-29/1000"),
+    ];
+    assert_eq!(parts.len(), expected.len());
+    for ((headers, data), (range, content_range)) in parts.iter().zip(expected) {
+        assert!(
+            headers.contains("Content-Type: text/plain; charset=utf-8"),
+            "{headers}"
+        );
+        assert!(
+            headers.contains(&format!("Content-Range: {content_range}")),
+            "{headers}"
+        );
+        assert_eq!(data.as_slice(), content.get(range).unwrap());
+    }
+}
+
+#[test]
+fn multipart_head_and_limits() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    site.write("data.txt", &content);
+    let settings = StaticSettings {
+        max_ranges: 2,
+        ..StaticSettings::default()
+    };
+    let mut files = site.server_with(site.route(), settings);
+
+    let two = request("GET", "/static/data.txt", &[("Range", "bytes=0-1,5-6")]);
+    assert_eq!(drive(&mut files, &two, Instant::now()).status, 206);
+    let three = request("GET", "/static/data.txt", &[("Range", "bytes=0-1,5-6,9-9")]);
+    let whole = drive(&mut files, &three, Instant::now());
+    assert_eq!(whole.status, 200);
+    assert_eq!(body(&whole), content);
+}
+
+#[test]
+fn multipart_streamed_file_whole() {
+    let site = Site::new();
+    let content: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    site.write("big.bin", &content);
+    let settings = StaticSettings {
+        max_cached_file_bytes: 4096,
+        ..StaticSettings::default()
+    };
+    let mut files = site.server_with(site.route(), settings);
+
+    let head = request("GET", "/static/big.bin", &[("Range", "bytes=0-9,100-109")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    assert_eq!(response.status, 200);
+    assert!(matches!(
+        response.body,
+        FileBody::File {
+            offset: 0,
+            len: 10_000,
+            ..
+        }
     ));
 }
