@@ -36,7 +36,7 @@ pub struct Config {
 pub struct ServerSettings {
     /// Worker threads, each with its own ring and listeners. 0 means one per online CPU.
     pub workers: usize,
-    /// Where the access log goes: `"stdout"`, `"off"`, or a file path (appended to).
+    /// Access log destination: `"stdout"`, `"off"`, or a file path (appended to).
     pub access_log: String,
     /// How long in-flight requests may run after SIGTERM or SIGINT before the process exits.
     #[serde(deserialize_with = "duration")]
@@ -129,7 +129,7 @@ impl Default for TimeoutSettings {
     }
 }
 
-/// `[redirect]`: listeners that answer every request with a 301 to the HTTPS site.
+/// `[redirect]`: listeners that send a 301 to the HTTPS site for every request.
 #[derive(Debug, Clone)]
 pub struct RedirectSettings {
     pub listen: Vec<SocketAddr>,
@@ -143,7 +143,7 @@ pub struct HttpsSettings {
     pub certificate: PathBuf,
     /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
     pub private_key: PathBuf,
-    /// Host names this site answers to; the first is canonical for redirects.
+    /// Host names of this site. The first is the canonical one for redirects.
     pub server_names: Vec<String>,
 }
 
@@ -230,7 +230,7 @@ pub struct UpstreamSettings {
     pub upgrade_idle_timeout: Duration,
 }
 
-/// Where an upstream server listens.
+/// Address of an upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamAddress {
     Unix(PathBuf),
@@ -246,7 +246,7 @@ impl fmt::Display for UpstreamAddress {
     }
 }
 
-/// How a request picks among several upstream servers.
+/// Balancing method among several upstream servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
@@ -290,7 +290,7 @@ impl IpNetwork {
     }
 }
 
-/// Why a configuration file was rejected.
+/// Rejection of a configuration file.
 #[derive(Debug)]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -316,7 +316,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-// The raw file as serde sees it. Fields that need checks after parsing keep their span so the
+// The raw file as serde parses it. Fields that need checks after parsing keep their span so the
 // error can name the line.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

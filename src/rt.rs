@@ -1,4 +1,4 @@
-//! The one module that knows the async runtime: compio on io_uring, with its polling driver as
+//! The one module that uses the async runtime directly: compio on io_uring, with its polling driver as
 //! the fallback where io_uring is blocked (for example by Docker's default seccomp profile).
 //!
 //! Everything else in the crate reaches the runtime through the names re-exported or defined
@@ -73,8 +73,8 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Outp
 /// Checks that nothing else listens on `addr`, so that a second server does not silently join
 /// ours, or we theirs, through SO_REUSEPORT.
 ///
-/// The probe binds without SO_REUSEPORT: the kernel refuses it while any socket, reuse-port or
-/// not, holds the address. A TIME_WAIT leftover does not count thanks to SO_REUSEADDR.
+/// The probe binds without SO_REUSEPORT: the kernel rejects it while any socket, reuse-port or
+/// not, is bound to the address. A TIME_WAIT leftover does not count thanks to SO_REUSEADDR.
 ///
 /// # Errors
 /// Returns the bind error, `AddrInUse` when another process has the port.

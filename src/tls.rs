@@ -16,7 +16,7 @@ use rustls::server::ServerSessionMemoryCache;
 /// shared by all workers. Each entry is a few hundred bytes.
 const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 
-/// Why the TLS configuration could not be built.
+/// Failure to build the TLS configuration.
 #[derive(Debug)]
 pub enum TlsSetupError {
     /// The certificate file has no readable PEM certificate.
@@ -46,7 +46,7 @@ impl std::error::Error for TlsSetupError {}
 /// Reads a PEM certificate chain, leaf first.
 ///
 /// # Errors
-/// Fails when the file cannot be read, is not PEM, or holds no certificate.
+/// Fails when the file cannot be read, is not PEM, or contains no certificate.
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let invalid = |reason: String| TlsSetupError::Certificate { path: path.to_owned(), reason };
     let chain = CertificateDer::pem_file_iter(path)
@@ -62,7 +62,7 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 /// Reads the first PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
 ///
 /// # Errors
-/// Fails when the file cannot be read or holds no key.
+/// Fails when the file cannot be read or contains no key.
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     PrivateKeyDer::from_pem_file(path)
         .map_err(|err| TlsSetupError::PrivateKey { path: path.to_owned(), reason: err.to_string() })

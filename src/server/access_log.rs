@@ -18,8 +18,8 @@ const FLUSH_BYTES: usize = 32 * 1024;
 /// How long a line may wait in the buffer.
 pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
-/// Longest method, target, referer or user agent copied into a line; longer values are cut so
-/// one request cannot write megabytes of log.
+/// Maximum bytes of a method, target, referer or user agent copied into a line. Longer values
+/// are cut, so one request cannot write megabytes of log.
 const MAX_FIELD_BYTES: usize = 2048;
 
 /// One request's facts for its log line.

@@ -24,7 +24,7 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes a closing connection reads and discards at most.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// Why a connection's byte stream ended or failed.
+/// End or failure of a connection's byte stream.
 #[derive(Debug)]
 pub enum StreamError {
     /// The peer closed the connection (or sent a TLS close_notify) between messages or during one.
@@ -107,7 +107,7 @@ impl ClientIo {
         }
     }
 
-    /// Gives up TLS on a connection whose client spoke plain HTTP, so that a plain answer can be
+    /// Gives up TLS on a connection whose client spoke plain HTTP, so that a plain response can be
     /// queued with [`ClientIo::queue`].
     pub fn downgrade_to_plain(&mut self) {
         self.tls = None;
@@ -206,7 +206,7 @@ impl ClientIo {
             None => self.out.extend_from_slice(bytes),
             Some(tls) => {
                 tls.writer().write_all(bytes)?;
-                // Encrypt at once, so that `pending` sees these bytes and the caller's flush
+                // Encrypt at once, so that `pending` counts these bytes and the caller's flush
                 // threshold bounds TLS connections as it does plain ones.
                 while tls.wants_write() {
                     tls.write_tls(&mut self.out)?;

@@ -1,5 +1,5 @@
 //! One client connection: reads requests through the sans-I/O decoder, routes each whole request
-//! to the redirect, the static files or the upstream, and writes the answers in request order.
+//! to the redirect, the static files or the upstream, and writes the responses in request order.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -26,7 +26,7 @@ const DEFAULT_BODY_BUFFER_BYTES: usize = 64 * 1024;
 #[cfg(debug_assertions)]
 const TEST_PANIC_PATH: &str = "/__ringfront_test/panic";
 
-/// Output bytes queued before the connection stops answering pipelined requests and flushes.
+/// Output bytes queued before the connection flushes instead of handling more pipelined requests.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// Serves one accepted connection until it closes.
@@ -120,7 +120,7 @@ enum ReadPhase {
     Body,
 }
 
-/// What ends the request loop.
+/// The way the request loop ends.
 enum Close {
     /// Close now; the client is not expected to send more.
     Quiet,
@@ -254,8 +254,8 @@ impl Connection {
     async fn read_more(&mut self, phase: ReadPhase) -> ReadOutcome {
         let timeouts = &self.context.shared.config.timeouts;
         let now = Instant::now();
-        // The head has one deadline from its first byte; the body has one from the end of the
-        // head, and each read of it also has `body_read`.
+        // The head has one deadline, counted from its first byte. The body has one counted from
+        // the end of the head, and each read of it also has `body_read`.
         let limit = match phase {
             ReadPhase::Idle => {
                 self.deadline = None;
@@ -295,10 +295,10 @@ impl Connection {
         }
     }
 
-    /// Answers one whole request. Returns whether the connection stays open.
+    /// Sends the response to one whole request. Returns whether the connection stays open.
     async fn respond(&mut self, request: &RequestHead, started: Instant) -> Result<bool, StreamError> {
         let keep_alive = request.keep_alive && !self.context.shutdown.is_started();
-        // Debug builds only, and only when the environment asks for it: proves that a panic in
+        // Debug builds only, and only when the environment variable is set: proves that a panic in
         // one connection's task is logged with its span and leaves the worker serving.
         #[cfg(debug_assertions)]
         if self.context.shared.test_panic_route && request.path() == TEST_PANIC_PATH {
@@ -325,7 +325,7 @@ impl Connection {
         }
     }
 
-    /// The host the client addressed: its Host header, or for an HTTP/1.0 request without one
+    /// Returns the host the client addressed: its Host header, or for an HTTP/1.0 request without one
     /// the first configured server name, else the address the connection came in on.
     fn request_host(&self, request: &RequestHead) -> String {
         if let Some(host) = request.header("host").filter(|host| !host.is_empty()) {
@@ -388,11 +388,11 @@ impl Connection {
         }
         exchange.finish(upstreams);
 
-        // Shutdown may have started while the upstream worked: say so in this response.
+        // Shutdown may have started while the upstream worked, so this response must close.
         let keep_alive = keep_alive && !self.context.shutdown.is_started();
         let date = self.context.date();
-        // A response to HEAD keeps the length the upstream declared for the GET it stands for;
-        // a 304 gets none, because its length would describe the representation not sent
+        // A response to HEAD keeps the length the upstream declared for the GET it stands for.
+        // A 304 gets none, because its length would describe a representation not sent
         // (RFC 9110 §8.6).
         let body_length = if head.status == 304 {
             None
@@ -507,7 +507,7 @@ impl Connection {
         Ok(keep_alive)
     }
 
-    /// The response for an error status: the configured error page, or a short built-in one.
+    /// Builds the response for an error status: the configured error page, or a short built-in one.
     fn error_reply(&self, status: u16) -> Reply {
         let page = self.context.shared.config.error_pages.iter().find(|(code, _)| *code == status);
         Reply {

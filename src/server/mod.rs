@@ -48,7 +48,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The TLS configuration. Only HTTPS listeners call this, and they exist only with one.
+    /// Returns the TLS configuration. Only HTTPS listeners call this, and they exist only with one.
     fn tls(&self) -> &Arc<rustls::ServerConfig> {
         match &self.tls {
             Some(tls) => tls,
@@ -85,7 +85,7 @@ fn host_without_port(host: &[u8]) -> &[u8] {
     }
 }
 
-/// Why the server could not start.
+/// Start-up failure.
 #[derive(Debug)]
 pub enum StartError {
     Tls(TlsSetupError),

@@ -17,7 +17,7 @@ use crate::rt::{self, BufResult};
 /// Bytes requested from the upstream socket per read.
 const UPSTREAM_READ_CHUNK: usize = 64 * 1024;
 
-/// Why an upstream exchange failed. [`ProxyError::status`] gives the status the client gets.
+/// Failure of an upstream exchange. [`ProxyError::status`] maps it to the client's status.
 #[derive(Debug)]
 pub enum ProxyError {
     /// No upstream server could be connected.
@@ -37,7 +37,7 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// The status sent to the client: 504 for a read timeout, 502 for everything else.
+    /// Returns the status sent to the client: 504 for a read or connect timeout, 502 otherwise.
     pub fn status(&self) -> u16 {
         match self {
             ProxyError::ReadTimedOut | ProxyError::Connect(ConnectError::TimedOut) => 504,
@@ -73,20 +73,20 @@ impl fmt::Display for ProxyError {
             ProxyError::ReadTimedOut => write!(f, "the upstream response timed out"),
             ProxyError::Receive(err) => write!(f, "reading the upstream response failed: {err}"),
             ProxyError::Response(err) => write!(f, "invalid upstream response: {}", err.reason()),
-            ProxyError::UnexpectedUpgrade => write!(f, "the upstream answered 101 to a request without Upgrade"),
+            ProxyError::UnexpectedUpgrade => write!(f, "the upstream sent 101 for a request without Upgrade"),
             ProxyError::Spool(err) => write!(f, "buffering the upstream response in a temporary file failed: {err}"),
         }
     }
 }
 
-/// The client-side facts the upstream is told through `X-Forwarded-*`.
+/// Client facts sent to the upstream in `X-Forwarded-*`.
 pub struct ClientFacts<'a> {
     pub ip: IpAddr,
     pub proto: &'static str,
     pub host: &'a str,
 }
 
-/// Builds what the upstream is told about the client. A client inside `trusted_proxies` is
+/// Builds the client facts sent to the upstream. A client inside `trusted_proxies` is
 /// itself a proxy, so its X-Forwarded-For is kept and extended; anyone else's is replaced.
 pub fn forwarded(settings: &UpstreamSettings, request: &RequestHead, client: &ClientFacts<'_>) -> Forwarded {
     let prior_forwarded_for = settings
@@ -194,8 +194,8 @@ impl Exchange {
             None => Some(io::Error::from(io::ErrorKind::TimedOut)),
         };
 
-        // An upstream may answer before it has read the whole body (a 413 or 401, say) and then
-        // close; that answer is relayed rather than replaced by a 502.
+        // An upstream may respond before it has read the whole body (a 413 or 401, say) and then
+        // close. That response is relayed rather than replaced by a 502.
         let read_timeout = upstreams.settings().read_timeout;
         match self.read_head(read_timeout).await {
             Ok(response) => Ok(response),
@@ -331,7 +331,7 @@ pub fn response_limits(max_body_bytes: u64) -> ResponseLimits {
     ResponseLimits { max_body_bytes, ..ResponseLimits::default() }
 }
 
-/// Whether the upstream asked for its response to be streamed to the client as it arrives
+/// Returns whether the upstream requested its response to be streamed to the client as it arrives
 /// (nginx's `X-Accel-Buffering: no`, used for server-sent events and long polls).
 pub fn wants_streaming(head: &ResponseHead) -> bool {
     head.header("x-accel-buffering").is_some_and(|value| value.eq_ignore_ascii_case(b"no"))

@@ -120,7 +120,7 @@ impl Spool {
     }
 }
 
-/// Where [`Spool::for_each_piece`] delivers pieces. It gets each buffer by value and returns one
+/// Destination of the pieces [`Spool::for_each_piece`] delivers. It gets each buffer by value and returns one
 /// for the next piece, so the owned-buffer writes of the runtime need no copy.
 pub trait AsyncSink<E> {
     async fn accept(&mut self, piece: Vec<u8>) -> Result<Vec<u8>, E>;
@@ -164,7 +164,7 @@ fn create_unnamed_file(dir: &Path) -> io::Result<std::fs::File> {
     }
 }
 
-/// A value that differs between calls, for temporary file names.
+/// Returns a value that differs between calls, for temporary file names.
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::Instant::now())

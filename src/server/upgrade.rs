@@ -1,5 +1,5 @@
 //! Protocol upgrades (WebSocket and other `Upgrade` requests, RFC 9110 §7.8): the request goes to
-//! the upstream on a connection of its own; only when the upstream answers 101 does the client
+//! the upstream on a connection of its own; only when the upstream sends 101 does the client
 //! get the 101, and from then on bytes are copied both ways until either side closes or both stay
 //! silent for `upstream.upgrade_idle_timeout`.
 //!
@@ -21,7 +21,7 @@ use crate::rt::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
 /// Bytes read per step in each direction of an upgraded connection.
 const RELAY_CHUNK: usize = 16 * 1024;
 
-/// Returns the `Upgrade` value when `request` asks to switch protocols: an `Upgrade` header and
+/// Returns the `Upgrade` value when `request` requests a protocol switch: an `Upgrade` header and
 /// `upgrade` among the Connection options (RFC 9110 §7.8), on a request without a body.
 pub fn requested_upgrade(request: &RequestHead) -> Option<&[u8]> {
     let upgrade = request.header("upgrade")?;
@@ -31,18 +31,18 @@ pub fn requested_upgrade(request: &RequestHead) -> Option<&[u8]> {
     (connection_says_upgrade && request.framing == http::BodyFraming::Empty).then_some(upgrade)
 }
 
-/// What happened to an upgrade request.
+/// Result of an upgrade request.
 pub enum UpgradeOutcome {
     /// The upstream switched protocols and the relay ran to its end; the connection is finished.
     Relayed { status: u16, bytes_to_client: u64 },
     /// The upstream declined with an ordinary response, to be sent to the client as usual.
     Declined { head: http::ResponseHead, body: Vec<u8> },
-    /// The upstream could not be reached or answered badly; the status for the client.
+    /// The upstream could not be reached or sent an invalid response. Carries the client's status.
     Failed(u16),
 }
 
-/// Sends the upgrade request and, on 101, relays the connection. `pending` holds client bytes
-/// already read after the request head; they go to the upstream first.
+/// Sends the upgrade request and, on 101, relays the connection. `pending` contains client bytes
+/// already read after the request head, and they go to the upstream first.
 pub async fn handle(
     upstreams: &Upstreams,
     io: &mut ClientIo,

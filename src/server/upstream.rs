@@ -1,4 +1,4 @@
-//! Upstream servers as one worker sees them: which to use next, which are resting after failures,
+//! Upstream servers from one worker's point of view: which to use next, which are resting after failures,
 //! and the idle keep-alive connections to each.
 //!
 //! State is per worker and unsynchronised: least-connections counts only this worker's requests
@@ -65,7 +65,7 @@ impl UpstreamStream {
         }
     }
 
-    /// Whether an idle pooled connection still looks usable: the peer has neither closed it nor
+    /// Returns whether an idle pooled connection still looks usable: the peer has neither closed it nor
     /// sent unexpected bytes. A non-blocking peek, so it costs one system call and no wait.
     fn looks_reusable(&self) -> bool {
         let fd = match self {
@@ -76,7 +76,7 @@ impl UpstreamStream {
     }
 }
 
-/// Why no connection to any upstream server could be made.
+/// Failure to connect to any upstream server.
 #[derive(Debug)]
 pub enum ConnectError {
     /// The last server tried refused or was not found (Gunicorn not running, a wrong path).
@@ -257,7 +257,7 @@ impl Upstreams {
 
 /// Connects to one server before `deadline`, retrying while a Unix socket's backlog is full.
 ///
-/// A Unix socket whose backlog is full answers a non-blocking connect with EAGAIN instead of
+/// A Unix socket whose backlog is full fails a non-blocking connect with EAGAIN instead of
 /// queueing it as TCP does; Gunicorn under a burst hits this, and a short retry usually gets in.
 async fn connect(address: &UpstreamAddress, deadline: Instant) -> Result<UpstreamStream, ConnectError> {
     loop {

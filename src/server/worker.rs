@@ -17,10 +17,10 @@ use crate::files::StaticFiles;
 use crate::http::DateCache;
 use crate::rt::{self, Shutdown, ShutdownTrigger, TcpListener};
 
-/// What a listening socket is for.
+/// Role of a listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerKind {
-    /// Plain HTTP that answers everything with a 301 to the HTTPS site.
+    /// Plain HTTP that sends a 301 to the HTTPS site for every request.
     Redirect,
     /// TLS, serving static files and the upstream.
     Https,
@@ -58,7 +58,7 @@ pub struct WorkerContext {
     pub connections: RefCell<slab::Slab<ConnectionInfo>>,
 }
 
-/// What the worker knows of one open connection.
+/// Worker-side record of one open connection.
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub opened: Instant,
