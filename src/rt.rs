@@ -25,6 +25,12 @@ pub use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub use compio::net::{TcpListener, TcpStream, UnixStream};
 pub use compio::runtime::Runtime;
 
+/// Buffers of each worker's provided-buffer pool, and their size. A receive takes a buffer only
+/// when data arrives, so an idle connection holds none; the data is copied out and the buffer
+/// returned at once, so the pool only needs to cover the receives completing in one loop turn.
+const RECEIVE_POOL_BUFFERS: u16 = 512;
+const RECEIVE_POOL_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Pending submissions the ring holds. Sized for thousands of connections per worker, each with
 /// at most one read or write in flight.
 const RING_ENTRIES: u32 = 4096;
@@ -40,7 +46,38 @@ const RING_ENTRIES: u32 = 4096;
 pub fn build_worker_runtime() -> io::Result<Runtime> {
     let mut proactor = compio::driver::ProactorBuilder::new();
     proactor.capacity(RING_ENTRIES).coop_taskrun(true).taskrun_flag(true);
+    if let Some(buffers) = std::num::NonZero::new(RECEIVE_POOL_BUFFERS) {
+        proactor.buffer_pool_size(buffers).buffer_pool_buffer_len(RECEIVE_POOL_BUFFER_BYTES);
+    }
     Runtime::builder().with_proactor(proactor).build()
+}
+
+/// Receives from `stream` and appends what arrived to `input`. Returns 0 at end of stream.
+///
+/// The receive uses the worker's provided-buffer pool, so no memory is tied to a connection
+/// while it waits for data. When the pool is empty (ENOBUFS), it falls back to a receive into
+/// `input` itself, reserving `fallback_bytes`.
+///
+/// # Errors
+/// The receive error.
+pub async fn receive_into(stream: &mut TcpStream, input: &mut Vec<u8>, fallback_bytes: usize) -> io::Result<usize> {
+    use compio::io::AsyncReadManaged;
+
+    match stream.read_managed(0).await {
+        Ok(Some(buffer)) => {
+            let received = buffer.as_init();
+            input.extend_from_slice(received);
+            Ok(received.len())
+        }
+        Ok(None) => Ok(0),
+        Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+            input.reserve(fallback_bytes);
+            let BufResult(result, buffer) = stream.append(std::mem::take(input)).await;
+            *input = buffer;
+            result
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Returns "io_uring" or "polling" for the running worker's driver, for the start-up log.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustls::ServerConnection;
 
-use crate::rt::{self, AsyncRead, AsyncReadExt, AsyncWrite, BufResult, IntoInner, IoBuf, SharedBytes, TcpStream};
+use crate::rt::{self, AsyncRead, AsyncWrite, BufResult, IntoInner, IoBuf, SharedBytes, TcpStream};
 
 /// Bytes requested from the socket per read. A full TLS record (16 KiB of plaintext plus
 /// overhead) fits, so one read usually yields whole records.
@@ -17,6 +17,9 @@ const READ_CHUNK: usize = 17 * 1024;
 /// Plaintext handed to rustls per step when a large body is encrypted, so the ciphertext buffer
 /// stays bounded.
 const TLS_WRITE_CHUNK: usize = 64 * 1024;
+
+/// Buffer capacity a connection may keep while idle; more is freed before it waits.
+pub const IDLE_BUFFER_BYTES: usize = 4 * 1024;
 
 /// How long a closing connection keeps reading what the client still sends.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -140,11 +143,7 @@ impl ClientIo {
     }
 
     async fn read_plain(&mut self, input: &mut Vec<u8>) -> Result<usize, StreamError> {
-        input.reserve(READ_CHUNK);
-        let buffer = std::mem::take(input);
-        let BufResult(result, buffer) = self.stream.append(buffer).await;
-        *input = buffer;
-        Ok(result?)
+        Ok(rt::receive_into(&mut self.stream, input, READ_CHUNK).await?)
     }
 
     /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext.
@@ -174,11 +173,18 @@ impl ClientIo {
     }
 
     async fn receive_ciphertext(&mut self) -> Result<usize, StreamError> {
-        self.tls_in.reserve(READ_CHUNK);
-        let buffer = std::mem::take(&mut self.tls_in);
-        let BufResult(result, buffer) = self.stream.append(buffer).await;
-        self.tls_in = buffer;
-        Ok(result?)
+        Ok(rt::receive_into(&mut self.stream, &mut self.tls_in, READ_CHUNK).await?)
+    }
+
+    /// Releases buffer memory a connection kept from its last request, so an idle keep-alive
+    /// connection costs little more than its socket and TLS session.
+    pub fn shrink_idle_buffers(&mut self) {
+        if self.tls_in.is_empty() && self.tls_in.capacity() > IDLE_BUFFER_BYTES {
+            self.tls_in = Vec::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > IDLE_BUFFER_BYTES {
+            self.out = Vec::new();
+        }
     }
 
     /// Feeds buffered ciphertext to rustls, queueing any alert it produces when it rejects it.

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::client_io::{ClientIo, StreamError};
+use super::client_io::{self, ClientIo, StreamError};
 use super::proxy::{self, Exchange};
 use super::spool::Spool;
 use super::upgrade::{self, UpgradeOutcome};
@@ -229,6 +229,9 @@ impl Connection {
                     if phase == ReadPhase::Idle && self.context.shutdown.is_started() {
                         return Ok(Close::Quiet);
                     }
+                    if phase == ReadPhase::Idle {
+                        self.release_idle_memory();
+                    }
                     match self.read_more(phase).await {
                         ReadOutcome::Data => {
                             if phase == ReadPhase::Idle {
@@ -336,6 +339,15 @@ impl Connection {
             Some(name) => name.clone(),
             None => self.local.to_string(),
         }
+    }
+
+    /// Frees buffers grown by the last request before the connection waits for the next one.
+    fn release_idle_memory(&mut self) {
+        if self.input.capacity() > client_io::IDLE_BUFFER_BYTES {
+            self.input = Vec::new();
+        }
+        self.body.clear();
+        self.io.shrink_idle_buffers();
     }
 
     fn temp_dir(&self) -> std::path::PathBuf {
