@@ -37,10 +37,13 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// Returns the status sent to the client: 504 for a read or connect timeout, 502 otherwise.
+    /// Returns the status sent to the client: 504 when the upstream took the request and did not
+    /// respond in time, 502 for everything else, a connect that timed out (a full backlog, say)
+    /// included, because the upstream never took the request.
     pub fn status(&self) -> u16 {
         match self {
-            ProxyError::ReadTimedOut | ProxyError::Connect(ConnectError::TimedOut) => 504,
+            ProxyError::ReadTimedOut => 504,
+            ProxyError::Connect(ConnectError::TimedOut) => 502,
             ProxyError::Connect(ConnectError::Failed(_))
             | ProxyError::Send(_)
             | ProxyError::Receive(_)

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustls::ServerConnection;
 
 use super::client_io::ClientIo;
+use super::proxy::ProxyError;
 use super::upstream::{UpstreamStream, Upstreams};
 use crate::http::{self, Forwarded, RequestHead, ResponseDecoder, ResponseEvent, ResponseLimits};
 use crate::rt::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
@@ -57,8 +58,7 @@ pub async fn handle(
         Ok(lease) => lease,
         Err(err) => {
             tracing::warn!(error = %err, target = %request.target, "upgrade: connecting to the upstream failed");
-            let status = if matches!(err, super::upstream::ConnectError::TimedOut) { 504 } else { 502 };
-            return UpgradeOutcome::Failed(status);
+            return UpgradeOutcome::Failed(ProxyError::Connect(err).status());
         }
     };
 

@@ -1,0 +1,103 @@
+//! Heap allocations per request on the static cache-hit path, counted with a counting global
+//! allocator: parsing a curl-sized request head, answering it from a warm cache entry, and
+//! writing the response head. Run with `cargo bench --bench allocations`; it prints the counts.
+//! Zero is the goal; each count above zero is a place where the hot path still allocates.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ringfront::files::{Outcome, StaticFiles, StaticRoute, StaticSettings};
+use ringfront::http::{self, Event, Limits, RequestDecoder};
+
+/// The system allocator, counting every allocation and reallocation.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments unchanged,
+// so the system allocator's guarantees hold; the counter has no effect on the memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout, as the trait requires.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's arguments.
+        unsafe { System.realloc(pointer, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Requests measured per step; the printed counts are averages over them.
+const ROUNDS: usize = 1000;
+
+const REQUEST: &[u8] = b"GET /static/small.txt HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+
+fn count<T>(mut step: impl FnMut() -> T) -> f64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..ROUNDS {
+        std::hint::black_box(step());
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / ROUNDS as f64
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("ringfront-alloc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the bench directory");
+    std::fs::write(dir.join("small.txt"), vec![b'a'; 1024]).expect("write small.txt");
+    let route = StaticRoute::new("/static/", &dir).expect("a valid route");
+    let settings = StaticSettings { revalidate_interval: Duration::from_secs(3600), ..StaticSettings::default() };
+    let mut files = StaticFiles::new(vec![route], settings);
+
+    let mut decoder = RequestDecoder::new(Limits::default());
+    let mut body = Vec::new();
+    let parse = || {
+        decoder.reset();
+        let mut head = None;
+        let mut offset = 0;
+        while let Ok((used, event)) = decoder.decode(REQUEST.get(offset..).unwrap_or_default(), &mut body) {
+            offset += used;
+            match event {
+                Event::Head(parsed) => head = Some(parsed),
+                Event::Complete | Event::NeedMore => break,
+                Event::Body => {}
+            }
+        }
+        head
+    };
+    let mut decoder_for_warmup = RequestDecoder::new(Limits::default());
+    let Ok((_, Event::Head(head))) = decoder_for_warmup.decode(REQUEST, &mut Vec::new()) else {
+        panic!("the sample request must parse");
+    };
+    let now = Instant::now();
+    if let Outcome::Load(job) = files.respond(0, &head, now) {
+        files.insert(job.run());
+    }
+
+    let mut parse = parse;
+    let parse_count = count(&mut parse);
+    let respond_count = count(|| files.respond(0, &head, now));
+    let mut out = Vec::with_capacity(1024);
+    let date = *b"Fri, 04 Dec 2026 20:39:01 GMT";
+    let write_count = count(|| {
+        out.clear();
+        http::write_head(&mut out, 200, &[("Date", &date), ("Content-Length", b"1024"), ("Content-Type", b"text/plain")]);
+    });
+
+    println!("allocations per request (average of {ROUNDS}):");
+    println!("  parse request head (4 header fields): {parse_count:.1}");
+    println!("  static cache hit (StaticFiles::respond): {respond_count:.1}");
+    println!("  write response head into a reused buffer: {write_count:.1}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
