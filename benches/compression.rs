@@ -16,7 +16,7 @@ fn stylesheet() -> Vec<u8> {
     let mut index = 0u32;
     while css.len() < 110 * 1024 {
         let hash = index.wrapping_mul(2_654_435_761);
-        if index % 40 == 0 {
+        if index.is_multiple_of(40) {
             css.push_str(&format!("/* section {index}: layout of the card grid */\n"));
         }
         css.push_str(&format!(".component-{index} > .item:nth-child({}) {{\n", index % 7 + 1));
