@@ -262,6 +262,44 @@ fn non_reader_cut_after_send_timeout() {
     assert_eq!(after.status, 200);
 }
 
+/// Bound on the growth of ringfront's resident memory while one client pipelines requests and
+/// reads none of the responses. The server stops reading once its output stalls, so the growth
+/// stays near one read buffer and one flush threshold (64 KiB) of queued responses.
+const PIPELINE_RSS_GROWTH_LIMIT_KIB: u64 = 8 * 1024;
+
+#[test]
+fn pipelined_non_reader_cut_after_send_timeout() {
+    let site = site();
+    let ringfront = config(&site).start();
+    let port = ringfront.http_port();
+    let pid = pid_of(&ringfront);
+    let idle_fds = idle_fd_count(&ringfront);
+    let idle_rss_kib = procfs::rss_kib(pid);
+
+    // Send requests until the server stops reading them, or for at most 2 s.
+    let mut flooding = slow::connect_with_receive_buffer(port, NON_READER_RECEIVE_BUFFER);
+    flooding
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap_or_else(|error| panic!("failed to set the write timeout: {error}"));
+    let batch = STYLE_REQUEST.repeat(100);
+    let started = Instant::now();
+    let mut sent_requests = 0usize;
+    while started.elapsed() < Duration::from_secs(2) && flooding.write_all(&batch).is_ok() {
+        sent_requests += 100;
+    }
+    let rss_kib = procfs::rss_kib(pid);
+    let fds_after = wait_for_fd_count(pid, idle_fds, SEND + SLACK);
+    let after = plain_request(port, STYLE_REQUEST);
+
+    assert!(sent_requests > 0, "the server read no request at all");
+    assert!(
+        rss_kib < idle_rss_kib + PIPELINE_RSS_GROWTH_LIMIT_KIB,
+        "RSS grew from {idle_rss_kib} KiB to {rss_kib} KiB after {sent_requests} requests"
+    );
+    assert_eq!(fds_after, idle_fds, "{:#?}", procfs::open_fd_targets(pid));
+    assert_eq!(after.status, 200);
+}
+
 #[test]
 fn max_connections_evicts_longest_idle() {
     let site = site();
