@@ -501,6 +501,24 @@ fn truncated_client_hello_closes() {
 }
 
 #[test]
+fn tls_handshake_trickle_cut_at_handshake() {
+    let site = site();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = tls_config(&site, &cert).start();
+    let hello = client_hello(cert.client_config());
+    let mut stream = slow::connect(ringfront.https_port());
+
+    // A whole ClientHello, one byte every 200 ms: `handshake` counts from the accept, so the
+    // server gives up long before the last byte.
+    let ending = slow::trickle(&mut stream, &hello, TRICKLE_INTERVAL, HANDSHAKE + SLACK);
+    let mut after = Connection::https(ringfront.https_port(), &cert);
+
+    assert!(ending.closed, "still open after {:?}", ending.elapsed);
+    assert_not_before(&ending, HANDSHAKE);
+    assert_eq!(after.request(STYLE_REQUEST).status, 200);
+}
+
+#[test]
 fn client_hello_in_small_records() {
     let site = site();
     let cert = TestCert::generate(&["localhost"]);
