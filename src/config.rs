@@ -509,6 +509,10 @@ impl Config {
     }
 }
 
+/// Largest custom error page, in bytes. Each worker's responses copy it, and a page this large
+/// is already far more than an error needs.
+const MAX_ERROR_PAGE_BYTES: u64 = 1024 * 1024;
+
 struct Checker<'a> {
     text: &'a str,
     file: &'a Path,
@@ -719,6 +723,14 @@ impl Checker<'_> {
                 self.error(path.span(), &key, format!("invalid status {status:?}: use a code from 400 to 599"))
             })?;
             let file = self.resolve(path.get_ref());
+            match std::fs::metadata(&file) {
+                Ok(meta) if meta.is_file() && meta.len() <= MAX_ERROR_PAGE_BYTES => {}
+                Ok(meta) if meta.is_file() => {
+                    return Err(self.error(path.span(), &key, format!("{} is larger than {MAX_ERROR_PAGE_BYTES} bytes", file.display())));
+                }
+                Ok(_) => return Err(self.error(path.span(), &key, format!("{} is not a regular file", file.display()))),
+                Err(err) => return Err(self.error(path.span(), &key, format!("cannot read {}: {err}", file.display()))),
+            }
             let body = std::fs::read(&file)
                 .map_err(|err| self.error(path.span(), &key, format!("cannot read {}: {err}", file.display())))?;
             pages.push((code, body));

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
@@ -99,11 +100,24 @@ impl Connection {
     /// # Panics
     /// Panics if `server_name` is invalid or the TCP connection fails.
     pub fn https_with_name(port: u16, cert: &TestCert, server_name: &str) -> Connection {
+        Connection::https_with_config(port, cert.client_config(), server_name)
+    }
+
+    /// Connects over TLS with the given client configuration, for tests that change how the
+    /// client speaks TLS (record size, versions, cipher suites).
+    ///
+    /// # Panics
+    /// Panics if `server_name` is invalid or the TCP connection fails.
+    pub fn https_with_config(
+        port: u16,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> Connection {
         let name = match ServerName::try_from(server_name.to_owned()) {
             Ok(name) => name,
             Err(error) => panic!("invalid TLS server name {server_name:?}: {error}"),
         };
-        let session = match rustls::ClientConnection::new(cert.client_config(), name) {
+        let session = match rustls::ClientConnection::new(config, name) {
             Ok(session) => session,
             Err(error) => panic!("failed to create a rustls client session: {error}"),
         };
@@ -111,6 +125,17 @@ impl Connection {
         Connection {
             transport: Transport::Tls(Box::new(stream)),
             buffer: Vec::new(),
+        }
+    }
+
+    /// Returns the client's own address, which the server logs as the peer.
+    ///
+    /// # Panics
+    /// Panics if the socket has no local address.
+    pub fn local_address(&self) -> SocketAddr {
+        match self.transport.tcp().local_addr() {
+            Ok(address) => address,
+            Err(error) => panic!("failed to read the local address: {error}"),
         }
     }
 

@@ -14,7 +14,10 @@
 //! - [`ringfront`]: [`Config`] builds a TOML config, [`Ringfront`] runs the binary.
 //! - [`client`]: [`Connection`], [`https_request`], [`plain_request`] and [`raw_exchange`].
 //! - [`response`]: a small HTTP/1.1 response parser, independent of the server's own parser.
+//! - [`procfs`]: resident memory and open descriptor counts of a process, from `/proc`.
 //! - [`site`]: [`Site`], a static site on disk with secret files around it.
+//! - [`slow`]: raw TCP clients that send a byte at a time, stop reading or keep a small
+//!   receive window, and bounded waits for the server to close.
 //! - [`stub`]: [`StubUpstream`], a Unix socket upstream that responds 404 to everything.
 //! - [`recorder`]: [`RecordingUpstream`], a Unix socket upstream that records the exact bytes of
 //!   each connection, and [`parse_forwarded`], which checks them as one well-formed request.
@@ -26,10 +29,12 @@ pub mod cert;
 pub mod client;
 pub mod gunicorn;
 pub mod process;
+pub mod procfs;
 pub mod recorder;
 pub mod response;
 pub mod ringfront;
 pub mod site;
+pub mod slow;
 pub mod stub;
 
 pub use cert::TestCert;

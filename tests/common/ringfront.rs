@@ -80,7 +80,10 @@ pub struct Config {
     statics: Vec<(String, PathBuf)>,
     upstream: Option<PathBuf>,
     upstream_extra: Vec<(String, String)>,
+    timeouts: Vec<(String, String)>,
+    static_cache: Vec<(String, String)>,
     error_pages: Vec<(u16, PathBuf)>,
+    environment: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -101,7 +104,10 @@ impl Config {
             statics: Vec::new(),
             upstream: None,
             upstream_extra: Vec::new(),
+            timeouts: Vec::new(),
+            static_cache: Vec::new(),
             error_pages: Vec::new(),
+            environment: Vec::new(),
         }
     }
 
@@ -178,6 +184,27 @@ impl Config {
         self
     }
 
+    /// Sets a `[timeouts]` key, such as `request_head`, replacing an earlier value of the same
+    /// key. `toml_value` is written as given, so quote durations (`"\"1s\""`).
+    pub fn timeout(mut self, key: &str, toml_value: &str) -> Config {
+        set_entry(&mut self.timeouts, key, toml_value);
+        self
+    }
+
+    /// Sets a `[static_cache]` key, such as `max_file_bytes`, replacing an earlier value of the
+    /// same key. `toml_value` is written as given.
+    pub fn static_cache(mut self, key: &str, toml_value: &str) -> Config {
+        set_entry(&mut self.static_cache, key, toml_value);
+        self
+    }
+
+    /// Sets an environment variable for the ringfront process, such as
+    /// `RINGFRONT_TEST_PANIC_ROUTE`. The process inherits the rest of the test's environment.
+    pub fn env(mut self, name: &str, value: &str) -> Config {
+        self.environment.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Adds `[error_pages] "STATUS" = FILE`, so that ringfront sends the bytes of `file` (read at
     /// startup) as the body of each `status` error it generates itself.
     pub fn error_page(mut self, status: u16, file: impl AsRef<Path>) -> Config {
@@ -234,6 +261,20 @@ impl Config {
             }
         }
 
+        if !self.timeouts.is_empty() {
+            text.push_str("\n[timeouts]\n");
+            for (key, value) in &self.timeouts {
+                let _ = writeln!(text, "{key} = {value}");
+            }
+        }
+
+        if !self.static_cache.is_empty() {
+            text.push_str("\n[static_cache]\n");
+            for (key, value) in &self.static_cache {
+                let _ = writeln!(text, "{key} = {value}");
+            }
+        }
+
         for (prefix, dir) in &self.statics {
             text.push_str("\n[[static]]\n");
             let _ = writeln!(text, "prefix = {}", toml_string(prefix));
@@ -264,10 +305,17 @@ impl Config {
                 (stub.socket_path().to_path_buf(), Some(stub))
             }
         };
-        let mut ringfront = Ringfront::start(&self.to_toml(&upstream));
+        let mut ringfront = Ringfront::start_with_env(&self.to_toml(&upstream), &self.environment);
         ringfront.stub_upstream = stub;
         ringfront
     }
+}
+
+/// Sets `key` to `value` in `entries`, replacing its earlier value if it has one, because TOML
+/// rejects a key written twice in one table.
+fn set_entry(entries: &mut Vec<(String, String)>, key: &str, value: &str) {
+    entries.retain(|(existing, _)| existing != key);
+    entries.push((key.to_owned(), value.to_owned()));
 }
 
 /// Quotes `value` as a TOML basic string.
@@ -327,7 +375,16 @@ impl Ringfront {
     /// Panics, with the config and ringfront's output, if the process exits or a port does not
     /// accept within [`STARTUP_TIMEOUT`].
     pub fn start(config: &str) -> Ringfront {
-        Ringfront::start_with_config_dir(config, None)
+        Ringfront::start_with_config_dir(config, None, &[])
+    }
+
+    /// Like [`Ringfront::start`], with the `(name, value)` pairs of `environment` added to the
+    /// environment the process inherits.
+    ///
+    /// # Panics
+    /// As [`Ringfront::start`].
+    pub fn start_with_env(config: &str, environment: &[(String, String)]) -> Ringfront {
+        Ringfront::start_with_config_dir(config, None, environment)
     }
 
     /// Like [`Ringfront::start`], but writes `ringfront.toml` into `config_dir`, so that relative
@@ -337,13 +394,17 @@ impl Ringfront {
     /// # Panics
     /// As [`Ringfront::start`].
     pub fn start_in(config_dir: &Path, config: &str) -> Ringfront {
-        Ringfront::start_with_config_dir(config, Some(config_dir))
+        Ringfront::start_with_config_dir(config, Some(config_dir), &[])
     }
 
-    fn start_with_config_dir(config: &str, config_dir: Option<&Path>) -> Ringfront {
+    fn start_with_config_dir(
+        config: &str,
+        config_dir: Option<&Path>,
+        environment: &[(String, String)],
+    ) -> Ringfront {
         let mut attempt = 1;
         loop {
-            match Ringfront::try_start(config, config_dir) {
+            match Ringfront::try_start(config, config_dir, environment) {
                 Ok(ringfront) => return ringfront,
                 Err(failure) => {
                     let port_taken = failure.to_ascii_lowercase().contains("in use");
@@ -356,7 +417,11 @@ impl Ringfront {
         }
     }
 
-    fn try_start(config: &str, config_dir: Option<&Path>) -> Result<Ringfront, String> {
+    fn try_start(
+        config: &str,
+        config_dir: Option<&Path>,
+        environment: &[(String, String)],
+    ) -> Result<Ringfront, String> {
         let mut ports = Ports::default();
         let mut text = config.to_owned();
         for (placeholder, listener) in PORT_PLACEHOLDERS {
@@ -382,7 +447,8 @@ impl Ringfront {
         command
             .arg("--config")
             .arg(&config_path)
-            .current_dir(dir.path());
+            .current_dir(dir.path())
+            .envs(environment.iter().map(|(name, value)| (name, value)));
         let (child, output) = process::spawn_captured(&mut command, "ringfront");
         let mut ringfront = Ringfront {
             child: Some(child),
