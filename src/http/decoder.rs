@@ -64,7 +64,7 @@ enum State {
 pub struct RequestDecoder {
     limits: Limits,
     state: State,
-    head: Option<RequestHead>,
+    has_head: bool,
     /// Whether the last call in the head state saw bytes of an incomplete head.
     partial_head: bool,
 }
@@ -75,7 +75,7 @@ impl RequestDecoder {
         Self {
             limits,
             state: State::Head(HeadScanner::default()),
-            head: None,
+            has_head: false,
             partial_head: false,
         }
     }
@@ -85,10 +85,11 @@ impl RequestDecoder {
         &self.limits
     }
 
-    /// Returns the head of the current request, once [`Event::Head`] was returned and until
-    /// [`reset`](Self::reset).
-    pub fn head(&self) -> Option<&RequestHead> {
-        self.head.as_ref()
+    /// Returns whether [`Event::Head`] was returned for the current request, until
+    /// [`reset`](Self::reset). The head itself goes to the caller with the event: keeping a copy
+    /// here would cost about ten allocations per request.
+    pub fn has_head(&self) -> bool {
+        self.has_head
     }
 
     /// Returns whether the decoder waits for a new request with no bytes of it seen yet, so a
@@ -142,7 +143,7 @@ impl RequestDecoder {
     /// follow are then read as a new request head.
     pub fn reset(&mut self) {
         self.state = State::Head(HeadScanner::default());
-        self.head = None;
+        self.has_head = false;
         self.partial_head = false;
     }
 
@@ -179,7 +180,7 @@ impl RequestDecoder {
             BodyFraming::Length(length) => State::Length { remaining: length },
             BodyFraming::Chunked => State::Chunked(ChunkedDecoder::new(&self.limits)),
         };
-        self.head = Some(head.clone());
+        self.has_head = true;
         Ok((used, Event::Head(head)))
     }
 

@@ -26,6 +26,10 @@ const DEFAULT_BODY_BUFFER_BYTES: usize = 64 * 1024;
 #[cfg(debug_assertions)]
 const TEST_PANIC_PATH: &str = "/__ringfront_test/panic";
 
+/// Body of the redirect listener's 301, for clients that show it.
+const REDIRECT_BODY: &str = "<html><head><title>301 Moved Permanently</title></head><body><h1>301 Moved Permanently</h1></body></html>\n";
+const REDIRECT_BODY_LENGTH: &str = "106";
+
 /// Output bytes queued before the connection flushes instead of handling more pipelined requests.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
@@ -84,6 +88,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         body: Spool::new(body_buffer_bytes),
         handle,
         deadline: None,
+        scratch: Vec::new(),
     };
     connection.decoder = RequestDecoder::new(connection.limits());
     let linger = connection.run().await;
@@ -106,6 +111,8 @@ struct Connection {
     handle: ConnectionHandle,
     /// When the current request head or body must be complete.
     deadline: Option<Instant>,
+    /// A buffer reused for response heads.
+    scratch: Vec<u8>,
 }
 
 /// Where the connection is between requests, which decides the read timeout and how an end of
@@ -308,8 +315,7 @@ impl Connection {
             panic!("deliberate panic for {TEST_PANIC_PATH}");
         }
         if self.kind == ListenerKind::Redirect {
-            let reply = self.redirect(request);
-            return self.send_reply(request, reply, keep_alive, started).await;
+            return self.send_redirect(request, keep_alive, started);
         }
         let route = self.context.files.borrow().route_for(request.path());
         match route {
@@ -318,14 +324,29 @@ impl Connection {
         }
     }
 
-    fn redirect(&self, request: &RequestHead) -> Reply {
-        let location = self.context.shared.redirect_location(request);
-        Reply {
-            status: 301,
-            headers: vec![("Location", location.into_bytes()), ("Content-Type", b"text/html".to_vec())],
-            body: html_body(301),
-            close: false,
+    /// Queues the 301 of the redirect listener, written straight into the output buffer: this
+    /// listener serves nothing else, so its one response is kept free of allocations.
+    fn send_redirect(&mut self, request: &RequestHead, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
+        let date = self.context.date();
+        let head = &mut self.scratch;
+        head.clear();
+        head.extend_from_slice(b"HTTP/1.1 301 Moved Permanently\r\nDate: ");
+        head.extend_from_slice(&date);
+        head.extend_from_slice(b"\r\nServer: ringfront\r\nLocation: ");
+        self.context.shared.write_redirect_location(request, head);
+        head.extend_from_slice(b"\r\nContent-Type: text/html\r\nContent-Length: ");
+        head.extend_from_slice(REDIRECT_BODY_LENGTH.as_bytes());
+        head.extend_from_slice(if keep_alive { b"\r\n\r\n" } else { b"\r\nConnection: close\r\n\r\n" });
+        let body_bytes = if request.is_head() { 0 } else { REDIRECT_BODY.len() };
+        if body_bytes > 0 {
+            head.extend_from_slice(REDIRECT_BODY.as_bytes());
         }
+        let head = std::mem::take(&mut self.scratch);
+        let queued = self.io.queue(&head);
+        self.scratch = head;
+        queued?;
+        self.log(request, 301, body_bytes as u64, &date, started);
+        Ok(keep_alive)
     }
 
     /// Returns the host the client addressed: its Host header, or for an HTTP/1.0 request without one
@@ -589,9 +610,12 @@ impl Connection {
         if !keep_alive {
             headers.push(("Connection", b"close"));
         }
-        let mut head = Vec::with_capacity(512);
+        let mut head = std::mem::take(&mut self.scratch);
+        head.clear();
         http::write_head(&mut head, response.status, &headers);
-        self.io.queue(&head)?;
+        let queued = self.io.queue(&head);
+        self.scratch = head;
+        queued?;
 
         let mut sent = 0u64;
         if !request.is_head() {
@@ -691,3 +715,13 @@ fn html_body(status: u16) -> Vec<u8> {
     format!("<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1></body></html>\n").into_bytes()
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::{REDIRECT_BODY, REDIRECT_BODY_LENGTH};
+
+    #[test]
+    fn redirect_body_length_matches() {
+        assert_eq!(REDIRECT_BODY.len().to_string(), REDIRECT_BODY_LENGTH);
+    }
+}

@@ -56,9 +56,9 @@ impl Shared {
         }
     }
 
-    /// Builds the `Location` of a redirect to HTTPS. The host is the request's own only when it
+    /// Writes the `Location` of a redirect to HTTPS. The host is the request's own only when it
     /// is one of the configured server names, so a forged Host cannot send a client elsewhere.
-    fn redirect_location(&self, request: &RequestHead) -> String {
+    fn write_redirect_location(&self, request: &RequestHead, out: &mut Vec<u8>) {
         let names = self.config.https.as_ref().map(|https| https.server_names.as_slice()).unwrap_or_default();
         let requested = request.header("host").map(host_without_port).unwrap_or_default();
         let host = names
@@ -67,7 +67,10 @@ impl Shared {
             .or_else(|| names.first())
             .map_or("localhost", String::as_str);
         let target = if request.target.starts_with('/') { request.target.as_str() } else { "/" };
-        format!("https://{host}{}{target}", self.https_port_suffix)
+        out.extend_from_slice(b"https://");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(self.https_port_suffix.as_bytes());
+        out.extend_from_slice(target.as_bytes());
     }
 }
 
