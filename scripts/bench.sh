@@ -642,9 +642,9 @@ for case in "${cases[@]}"; do
     done
 done
 
-# 9. Idle memory, once per server and before any load: memory that a process frees stays in its
-# allocator, so after a first batch of connections closes, a second batch reuses it and the
-# RSS barely grows, whatever the per-connection cost is.
+# 9. Idle memory, once per server and before any load. Memory that a process frees stays in its
+# allocator. So once a first batch of connections has closed, a second batch reuses that memory
+# and the RSS barely grows, whatever each connection costs.
 if [[ " $MEASURES " == *" idle "* ]]; then
     for server in ringfront nginx h2o; do
         measure_idle 1 "$server"

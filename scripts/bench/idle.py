@@ -2,7 +2,7 @@
 
 Connections open in batches of BATCH. Each one completes the TLS handshake, sends one GET for
 PATH, reads the whole response, and then stays open without traffic. When all are open the
-script prints "ready N" on stdout and holds them until it gets SIGTERM or HOLD_SECONDS pass.
+script prints "ready N" on stdout and keeps them open until it gets SIGTERM or HOLD_SECONDS pass.
 Opening stops with an error after OPEN_SECONDS.
 
 Usage: idle.py HOST PORT PATH COUNT
@@ -27,7 +27,7 @@ async def open_one(host: str, port: int, path: str, context: ssl.SSLContext):
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), RESPONSE_SECONDS)
     status_line, _, rest = head.partition(b"\r\n")
     if b" 200 " not in status_line:
-        raise RuntimeError(f"status line {status_line!r}")
+        raise RuntimeError(f"expected status 200, got status line {status_line!r}")
     length = None
     for line in rest.split(b"\r\n"):
         name, _, value = line.partition(b":")

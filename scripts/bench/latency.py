@@ -1,7 +1,7 @@
 """Measure the median time of one GET over a keep-alive connection, in microseconds.
 
 Sends REQUESTS sequential requests for PATH on one connection, either straight to Gunicorn's
-Unix socket or through a proxy over TLS, checks that each answer is 200 with the expected body
+Unix socket or through a proxy over TLS, checks that each response is 200 with the expected body
 length, and prints the median and the 90th percentile. The first WARMUP requests are not timed.
 The run stops after MAX_SECONDS even if fewer requests were sent.
 

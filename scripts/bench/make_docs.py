@@ -1,9 +1,9 @@
 """Write the benchmark's text documents: 1k.txt, app.css and app.js.
 
 The CSS and JS are generated from a fixed seed, so every run serves the same bytes. They mix
-repeated structure (selectors, property names, keywords) with varied values and identifiers,
-so gzip -9 compresses them by about the ratio seen on hand-written site assets (5 to 8 times)
-rather than the 100 times a repeated block would give.
+repeated structure (selectors, property names, keywords) with varied values and identifiers.
+gzip -9 compresses them about 7 times (app.css from 112,640 to 16,286 bytes), far less than it
+would compress one block repeated over and over.
 
 Usage: make_docs.py DIR
 """
