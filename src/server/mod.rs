@@ -159,12 +159,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let workers = worker_count(&config);
     match rt::raise_open_file_limit() {
         Ok(limit) => {
-            let wanted = workers.saturating_mul(config.server.max_connections).saturating_mul(2);
+            // One descriptor per client connection at the very least; upstream connections,
+            // large files and temporary bodies need more, but only some requests use them.
+            let wanted = workers.saturating_mul(config.server.max_connections);
             if (limit as usize) < wanted {
                 tracing::warn!(
                     limit,
                     wanted,
-                    "the open file limit is below two descriptors per allowed connection; raise the hard limit (ulimit -Hn) or lower server.max_connections"
+                    "the open file limit is below one descriptor per allowed connection; raise the hard limit (ulimit -Hn) or lower server.max_connections"
                 );
             }
         }
