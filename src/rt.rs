@@ -26,7 +26,7 @@ pub use compio::net::{TcpListener, TcpStream, UnixStream};
 pub use compio::runtime::Runtime;
 
 /// Buffers of each worker's provided-buffer pool, and their size. A receive takes a buffer only
-/// when data arrives, so an idle connection holds none; the data is copied out and the buffer
+/// when data arrives, so an idle connection keeps none. The data is copied out and the buffer
 /// returned at once, so the pool only needs to cover the receives completing in one loop turn.
 const RECEIVE_POOL_BUFFERS: u16 = 512;
 const RECEIVE_POOL_BUFFER_BYTES: usize = 16 * 1024;
@@ -148,7 +148,7 @@ pub fn runtime_file(file: std::fs::File) -> compio::fs::File {
 
     let fd = file.into_raw_fd();
     // SAFETY: `fd` comes from `into_raw_fd` on an open file, so it is valid and nothing else owns
-    // or will close it; the returned File takes over that ownership.
+    // or will close it. The returned File takes over that ownership.
     unsafe { compio::fs::File::from_raw_fd(fd) }
 }
 
@@ -229,7 +229,7 @@ pub async fn splice_file_to_socket(
 /// Asks for a larger pipe buffer so each splice moves more; a refusal only costs more steps.
 fn set_pipe_capacity(pipe: &impl std::os::fd::AsRawFd, bytes: usize) {
     let Ok(bytes) = libc::c_int::try_from(bytes) else { return };
-    // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours; the descriptor
+    // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours. The descriptor
     // is open for the duration of the call because `pipe` is borrowed.
     unsafe {
         libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes);
