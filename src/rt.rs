@@ -277,7 +277,7 @@ impl SharedBytes {
 }
 
 // The Arc keeps the memory alive and unmoved for as long as the kernel may read it, because the
-// runtime holds this value until the operation completes.
+// runtime keeps this value until the operation completes.
 impl IoBuf for SharedBytes {
     fn as_init(&self) -> &[u8] {
         self.as_slice()
