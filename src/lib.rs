@@ -7,7 +7,7 @@
 //!   conditional and range requests. Disk work runs in jobs the server puts on a blocking pool.
 //! - [`config`]: the TOML configuration and its checks.
 //! - [`tls`]: certificate loading and the rustls server configuration.
-//! - [`rt`]: the only module that knows the async runtime (compio).
+//! - [`rt`]: the only module that uses the async runtime (compio) directly.
 //! - [`server`]: worker threads, connections, and the upstream exchange.
 #![deny(clippy::undocumented_unsafe_blocks)]
 

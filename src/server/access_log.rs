@@ -1,11 +1,12 @@
 //! The access log: one line per request, in nginx's "combined" format followed by the request
-//! time in seconds, so existing log parsers keep working:
+//! time in seconds:
 //!
 //! `127.0.0.1 - - [Fri, 04 Dec 2026 20:39:01 GMT] "GET /static/app.css HTTP/1.1" 200 1234 "-" "curl/8.5" 0.001`
 //!
-//! The time is the IMF-fixdate already formatted for the `Date` header, in UTC. Each worker keeps
-//! its own buffer and file descriptor, so logging takes no lock; lines reach the file at least
-//! once a second and whenever the buffer passes [`FLUSH_BYTES`].
+//! The time is the IMF-fixdate already formatted for the `Date` header, in UTC, so parsers that
+//! match nginx's `[04/Dec/2026:20:39:01 +0000]` need another pattern for that field. Each worker
+//! keeps its own buffer and file descriptor, so logging takes no lock. Lines reach the file at
+//! least once a second and whenever the buffer passes [`FLUSH_BYTES`].
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -362,9 +362,9 @@ async fn send_all<B: IoBuf>(stream: &mut TcpStream, buffer: B, timeout: Duration
     Ok(buffer.into_inner())
 }
 
-/// Whether the first bytes of a connection to the TLS port are an HTTP request line rather than
-/// a TLS record: a TLS handshake record starts with 0x16 (RFC 8446 §5.1), a request line with an
-/// uppercase method token and a space. nginx answers such clients with a 400 too.
+/// Returns whether the first bytes of a connection to the TLS port are an HTTP request line
+/// rather than a TLS record. A TLS handshake record starts with 0x16 (RFC 8446 §5.1), and a
+/// request line with an uppercase method token and a space. nginx sends such clients a 400 too.
 fn looks_like_plain_http(first_bytes: &[u8]) -> bool {
     let Some(space) = first_bytes.iter().take(16).position(|&byte| byte == b' ') else { return false };
     space > 0 && first_bytes.iter().take(space).all(u8::is_ascii_uppercase)

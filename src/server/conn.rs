@@ -446,8 +446,8 @@ impl Connection {
     }
 
     /// Passes an `Upgrade` request to the upstream; on 101 the connection becomes a relay and
-    /// ends with it. Returns whether the relay ran (else an answer was sent and the connection
-    /// closes after it).
+    /// ends with it. Returns whether the relay ran. Otherwise a response was sent and the
+    /// connection closes after it.
     async fn serve_upgrade(&mut self, request: &RequestHead, pending: Vec<u8>, started: Instant) -> Result<bool, StreamError> {
         let context = Rc::clone(&self.context);
         let Some(upstreams) = context.upstreams.as_ref() else {
@@ -547,12 +547,10 @@ impl Connection {
             status,
             headers: vec![("Content-Type", b"text/html; charset=utf-8".to_vec())],
             body: page.map_or_else(|| html_body(status), |(_, body)| body.clone()),
-            close: false,
         }
     }
 
     async fn send_reply(&mut self, request: &RequestHead, reply: Reply, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
-        let keep_alive = keep_alive && !reply.close;
         let date = self.context.date();
         let content_length = reply.body.len().to_string();
 
@@ -707,7 +705,6 @@ struct Reply {
     status: u16,
     headers: Vec<(&'static str, Vec<u8>)>,
     body: Vec<u8>,
-    close: bool,
 }
 
 fn html_body(status: u16) -> Vec<u8> {

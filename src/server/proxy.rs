@@ -53,7 +53,7 @@ impl ProxyError {
         }
     }
 
-    /// Whether the upstream was too slow rather than gone. A pooled connection that the server
+    /// Returns whether the upstream was too slow rather than gone. A pooled connection that the server
     /// closed fails at once, so a timeout is no reason to send the request again.
     fn is_timeout(&self) -> bool {
         match self {
