@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -105,6 +105,66 @@ pub async fn sleep(duration: Duration) {
 /// any operation it had in the ring) is dropped and so cancelled.
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
     compio::time::timeout(duration, future).await.ok()
+}
+
+/// A connection's timer for the deadlines of its reads and writes.
+///
+/// [`timeout`] inserts a timer into the runtime's timer map and removes it again for every
+/// operation, which costs more than a small keep-alive request's parsing. A connection's
+/// deadlines nearly always move forward, so this keeps one timer armed for its earliest deadline
+/// and re-arms it only when it fires before the deadline now in force, or when a new deadline
+/// comes before the armed one. An idle connection has one armed timer, as with [`timeout`].
+#[derive(Default)]
+pub struct Timer {
+    armed: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    fires_at: Option<Instant>,
+    /// The waker the armed timer last saw. While it is the caller's and the firing time lies
+    /// ahead, polling the timer again (a search of the runtime's timer map) can be skipped.
+    registered: Option<Waker>,
+}
+
+impl Timer {
+    /// Runs `future` until it completes or `deadline` passes. Returns `None` on expiry, after the
+    /// future (and with it any operation it had in the ring) is dropped and so cancelled.
+    pub async fn until<F: Future>(&mut self, deadline: Instant, future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            // Two rounds at most: an early firing re-arms once for `deadline`, and a timer armed
+            // for `deadline` that fires means the deadline has passed.
+            for _ in 0..2 {
+                let armed = match (&mut self.armed, self.fires_at) {
+                    (Some(armed), Some(fires_at)) if fires_at <= deadline => {
+                        let same_waker = self.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker()));
+                        if same_waker && Instant::now() < fires_at {
+                            return Poll::Pending;
+                        }
+                        armed
+                    }
+                    _ => {
+                        self.fires_at = Some(deadline);
+                        self.armed.insert(Box::pin(compio::time::sleep_until(deadline)))
+                    }
+                };
+                if armed.as_mut().poll(cx).is_pending() {
+                    if !self.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                        self.registered = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                self.armed = None;
+                self.fires_at = None;
+                self.registered = None;
+                if Instant::now() >= deadline {
+                    return Poll::Ready(None);
+                }
+            }
+            Poll::Ready(None)
+        })
+        .await
+    }
 }
 
 /// Checks that nothing else listens on `addr`, so that a second server does not silently join
@@ -379,5 +439,60 @@ impl Drop for ShutdownWait {
         if let Some(key) = self.key {
             self.shutdown.inner.waiters.borrow_mut().try_remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Timer;
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        compio::runtime::Runtime::new().expect("a runtime").block_on(future)
+    }
+
+    #[test]
+    fn timer_returns_output_before_deadline() {
+        let output = run(async { Timer::default().until(Instant::now() + Duration::from_secs(5), async { 7 }).await });
+        assert_eq!(output, Some(7));
+    }
+
+    #[test]
+    fn timer_expires_at_deadline() {
+        let started = Instant::now();
+        let output = run(async { Timer::default().until(started + Duration::from_millis(50), std::future::pending::<()>()).await });
+        assert_eq!(output, None);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn early_firing_timer_rearms_for_later_deadline() {
+        let started = Instant::now();
+        let output = run(async {
+            let mut timer = Timer::default();
+            let first = timer.until(started + Duration::from_millis(30), super::sleep(Duration::from_millis(5))).await;
+            assert_eq!(first, Some(()));
+            // The timer armed for 30 ms fires first, and the wait must go on until 120 ms.
+            timer.until(started + Duration::from_millis(120), std::future::pending::<()>()).await
+        });
+        assert_eq!(output, None);
+        assert!(started.elapsed() >= Duration::from_millis(120));
+    }
+
+    #[test]
+    fn earlier_deadline_rearms_at_once() {
+        let started = Instant::now();
+        let output = run(async {
+            let mut timer = Timer::default();
+            // Pending at first, so the timer is armed for 10 s.
+            let first = timer.until(started + Duration::from_secs(10), super::sleep(Duration::from_millis(5))).await;
+            assert_eq!(first, Some(()));
+            timer.until(started + Duration::from_millis(40), std::future::pending::<()>()).await
+        });
+        assert_eq!(output, None);
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(40));
+        assert!(elapsed < Duration::from_secs(5));
     }
 }

@@ -4,7 +4,7 @@
 //! no second runtime are involved.
 
 use std::io::{self, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::ServerConnection;
 
@@ -32,7 +32,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 pub enum StreamError {
     /// The peer closed the connection (or sent a TLS close_notify) between messages or during one.
     Closed,
-    /// A read or write did not finish in time.
+    /// A read or write did not finish by its deadline.
     TimedOut,
     /// The socket failed, for example with a reset or a broken pipe.
     Io(io::Error),
@@ -46,7 +46,7 @@ impl std::fmt::Display for StreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StreamError::Closed => write!(f, "closed by the client"),
-            StreamError::TimedOut => write!(f, "send timed out"),
+            StreamError::TimedOut => write!(f, "read or write timed out"),
             StreamError::Io(err) => write!(f, "socket error: {err}"),
             StreamError::Tls(err) => write!(f, "TLS error: {err}"),
             StreamError::PlainHttpOnTls => write!(f, "plain HTTP sent to the TLS port"),
@@ -68,6 +68,8 @@ pub struct ClientIo {
     /// Bytes ready for the socket: plaintext on a plain connection, TLS records otherwise.
     out: Vec<u8>,
     send_timeout: Duration,
+    /// Bounds every read by the caller's deadline and every write by `send_timeout`.
+    timer: rt::Timer,
 }
 
 impl ClientIo {
@@ -78,18 +80,20 @@ impl ClientIo {
             connection.set_buffer_limit(None);
             Box::new(connection)
         });
-        ClientIo { stream, tls, tls_in: Vec::new(), out: Vec::new(), send_timeout }
+        ClientIo { stream, tls, tls_in: Vec::new(), out: Vec::new(), send_timeout, timer: rt::Timer::default() }
     }
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 
-    /// Runs the TLS handshake to its end. A no-op on a plain connection.
+    /// Runs the TLS handshake to its end, reading until `deadline` at the latest. A no-op on a
+    /// plain connection.
     ///
     /// # Errors
-    /// `Closed` when the client leaves during the handshake, `Tls` when its messages are invalid.
-    pub async fn handshake(&mut self) -> Result<(), StreamError> {
+    /// `Closed` when the client leaves during the handshake, `Tls` when its messages are invalid,
+    /// `TimedOut` when the deadline passes first.
+    pub async fn handshake(&mut self, deadline: Instant) -> Result<(), StreamError> {
         loop {
             let Some(tls) = self.tls.as_mut() else { return Ok(()) };
             if !tls.is_handshaking() {
@@ -99,7 +103,7 @@ impl ClientIo {
                 self.flush().await?;
                 continue;
             }
-            let received = self.receive_ciphertext().await?;
+            let received = self.receive_ciphertext(deadline).await?;
             if received == 0 {
                 return Err(StreamError::Closed);
             }
@@ -121,10 +125,11 @@ impl ClientIo {
     /// stream (TCP FIN on a plain connection, close_notify on TLS).
     ///
     /// # Errors
-    /// `Closed` for a TLS connection cut without close_notify, `Io` and `Tls` as they come.
-    pub async fn read(&mut self, input: &mut Vec<u8>) -> Result<usize, StreamError> {
+    /// `TimedOut` when no plaintext arrived by `deadline`, `Closed` for a TLS connection cut
+    /// without close_notify, and `Io` and `Tls` as they come.
+    pub async fn read(&mut self, input: &mut Vec<u8>, deadline: Instant) -> Result<usize, StreamError> {
         if self.tls.is_none() {
-            return self.read_plain(input).await;
+            return self.read_plain(input, deadline).await;
         }
         loop {
             if let Some(read) = self.take_plaintext(input)? {
@@ -133,7 +138,7 @@ impl ClientIo {
             if self.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
                 self.flush().await?;
             }
-            let received = self.receive_ciphertext().await?;
+            let received = self.receive_ciphertext(deadline).await?;
             if received == 0 {
                 // RFC 8446 §6.1: a peer that closes without close_notify may have been cut short.
                 return Err(StreamError::Closed);
@@ -142,8 +147,9 @@ impl ClientIo {
         }
     }
 
-    async fn read_plain(&mut self, input: &mut Vec<u8>) -> Result<usize, StreamError> {
-        Ok(rt::receive_into(&mut self.stream, input, READ_CHUNK).await?)
+    async fn read_plain(&mut self, input: &mut Vec<u8>, deadline: Instant) -> Result<usize, StreamError> {
+        let received = self.timer.until(deadline, rt::receive_into(&mut self.stream, input, READ_CHUNK)).await;
+        Ok(received.ok_or(StreamError::TimedOut)??)
     }
 
     /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext.
@@ -166,8 +172,9 @@ impl ClientIo {
         Ok(Some(length))
     }
 
-    async fn receive_ciphertext(&mut self) -> Result<usize, StreamError> {
-        Ok(rt::receive_into(&mut self.stream, &mut self.tls_in, READ_CHUNK).await?)
+    async fn receive_ciphertext(&mut self, deadline: Instant) -> Result<usize, StreamError> {
+        let received = self.timer.until(deadline, rt::receive_into(&mut self.stream, &mut self.tls_in, READ_CHUNK)).await;
+        Ok(received.ok_or(StreamError::TimedOut)??)
     }
 
     /// Releases buffer memory a connection kept from its last request, so an idle keep-alive
@@ -235,7 +242,7 @@ impl ClientIo {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let mut out = send_all(&mut self.stream, out, self.send_timeout).await?;
+        let mut out = send_all(&mut self.stream, &mut self.timer, out, self.send_timeout).await?;
         out.clear();
         self.out = out;
         Ok(())
@@ -256,7 +263,7 @@ impl ClientIo {
         }
 
         self.flush().await?;
-        send_all(&mut self.stream, body, self.send_timeout).await?;
+        send_all(&mut self.stream, &mut self.timer, body, self.send_timeout).await?;
         Ok(())
     }
 
@@ -342,12 +349,12 @@ impl ClientIo {
 /// that reads slowly but steadily is served, and one that stops reading is cut off after
 /// `timeout` without progress (nginx's `send_timeout` works the same way). On failure the buffer
 /// is dropped, because the connection is finished.
-async fn send_all<B: IoBuf>(stream: &mut TcpStream, buffer: B, timeout: Duration) -> Result<B, StreamError> {
+async fn send_all<B: IoBuf>(stream: &mut TcpStream, timer: &mut rt::Timer, buffer: B, timeout: Duration) -> Result<B, StreamError> {
     let total = buffer.buf_len();
     let mut sent = 0usize;
     let mut buffer = buffer.slice(..);
     while sent < total {
-        let Some(BufResult(result, returned)) = rt::timeout(timeout, stream.write(buffer)).await else {
+        let Some(BufResult(result, returned)) = timer.until(Instant::now() + timeout, stream.write(buffer)).await else {
             return Err(StreamError::TimedOut);
         };
         match result {

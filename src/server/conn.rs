@@ -51,9 +51,9 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
     let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
 
     if io.is_tls() {
-        match rt::timeout(timeouts.handshake, io.handshake()).await {
-            Some(Ok(())) => {}
-            Some(Err(StreamError::PlainHttpOnTls)) => {
+        match io.handshake(Instant::now() + timeouts.handshake).await {
+            Ok(()) => {}
+            Err(StreamError::PlainHttpOnTls) => {
                 tracing::debug!("plain HTTP on the TLS port");
                 io.downgrade_to_plain();
                 let mut out = Vec::with_capacity(256);
@@ -64,13 +64,13 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
                 }
                 return;
             }
-            Some(Err(err)) => {
-                tracing::debug!(error = %err, "TLS handshake failed");
+            Err(StreamError::TimedOut) => {
+                tracing::debug!("TLS handshake timed out");
                 io.close(false).await;
                 return;
             }
-            None => {
-                tracing::debug!("TLS handshake timed out");
+            Err(err) => {
+                tracing::debug!(error = %err, "TLS handshake failed");
                 io.close(false).await;
                 return;
             }
@@ -282,7 +282,7 @@ impl Connection {
         };
 
         let read = {
-            let read = std::pin::pin!(rt::timeout(limit, self.io.read(&mut self.input)));
+            let read = std::pin::pin!(self.io.read(&mut self.input, now + limit));
             if phase == ReadPhase::Idle {
                 self.handle.idle_since.set(Some(now));
                 let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
@@ -297,11 +297,11 @@ impl Connection {
             }
         };
         match read {
-            None => ReadOutcome::TimedOut,
-            Some(Ok(0)) => ReadOutcome::End,
-            Some(Ok(_)) => ReadOutcome::Data,
-            Some(Err(StreamError::Closed)) => ReadOutcome::End,
-            Some(Err(err)) => ReadOutcome::Failed(err),
+            Ok(0) => ReadOutcome::End,
+            Ok(_) => ReadOutcome::Data,
+            Err(StreamError::TimedOut) => ReadOutcome::TimedOut,
+            Err(StreamError::Closed) => ReadOutcome::End,
+            Err(err) => ReadOutcome::Failed(err),
         }
     }
 
