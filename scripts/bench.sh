@@ -13,7 +13,7 @@
 #   DURATION          seconds of each timed wrk run (4)
 #   CONNECTIONS       wrk connections (32)
 #   IDLE_CONNECTIONS  idle TLS connections in the memory case (5000)
-#   SYSCALL_REQUESTS  requests sent while strace counts system calls (10000)
+#   SYSCALL_REQUESTS  requests sent while perf counts system calls (10000)
 #   LATENCY_REQUESTS  sequential requests per latency sample (2000)
 #   SERVER_CPUS       CPUs the servers run on, for taskset (0)
 #   CLIENT_CPUS       CPUs the load generators and Gunicorn run on (1)
@@ -79,7 +79,7 @@ install_tools() {
     command -v h2o >/dev/null 2>&1 || missing+=(h2o)
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
-    command -v strace >/dev/null 2>&1 || missing+=(strace)
+    command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
@@ -568,35 +568,41 @@ measure_idle() {
     sleep 1
 }
 
-# System calls per request: strace counts the calls of every thread of the server while h2load
-# sends SYSCALL_REQUESTS requests over 4 keep-alive connections.
+# System calls per request: perf counts the system-call entries of every thread of the server
+# (the raw_syscalls:sys_enter tracepoint) while h2load sends SYSCALL_REQUESTS requests over
+# keep-alive connections. It runs twice: with CONNECTIONS connections, the concurrency of the
+# TLS 1 KiB case (recorded as syscalls_per_req), and with 4 (syscalls_per_req_4conn), where an
+# io_uring server has fewer completions to gather per system call. A tracepoint counter does
+# not stop the traced threads as strace does, so the server runs at its usual pace.
 measure_syscalls() {
-    local round="$1" server="$2" trace_args=() pid task tracer output calls per_request
+    local round="$1" server="$2" connections="$3" metric="$4" tids=() pid task counter output calls uring per_request
     for pid in $(process_tree "$(pid_of "$server")"); do
         for task in /proc/"$pid"/task/*; do
-            trace_args+=(-p "${task##*/}")
+            tids+=("${task##*/}")
         done
     done
-    strace -c -f -o "$work/strace.out" "${trace_args[@]}" 2>"$work/strace.err" &
-    tracer=$!
+    perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter \
+        -t "$(IFS=,; echo "${tids[*]}")" -o "$work/perf.out" 2>"$work/perf.err" &
+    counter=$!
     sleep 1
-    output="$(taskset -c "$CLIENT_CPUS" timeout 120 h2load --h1 -n "$SYSCALL_REQUESTS" -c 4 \
+    output="$(taskset -c "$CLIENT_CPUS" timeout 120 h2load --h1 -n "$SYSCALL_REQUESTS" -c "$connections" \
         "https://127.0.0.1:$(https_port_of "$server")/static/1k.txt" 2>&1)" || {
-        kill -INT "$tracer" 2>/dev/null || true
-        wait "$tracer" 2>/dev/null || true
+        kill -INT "$counter" 2>/dev/null || true
+        wait "$counter" 2>/dev/null || true
         fail "h2load against $server failed: $output"
     }
-    kill -INT "$tracer" 2>/dev/null || true
-    wait "$tracer" 2>/dev/null || true
+    kill -INT "$counter" 2>/dev/null || true
+    wait "$counter" 2>/dev/null || true
     if ! grep -q "status codes: $SYSCALL_REQUESTS 2xx" <<<"$output"; then
         fail "h2load against $server: not every response was 2xx: $output"
     fi
-    calls="$(awk '$NF == "total" { print $4 }' "$work/strace.out")"
-    [[ -n "$calls" ]] || fail "strace printed no summary for $server: $(cat "$work/strace.err")"
+    calls="$(awk -F, '$3 == "raw_syscalls:sys_enter" { print $1 }' "$work/perf.out")"
+    uring="$(awk -F, '$3 == "syscalls:sys_enter_io_uring_enter" { print $1 }' "$work/perf.out")"
+    [[ "$calls" =~ ^[0-9]+$ ]] || fail "perf counted no system calls for $server: $(cat "$work/perf.out" "$work/perf.err")"
     per_request="$(awk -v c="$calls" -v n="$SYSCALL_REQUESTS" 'BEGIN { printf "%.3f", c / n }')"
-    say "round $round syscalls_per_req $server: $per_request ($calls calls for $SYSCALL_REQUESTS requests)"
-    cp "$work/strace.out" "$results_dir/strace-$server-round$round.txt"
-    record "$round" syscalls_per_req "$server" "$per_request"
+    say "round $round $metric $server: $per_request ($calls calls, $uring of them io_uring_enter, for $SYSCALL_REQUESTS requests over $connections connections)"
+    cp "$work/perf.out" "$results_dir/syscalls-$server-${connections}conn-round$round.txt"
+    record "$round" "$metric" "$server" "$per_request"
 }
 
 # Median latency of GET /small through a proxy over TLS, and straight to Gunicorn's socket.
@@ -681,7 +687,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
     if [[ " $MEASURES " == *" syscalls "* ]]; then
         for server in ringfront nginx h2o; do
-            measure_syscalls "$round" "$server"
+            measure_syscalls "$round" "$server" "$CONNECTIONS" syscalls_per_req
+            measure_syscalls "$round" "$server" 4 syscalls_per_req_4conn
         done
     fi
 done

@@ -115,6 +115,10 @@ def main() -> int:
     if syscalls:
         print_lower_better(syscalls, "system calls per TLS 1 KiB keep-alive request", "calls", 2,
                            SYSCALLS_PER_REQUEST_MAX, "per request")
+    syscalls_4conn = values.get("syscalls_per_req_4conn", {})
+    if syscalls_4conn:
+        print_lower_better(syscalls_4conn, "system calls per TLS 1 KiB keep-alive request, 4 connections",
+                           "calls", 2, SYSCALLS_PER_REQUEST_MAX, "per request")
 
     print_efficiency(values)
     return 0
