@@ -568,12 +568,9 @@ impl Connection {
         }
         let mut head = Vec::with_capacity(256);
         http::write_head(&mut head, reply.status, &headers);
-        self.io.queue(&head)?;
-
         let send_body = !request.is_head() && reply.status != 304 && reply.status != 204;
-        if send_body {
-            self.io.queue(&reply.body)?;
-        }
+        let body: &[u8] = if send_body { &reply.body } else { &[] };
+        self.io.queue_head_and_body(&head, body)?;
         let body_bytes = if send_body { reply.body.len() as u64 } else { 0 };
         self.log(request, reply.status, body_bytes, &date, started);
         Ok(keep_alive)
@@ -611,26 +608,26 @@ impl Connection {
         let mut head = std::mem::take(&mut self.scratch);
         head.clear();
         http::write_head(&mut head, response.status, &headers);
-        let queued = self.io.queue(&head);
+        // A small body goes out with the head, in one TLS record where it fits.
+        let small_body = match &response.body {
+            _ if request.is_head() => Some(&[][..]),
+            FileBody::Empty => Some(&[][..]),
+            FileBody::Static(bytes) => Some(*bytes),
+            FileBody::Memory { bytes, range } if range.len() <= FLUSH_THRESHOLD => bytes.get(range.clone()),
+            FileBody::Memory { .. } | FileBody::File { .. } => None,
+        };
+        let queued = self.io.queue_head_and_body(&head, small_body.unwrap_or_default());
         self.scratch = head;
         queued?;
 
-        let mut sent = 0u64;
-        if !request.is_head() {
+        let mut sent = small_body.map_or(0, |body| body.len() as u64);
+        if !request.is_head() && small_body.is_none() {
             match response.body {
-                FileBody::Empty => {}
-                FileBody::Static(bytes) => {
-                    self.io.queue(bytes)?;
-                    sent = bytes.len() as u64;
-                }
+                FileBody::Empty | FileBody::Static(_) => {}
                 FileBody::Memory { bytes, range } => {
                     sent = range.len() as u64;
                     if let Some(shared) = SharedBytes::new(bytes, range) {
-                        if shared.as_slice().len() <= FLUSH_THRESHOLD {
-                            self.io.queue(shared.as_slice())?;
-                        } else {
-                            self.io.send_with_body(shared).await?;
-                        }
+                        self.io.send_with_body(shared).await?;
                     }
                 }
                 FileBody::File { file, offset, len } => {
