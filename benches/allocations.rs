@@ -1,14 +1,16 @@
 //! Heap allocations per request on the static cache-hit path, counted with a counting global
-//! allocator: parsing a curl-sized request head, answering it from a warm cache entry, and
-//! writing the response head. Run with `cargo bench --bench allocations`; it prints the counts.
-//! Zero is the goal; each count above zero is a place where the hot path still allocates.
+//! allocator: parsing a curl-sized request head, then routing it and responding from a warm cache
+//! entry and writing the response head as the connection does, once without `Accept-Encoding`
+//! and once asking for the gzip variant. Run with `cargo bench --bench allocations`; it prints
+//! the counts. Zero is the goal; each count above zero is a place where the hot path still
+//! allocates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ringfront::files::{Outcome, StaticFiles, StaticRoute, StaticSettings};
-use ringfront::http::{self, Event, Limits, RequestDecoder};
+use ringfront::http::{self, Event, Limits, RequestDecoder, RequestHead};
 
 /// The system allocator, counting every allocation and reallocation.
 struct Counting;
@@ -44,6 +46,10 @@ const ROUNDS: usize = 1000;
 
 const REQUEST: &[u8] = b"GET /static/small.txt HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
 
+const GZIP_REQUEST: &[u8] = b"GET /static/app.css HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n\r\n";
+
+const DATE: [u8; 29] = *b"Fri, 04 Dec 2026 20:39:01 GMT";
+
 fn count<T>(mut step: impl FnMut() -> T) -> f64 {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..ROUNDS {
@@ -52,10 +58,46 @@ fn count<T>(mut step: impl FnMut() -> T) -> f64 {
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / ROUNDS as f64
 }
 
+/// Parses a request that must be a complete head.
+fn parse_head(request: &[u8]) -> RequestHead {
+    let mut decoder = RequestDecoder::new(Limits::default());
+    let Ok((_, Event::Head(head))) = decoder.decode(request, &mut Vec::new()) else {
+        panic!("the sample request must parse");
+    };
+    head
+}
+
+/// Loads the file `head` names, then counts the allocations of what `Connection::serve_static`
+/// does on a cache hit: route, respond, and write the head into a reused buffer.
+fn count_cache_hit(files: &mut StaticFiles, head: &RequestHead, now: Instant, encoding: Option<&str>) -> f64 {
+    let target = files.route_for(head.path()).expect("a static route");
+    if let Outcome::Load(job) = files.respond(&target, head, now) {
+        files.insert(job.run());
+    }
+    let Outcome::Response(response) = files.respond(&target, head, now) else {
+        panic!("the file must be cached after its load");
+    };
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-encoding"), encoding);
+
+    let mut out = Vec::with_capacity(1024);
+    count(|| {
+        let target = files.route_for(head.path()).expect("a static route");
+        let Outcome::Response(response) = files.respond(&target, head, now) else {
+            panic!("a warm cache must not load");
+        };
+        out.clear();
+        response.write_head(&mut out, &[("Date", &DATE), ("Server", b"ringfront")], true);
+        response
+    })
+}
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("ringfront-alloc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the bench directory");
     std::fs::write(dir.join("small.txt"), vec![b'a'; 1024]).expect("write small.txt");
+    let css: String = (0..64).map(|index| format!(".card-{index} {{ padding: {}px; }}\n", index % 7)).collect();
+    std::fs::write(dir.join("app.css"), css).expect("write app.css");
     let route = StaticRoute::new("/static/", &dir).expect("a valid route");
     let settings = StaticSettings { revalidate_interval: Duration::from_secs(3600), ..StaticSettings::default() };
     let mut files = StaticFiles::new(vec![route], settings);
@@ -76,28 +118,24 @@ fn main() {
         }
         head
     };
-    let mut decoder_for_warmup = RequestDecoder::new(Limits::default());
-    let Ok((_, Event::Head(head))) = decoder_for_warmup.decode(REQUEST, &mut Vec::new()) else {
-        panic!("the sample request must parse");
-    };
+    let head = parse_head(REQUEST);
+    let gzip_head = parse_head(GZIP_REQUEST);
     let now = Instant::now();
-    if let Outcome::Load(job) = files.respond(0, &head, now) {
-        files.insert(job.run());
-    }
 
     let mut parse = parse;
     let parse_count = count(&mut parse);
-    let respond_count = count(|| files.respond(0, &head, now));
+    let identity_count = count_cache_hit(&mut files, &head, now, None);
+    let gzip_count = count_cache_hit(&mut files, &gzip_head, now, Some("gzip"));
     let mut out = Vec::with_capacity(1024);
-    let date = *b"Fri, 04 Dec 2026 20:39:01 GMT";
     let write_count = count(|| {
         out.clear();
-        http::write_head(&mut out, 200, &[("Date", &date), ("Content-Length", b"1024"), ("Content-Type", b"text/plain")]);
+        http::write_head(&mut out, 200, &[("Date", &DATE), ("Content-Length", b"1024"), ("Content-Type", b"text/plain")]);
     });
 
     println!("allocations per request (average of {ROUNDS}):");
     println!("  parse request head (4 header fields): {parse_count:.1}");
-    println!("  static cache hit (StaticFiles::respond): {respond_count:.1}");
-    println!("  write response head into a reused buffer: {write_count:.1}");
+    println!("  static cache hit, no Accept-Encoding (route, respond, write head): {identity_count:.1}");
+    println!("  static cache hit, gzip variant (route, respond, write head): {gzip_count:.1}");
+    println!("  http::write_head into a reused buffer: {write_count:.1}");
     let _ = std::fs::remove_dir_all(&dir);
 }

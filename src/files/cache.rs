@@ -5,12 +5,16 @@
 //! the open-file limit evicts only them. Every other entry (bodies in memory, redirects, errors)
 //! is on the memory list. Every entry counts against the byte budget.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
+use foldhash::SharedSeed;
+use foldhash::fast::SeedableRandomState;
+use hashbrown::HashTable;
 use slab::Slab;
 
 use super::load::{CacheKey, FileEntry, IdentityBody, LoadError};
+use super::path::NormalizedPath;
 
 /// Estimated bytes of bookkeeping per entry beyond its bodies and key: the slab node, the map
 /// slot, the header strings and the path buffer. An estimate, so that error entries, which have
@@ -50,6 +54,30 @@ impl EntryKind {
     }
 }
 
+/// A cache key borrowed from a request, so that a lookup builds no owned [`CacheKey`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyRef<'a> {
+    pub route: usize,
+    pub path: &'a NormalizedPath<'a>,
+}
+
+impl KeyRef<'_> {
+    fn matches(self, key: &CacheKey) -> bool {
+        key.route == self.route
+            && key.path.trailing_slash() == self.path.trailing_slash()
+            && key.path.as_bytes() == self.path.as_bytes()
+    }
+}
+
+impl<'a> From<&'a CacheKey> for KeyRef<'a> {
+    fn from(key: &'a CacheKey) -> Self {
+        KeyRef {
+            route: key.route,
+            path: &key.path,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ListId {
     Memory,
@@ -76,7 +104,15 @@ struct Ends {
 }
 
 pub(crate) struct Cache {
-    index: HashMap<CacheKey, usize>,
+    /// Slab slots, found by the hash of the key stored in the node.
+    index: HashTable<usize>,
+    /// The seeded hasher of `index`. Failed loads are cached too, so clients choose keys, and
+    /// with a predictable hash they could fill one probe sequence and make lookups linear.
+    /// foldhash is not a keyed PRF, but its seed mixes 64 bits from the OS random source into
+    /// foldhash's per-process seed (address layout and clock). No hash or table order reaches
+    /// a response, so collisions would have to be found blind, and the byte budget bounds the
+    /// number of entries.
+    hasher: SeedableRandomState,
     nodes: Slab<Node>,
     memory: Ends,
     open_files: Ends,
@@ -88,7 +124,8 @@ pub(crate) struct Cache {
 impl Cache {
     pub fn new(budget_bytes: usize, max_open_files: usize) -> Self {
         Cache {
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: SeedableRandomState::with_seed(os_random_seed(), SharedSeed::global_random()),
             nodes: Slab::new(),
             memory: Ends::default(),
             open_files: Ends::default(),
@@ -99,8 +136,8 @@ impl Cache {
     }
 
     /// Returns the entry for `key` and marks it most recently used.
-    pub fn get_mut(&mut self, key: &CacheKey) -> Option<&mut CacheEntry> {
-        let slot = *self.index.get(key)?;
+    pub fn get_mut(&mut self, key: KeyRef<'_>) -> Option<&mut CacheEntry> {
+        let slot = self.find(key)?;
         self.unlink(slot);
         self.push_newest(slot);
         self.nodes.get_mut(slot).map(|node| &mut node.entry)
@@ -110,7 +147,7 @@ impl Cache {
     /// other entries until the budget and the open-file limit hold. The new entry itself is never
     /// evicted here, even when it alone exceeds the budget.
     pub fn insert(&mut self, key: CacheKey, entry: CacheEntry) {
-        self.remove(&key);
+        self.remove(KeyRef::from(&key));
 
         let list = if entry.kind.holds_open_file() {
             ListId::OpenFiles
@@ -122,27 +159,31 @@ impl Cache {
             .body_bytes()
             .saturating_add(key.path.as_bytes().len())
             .saturating_add(ENTRY_OVERHEAD_BYTES);
+        let hash = self.hash(KeyRef::from(&key));
         let slot = self.nodes.insert(Node {
-            key: key.clone(),
+            key,
             entry,
             cost,
             list,
             newer: None,
             older: None,
         });
-        self.index.insert(key, slot);
+        let nodes = &self.nodes;
+        let hasher = &self.hasher;
+        self.index.insert_unique(hash, slot, |&slot| {
+            nodes
+                .get(slot)
+                .map_or(0, |node| hash_key(hasher, KeyRef::from(&node.key)))
+        });
         self.used_bytes = self.used_bytes.saturating_add(cost);
         self.push_newest(slot);
 
         self.evict(slot);
     }
 
-    pub fn remove(&mut self, key: &CacheKey) {
-        if let Some(slot) = self.index.remove(key) {
-            self.unlink(slot);
-            if let Some(node) = self.nodes.try_remove(slot) {
-                self.used_bytes = self.used_bytes.saturating_sub(node.cost);
-            }
+    pub fn remove(&mut self, key: KeyRef<'_>) {
+        if let Some(slot) = self.find(key) {
+            self.remove_slot(slot);
         }
     }
 
@@ -161,7 +202,7 @@ impl Cache {
             let Some(victim) = self.oldest_except(ListId::OpenFiles, keep) else {
                 break;
             };
-            self.evict_slot(victim);
+            self.remove_slot(victim);
         }
         while self.used_bytes > self.budget_bytes {
             let victim = self
@@ -170,13 +211,37 @@ impl Cache {
             let Some(victim) = victim else {
                 break;
             };
-            self.evict_slot(victim);
+            self.remove_slot(victim);
         }
     }
 
-    fn evict_slot(&mut self, slot: usize) {
-        if let Some(key) = self.nodes.get(slot).map(|node| node.key.clone()) {
-            self.remove(&key);
+    fn find(&self, key: KeyRef<'_>) -> Option<usize> {
+        let nodes = &self.nodes;
+        let found = self.index.find(self.hash(key), |&slot| {
+            nodes.get(slot).is_some_and(|node| key.matches(&node.key))
+        });
+        found.copied()
+    }
+
+    fn hash(&self, key: KeyRef<'_>) -> u64 {
+        hash_key(&self.hasher, key)
+    }
+
+    /// Removes the node in `slot` from the index, its list and the slab.
+    fn remove_slot(&mut self, slot: usize) {
+        let Some(hash) = self
+            .nodes
+            .get(slot)
+            .map(|node| self.hash(KeyRef::from(&node.key)))
+        else {
+            return;
+        };
+        if let Ok(found) = self.index.find_entry(hash, |&indexed| indexed == slot) {
+            found.remove();
+        }
+        self.unlink(slot);
+        if let Some(node) = self.nodes.try_remove(slot) {
+            self.used_bytes = self.used_bytes.saturating_sub(node.cost);
         }
     }
 
@@ -265,6 +330,16 @@ impl Cache {
     }
 }
 
+fn hash_key(hasher: &SeedableRandomState, key: KeyRef<'_>) -> u64 {
+    hasher.hash_one((key.route, key.path.as_bytes(), key.path.trailing_slash()))
+}
+
+/// Returns 64 unpredictable bits: a constant hashed with a new std `RandomState`, whose SipHash
+/// keys come from the OS random source.
+fn os_random_seed() -> u64 {
+    RandomState::new().hash_one(0u8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +348,9 @@ mod tests {
     fn key(name: &str) -> CacheKey {
         CacheKey {
             route: 0,
-            path: normalize_path(name, false).unwrap_or_else(|error| panic!("{name}: {error:?}")),
+            path: normalize_path(name, false)
+                .unwrap_or_else(|error| panic!("{name}: {error:?}"))
+                .into_owned(),
         }
     }
 
@@ -305,11 +382,11 @@ mod tests {
         for name in ["a", "b", "c"] {
             cache.insert(key(name), failed());
         }
-        assert!(cache.get_mut(&key("a")).is_some());
+        assert!(cache.get_mut(KeyRef::from(&key("a"))).is_some());
         assert_eq!(cache.keys_newest_first(ListId::Memory), ["a", "c", "b"]);
-        assert!(cache.get_mut(&key("b")).is_some());
+        assert!(cache.get_mut(KeyRef::from(&key("b"))).is_some());
         assert_eq!(cache.keys_newest_first(ListId::Memory), ["b", "a", "c"]);
-        assert!(cache.get_mut(&key("missing")).is_none());
+        assert!(cache.get_mut(KeyRef::from(&key("missing"))).is_none());
     }
 
     #[test]
@@ -318,13 +395,13 @@ mod tests {
         for name in ["a", "b", "c", "d"] {
             cache.insert(key(name), failed());
         }
-        cache.remove(&key("b"));
+        cache.remove(KeyRef::from(&key("b")));
         assert_eq!(cache.keys_newest_first(ListId::Memory), ["d", "c", "a"]);
-        cache.remove(&key("d"));
+        cache.remove(KeyRef::from(&key("d")));
         assert_eq!(cache.keys_newest_first(ListId::Memory), ["c", "a"]);
-        cache.remove(&key("a"));
+        cache.remove(KeyRef::from(&key("a")));
         assert_eq!(cache.keys_newest_first(ListId::Memory), ["c"]);
-        cache.remove(&key("c"));
+        cache.remove(KeyRef::from(&key("c")));
         assert!(cache.keys_newest_first(ListId::Memory).is_empty());
         assert_eq!(cache.used_bytes(), 0);
     }
@@ -344,7 +421,7 @@ mod tests {
         for name in ["a", "b", "c"] {
             cache.insert(key(name), failed());
         }
-        assert!(cache.get_mut(&key("a")).is_some());
+        assert!(cache.get_mut(KeyRef::from(&key("a"))).is_some());
         cache.insert(key("d"), failed());
         assert_eq!(cache.keys_newest_first(ListId::Memory), ["d", "a", "c"]);
         assert!(cache.used_bytes() <= 3 * cost("a"));

@@ -62,7 +62,7 @@ impl ContentCoding {
 }
 
 /// Chooses the coding to send to a client that sent these `Accept-Encoding` field lines, among
-/// the codings `available` for the file. None means the identity representation.
+/// the codings for which `is_available` returns true. None means the identity representation.
 ///
 /// The coding with the highest quality above zero wins, ties going to the earlier coding in
 /// [`ContentCoding::PREFERENCE`]. A coding not listed takes the quality of `*`, or zero without
@@ -76,40 +76,45 @@ impl ContentCoding {
 /// (`identity;q=0` or `*;q=0`) and no available coding is acceptable, the caller still sends
 /// identity, which RFC 9110 §12.1 allows as disregarding the field instead of responding with 406.
 /// Members with an invalid quality value are skipped.
-pub fn choose(lines: &[&[u8]], available: &[ContentCoding]) -> Option<ContentCoding> {
-    if lines.is_empty() {
-        return None;
-    }
-
+///
+/// It reads `lines` once and allocates nothing.
+pub fn choose<'a>(
+    lines: impl IntoIterator<Item = &'a [u8]>,
+    is_available: impl Fn(ContentCoding) -> bool,
+) -> Option<ContentCoding> {
+    let mut any_line = false;
     let mut codings: [Option<Quality>; 3] = [None; 3];
     let mut identity: Option<Quality> = None;
     let mut any: Option<Quality> = None;
-    for member in lines
-        .iter()
-        .flat_map(|line| line.split(|&byte| byte == b','))
-    {
-        let Some((token, quality)) = parse_member(member) else {
-            continue;
-        };
-        let named = ContentCoding::PREFERENCE
-            .into_iter()
-            .find(|coding| coding.is_named_by(token));
-        let slot = match named {
-            Some(coding) => codings.get_mut(coding.index()),
-            None if token.eq_ignore_ascii_case(b"identity") => Some(&mut identity),
-            None if token == b"*" => Some(&mut any),
-            None => None,
-        };
-        // Listed twice: the higher quality counts.
-        if let Some(slot) = slot {
-            *slot = Some(slot.map_or(quality, |previous| previous.max(quality)));
+    for line in lines {
+        any_line = true;
+        for member in line.split(|&byte| byte == b',') {
+            let Some((token, quality)) = parse_member(member) else {
+                continue;
+            };
+            let named = ContentCoding::PREFERENCE
+                .into_iter()
+                .find(|coding| coding.is_named_by(token));
+            let slot = match named {
+                Some(coding) => codings.get_mut(coding.index()),
+                None if token.eq_ignore_ascii_case(b"identity") => Some(&mut identity),
+                None if token == b"*" => Some(&mut any),
+                None => None,
+            };
+            // Listed twice: the higher quality counts.
+            if let Some(slot) = slot {
+                *slot = Some(slot.map_or(quality, |previous| previous.max(quality)));
+            }
         }
+    }
+    if !any_line {
+        return None;
     }
 
     let identity = identity.or(any).unwrap_or(0);
     let mut best: Option<(ContentCoding, Quality)> = None;
     for coding in ContentCoding::PREFERENCE {
-        if !available.contains(&coding) {
+        if !is_available(coding) {
             continue;
         }
         let explicit = codings.get(coding.index()).copied().flatten();
@@ -127,7 +132,8 @@ pub fn choose(lines: &[&[u8]], available: &[ContentCoding]) -> Option<ContentCod
 
 /// Returns whether to send a gzip body: [`choose`] with gzip the only coding available.
 pub fn accepts_gzip(lines: &[&[u8]]) -> bool {
-    choose(lines, &[ContentCoding::Gzip]) == Some(ContentCoding::Gzip)
+    let only_gzip = |coding| coding == ContentCoding::Gzip;
+    choose(lines.iter().copied(), only_gzip) == Some(ContentCoding::Gzip)
 }
 
 /// Splits `coding *( OWS ";" OWS parameter )` into the coding and its `q` weight (default 1).
@@ -271,7 +277,7 @@ mod tests {
         for &(lines, available, expected) in cases {
             let lines: Vec<&[u8]> = lines.iter().map(|line| line.as_bytes()).collect();
             assert_eq!(
-                choose(&lines, available),
+                choose(lines.iter().copied(), |coding| available.contains(&coding)),
                 expected,
                 "Accept-Encoding {lines:?}, available {available:?}"
             );

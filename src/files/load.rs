@@ -23,13 +23,14 @@ use sha2::{Digest, Sha256};
 
 use super::encoding::ContentCoding;
 use super::path::NormalizedPath;
+use super::response::{HeadLines, Representation, build_head_lines};
 use super::route::is_plain_file_name;
 
 /// Identifies a cache entry: a route and a normalized path under its root.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     pub route: usize,
-    pub path: NormalizedPath,
+    pub path: NormalizedPath<'static>,
 }
 
 /// Work for a blocking thread: resolve one request path and load the file it names.
@@ -50,6 +51,8 @@ pub(crate) struct LoadOptions {
     pub max_cached_file_bytes: u64,
     pub gzip_level: CompressionLvl,
     pub gzip_min_bytes: u64,
+    /// The route's `max_age`, written into the prebuilt response fields.
+    pub max_age: Option<u32>,
 }
 
 /// The result of a [`LoadJob`], to be stored with `StaticFiles::insert`.
@@ -194,9 +197,32 @@ impl FileEntry {
             .find(|variant| variant.coding == coding)
     }
 
-    /// Returns the codings of the variants.
-    pub fn codings(&self) -> Vec<ContentCoding> {
-        self.variants.iter().map(|variant| variant.coding).collect()
+    /// Builds the prebuilt 200 fields of the identity and of every variant. Call it once the
+    /// bodies and variants are final, because they give Content-Length and Vary.
+    fn build_heads(&mut self, max_age: Option<u32>) {
+        let identity = Representation {
+            etag: &self.identity.etag,
+            content_length: self.identity.body.len(),
+            coding: None,
+        };
+        let identity_head = build_head_lines(self, &identity, max_age);
+        let variant_heads: Vec<HeadLines> = self
+            .variants
+            .iter()
+            .map(|variant| {
+                let representation = Representation {
+                    etag: &variant.etag,
+                    content_length: u64::try_from(variant.bytes.len()).unwrap_or(u64::MAX),
+                    coding: Some(variant.coding),
+                };
+                build_head_lines(self, &representation, max_age)
+            })
+            .collect();
+
+        self.identity.head = identity_head;
+        for (variant, head) in self.variants.iter_mut().zip(variant_heads) {
+            variant.head = head;
+        }
     }
 
     /// Checks each sibling name with `stat` and returns whether all look as they did at load
@@ -223,6 +249,8 @@ pub(crate) struct SiblingStamp {
 #[derive(Debug)]
 pub(crate) struct Identity {
     pub etag: String,
+    /// The fields of a 200, built by [`FileEntry::build_heads`].
+    pub head: HeadLines,
     pub body: IdentityBody,
 }
 
@@ -257,6 +285,8 @@ pub(crate) struct EncodedVariant {
     pub coding: ContentCoding,
     pub etag: String,
     pub bytes: Arc<[u8]>,
+    /// The fields of a 200, built by [`FileEntry::build_heads`].
+    pub head: HeadLines,
 }
 
 impl LoadJob {
@@ -339,6 +369,7 @@ impl LoadJob {
             last_modified_text: httpdate::fmt_http_date(last_modified),
             identity: Identity {
                 etag: String::new(),
+                head: HeadLines::default(),
                 body: IdentityBody::Memory(Arc::from(Vec::new())),
             },
             variants: Vec::new(),
@@ -360,6 +391,7 @@ impl LoadJob {
                 entry.variants.extend(gzip);
             }
             entry.identity.body = IdentityBody::Memory(Arc::from(bytes));
+            entry.build_heads(options.max_age);
             return Ok(LoadResult::File(Box::new(entry)));
         }
 
@@ -370,6 +402,7 @@ impl LoadJob {
             file: Arc::new(file),
             len: stamp.len,
         };
+        entry.build_heads(options.max_age);
         Ok(LoadResult::File(Box::new(entry)))
     }
 
@@ -427,6 +460,7 @@ impl LoadJob {
             coding,
             etag: entity_tag(&Sha256::digest(&bytes), &suffix),
             bytes: Arc::from(bytes),
+            head: HeadLines::default(),
         })
     }
 
@@ -533,6 +567,7 @@ fn gzip_variant(
             coding: ContentCoding::Gzip,
             etag: format!("\"{opaque}-gz\""),
             bytes: Arc::from(gzip),
+            head: HeadLines::default(),
         })
     })
 }

@@ -37,4 +37,4 @@ mod tests;
 pub use load::{LoadError, LoadJob, Loaded};
 pub use response::{FileBody, FileResponse};
 pub use route::{RouteError, StaticRoute, StaticSettings};
-pub use server::{Outcome, StaticFiles};
+pub use server::{Outcome, StaticFiles, StaticTarget};

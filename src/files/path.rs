@@ -4,21 +4,25 @@
 //! relative path under the route's root. It touches no file system: symlinks are checked later, on
 //! the blocking side, against the canonical root.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// A request path reduced to plain segments under a route's root.
+///
+/// It borrows the request's bytes when normalization changed nothing, which is the common case,
+/// and owns them otherwise. [`into_owned`](Self::into_owned) detaches it from the request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NormalizedPath {
+pub struct NormalizedPath<'a> {
     /// Decoded segments joined with `/`, without a leading or trailing `/`. Empty means the root.
     /// No segment is empty, `.`, `..`, or contains `/`, `\` or NUL.
-    relative: Vec<u8>,
+    relative: Cow<'a, [u8]>,
     /// The request names a directory: its path ends with `/`, `/.` or `/..`, or it is the root.
     trailing_slash: bool,
 }
 
-impl NormalizedPath {
+impl<'a> NormalizedPath<'a> {
     /// Returns the relative path as file system bytes (Unix paths are bytes, not UTF-8).
     pub fn as_bytes(&self) -> &[u8] {
         &self.relative
@@ -35,30 +39,62 @@ impl NormalizedPath {
         self.trailing_slash
     }
 
+    /// Returns true when the path borrows the request's bytes instead of owning a copy.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.relative, Cow::Borrowed(_))
+    }
+
+    /// Converts into a path that owns its bytes, copying them only when borrowed.
+    pub fn into_owned(self) -> NormalizedPath<'static> {
+        NormalizedPath {
+            relative: Cow::Owned(self.relative.into_owned()),
+            trailing_slash: self.trailing_slash,
+        }
+    }
+
     /// Returns the relative path percent-encoded for use in a URL, with `/` between segments.
     pub fn to_url_path(&self) -> String {
         encode_path(&self.relative)
     }
 
+    /// Checks whether this path lies below `prefix`, a normalized route prefix, by the rule of
+    /// [`strip_prefix`](Self::strip_prefix).
+    pub fn is_below(&self, prefix: &NormalizedPath<'_>) -> bool {
+        self.rest_start(prefix).is_some()
+    }
+
     /// Returns the part of this path below `prefix`, a normalized route prefix, or None when
     /// the path is not below it. A path equal to the prefix is below it only with a trailing
-    /// slash, as `/static/` is below the prefix `/static/` and `/static` is not.
-    pub fn strip_prefix(&self, prefix: &NormalizedPath) -> Option<NormalizedPath> {
-        let rest: &[u8] = if prefix.relative.is_empty() {
-            &self.relative
-        } else if self.relative == prefix.relative {
-            if !self.trailing_slash {
-                return None;
+    /// slash, as `/static/` is below the prefix `/static/` and `/static` is not. A borrowed path
+    /// gives a borrowed rest, and an owned one is shortened in place, so neither allocates.
+    pub fn strip_prefix(self, prefix: &NormalizedPath<'_>) -> Option<NormalizedPath<'a>> {
+        let start = self.rest_start(prefix)?;
+        let relative = match self.relative {
+            Cow::Borrowed(bytes) => Cow::Borrowed(bytes.get(start..)?),
+            Cow::Owned(mut bytes) => {
+                bytes.drain(..start.min(bytes.len()));
+                Cow::Owned(bytes)
             }
-            &[]
-        } else {
-            let after = self.relative.strip_prefix(prefix.relative.as_slice())?;
-            after.strip_prefix(b"/")?
         };
+        let trailing_slash = self.trailing_slash || relative.is_empty();
         Some(NormalizedPath {
-            relative: rest.to_vec(),
-            trailing_slash: self.trailing_slash || rest.is_empty(),
+            relative,
+            trailing_slash,
         })
+    }
+
+    /// Returns the index in `as_bytes()` where the part below `prefix` starts.
+    fn rest_start(&self, prefix: &NormalizedPath<'_>) -> Option<usize> {
+        let prefix_len = prefix.relative.len();
+        if prefix_len == 0 {
+            return Some(0);
+        }
+        if self.relative == prefix.relative {
+            return self.trailing_slash.then_some(prefix_len);
+        }
+        let after = self.relative.strip_prefix(prefix.relative.as_ref())?;
+        after.strip_prefix(b"/")?;
+        prefix_len.checked_add(1)
     }
 
     /// Returns true when a segment starts with `.`.
@@ -76,7 +112,7 @@ impl NormalizedPath {
 /// # Errors
 ///
 /// Returns the first [`PathError`] met, as [`normalize_path`] does.
-pub fn normalize_request_path(path: &str) -> Result<NormalizedPath, PathError> {
+pub fn normalize_request_path(path: &str) -> Result<NormalizedPath<'_>, PathError> {
     let relative = path.strip_prefix('/').ok_or(PathError::AboveRoot)?;
     normalize_path(relative, true)
 }
@@ -122,10 +158,25 @@ impl PathError {
 /// decoded `%2e%2e` counts as `..` (RFC 3986 §6.2.2.2 makes them equivalent), so it is bounded by
 /// the root too.
 ///
+/// The result borrows `raw` when `raw` is already normal (see [`is_normal`]), so the common
+/// request path costs no allocation.
+///
 /// # Errors
 ///
 /// Returns the first [`PathError`] met, scanning segments left to right.
-pub fn normalize_path(raw: &str, serve_dotfiles: bool) -> Result<NormalizedPath, PathError> {
+pub fn normalize_path(raw: &str, serve_dotfiles: bool) -> Result<NormalizedPath<'_>, PathError> {
+    if is_normal(raw, serve_dotfiles) {
+        let relative = raw.strip_suffix('/').unwrap_or(raw);
+        return Ok(NormalizedPath {
+            relative: Cow::Borrowed(relative.as_bytes()),
+            trailing_slash: relative.is_empty() || raw.ends_with('/'),
+        });
+    }
+    normalize_segments(raw, serve_dotfiles)
+}
+
+/// Normalizes `raw` segment by segment into an owned path, the general case of [`normalize_path`].
+fn normalize_segments(raw: &str, serve_dotfiles: bool) -> Result<NormalizedPath<'static>, PathError> {
     let mut relative: Vec<u8> = Vec::with_capacity(raw.len());
     let mut ends_in_dot_segment = false;
 
@@ -153,8 +204,28 @@ pub fn normalize_path(raw: &str, serve_dotfiles: bool) -> Result<NormalizedPath,
 
     let trailing_slash = relative.is_empty() || raw.ends_with('/') || ends_in_dot_segment;
     Ok(NormalizedPath {
-        relative,
+        relative: Cow::Owned(relative),
         trailing_slash,
+    })
+}
+
+/// Checks whether normalizing `raw` would return it unchanged apart from one trailing `/`: no
+/// escape, backslash or NUL, no empty segment before the last, no `.` or `..` segment, and no
+/// dotfile segment unless `serve_dotfiles`. Any other path takes the full scan, which then
+/// reports errors in their usual order.
+fn is_normal(raw: &str, serve_dotfiles: bool) -> bool {
+    let body = raw.strip_suffix('/').unwrap_or(raw);
+    if body.is_empty() {
+        // The root, as `` or `/`. A lone `/` is an empty segment, which the full scan drops.
+        return !raw.starts_with('/');
+    }
+    if body.bytes().any(|byte| matches!(byte, b'%' | b'\\' | 0)) {
+        return false;
+    }
+    body.split('/').all(|segment| match segment.as_bytes() {
+        [] | [b'.'] | [b'.', b'.'] => false,
+        [b'.', ..] => serve_dotfiles,
+        _ => true,
     })
 }
 
@@ -341,6 +412,65 @@ mod tests {
     }
 
     #[test]
+    fn normalize_borrow_table() {
+        // Raw path, `serve_dotfiles`, expected: whether the result borrows `raw`.
+        let cases: &[(&str, bool, Result<bool, PathError>)] = &[
+            ("", false, Ok(true)),
+            ("a.css", false, Ok(true)),
+            ("css/a.css", false, Ok(true)),
+            ("css/", false, Ok(true)),
+            ("a.b/c.d", false, Ok(true)),
+            (".well-known/x", true, Ok(true)),
+            (".well-known/x", false, Err(PathError::Dotfile)),
+            ("/", false, Ok(false)),
+            ("/a", false, Ok(false)),
+            ("css//a.css", false, Ok(false)),
+            ("css//", false, Ok(false)),
+            ("./a", false, Ok(false)),
+            ("a/..", false, Ok(false)),
+            ("a%20b", false, Ok(false)),
+        ];
+        for &(raw, serve_dotfiles, expected) in cases {
+            let actual = normalize_path(raw, serve_dotfiles).map(|path| path.is_borrowed());
+            assert_eq!(actual, expected, "{raw:?} with dotfiles {serve_dotfiles}");
+        }
+    }
+
+    #[test]
+    fn normal_path_matches_full_scan() {
+        let extra = ["a/b/", ".a", "a/.b/", "x..y/z.", "...", "a/b/c/d.e"];
+        let raws = CASES.iter().map(|&(raw, _, _)| raw).chain(extra);
+        for raw in raws {
+            for serve_dotfiles in [false, true] {
+                if !is_normal(raw, serve_dotfiles) {
+                    continue;
+                }
+                let fast = normalize_path(raw, serve_dotfiles);
+                let full = normalize_segments(raw, serve_dotfiles);
+                assert_eq!(fast, full, "{raw:?} with dotfiles {serve_dotfiles}");
+            }
+        }
+    }
+
+    #[test]
+    fn strip_prefix_borrows() {
+        let path = normalize_request_path("/static/css/a.css").unwrap();
+        let prefix = normalize_request_path("/static/").unwrap();
+        let rest = path.strip_prefix(&prefix).unwrap();
+        assert!(rest.is_borrowed());
+        assert_eq!(rest.as_bytes(), b"css/a.css");
+    }
+
+    #[test]
+    fn strip_prefix_owned_in_place() {
+        let path = normalize_request_path("/static//css/a.css").unwrap();
+        let prefix = normalize_request_path("/static/").unwrap();
+        let rest = path.strip_prefix(&prefix).unwrap();
+        assert!(!rest.is_borrowed());
+        assert_eq!(rest.as_bytes(), b"css/a.css");
+    }
+
+    #[test]
     fn strip_prefix_table() {
         /// Request path, route prefix, expected rest and trailing-slash flag.
         type Case = (&'static str, &'static str, Option<(&'static str, bool)>);
@@ -359,7 +489,7 @@ mod tests {
         for &(path, prefix, expected) in cases {
             let path = normalize_request_path(path).unwrap();
             let prefix = normalize_request_path(prefix).unwrap();
-            let actual = path.strip_prefix(&prefix).map(|rest| {
+            let actual = path.clone().strip_prefix(&prefix).map(|rest| {
                 let relative = String::from_utf8_lossy(rest.as_bytes()).into_owned();
                 (relative, rest.trailing_slash())
             });

@@ -5,29 +5,171 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::conditional::{self, Conditions, Precondition, Validators};
-use super::encoding;
+use super::encoding::{self, ContentCoding};
 use super::load::{FileEntry, IdentityBody};
 use super::multipart;
 use super::range::{self, RangeLimits, RangeOutcome};
 use crate::http::RequestHead;
+use crate::http::response::{reason_phrase, write_header, write_status_line};
 
 /// A complete response for the server to write. It carries no Date, Server or Connection
 /// fields, because the server adds those.
+///
+/// Its header fields are a block of lines prebuilt when the file was loaded, shared with the
+/// cache entry, followed by fields built for this response. A 200 for a cached file has only
+/// the prebuilt block, so building and writing it allocates nothing.
 #[derive(Debug)]
 pub struct FileResponse {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    prebuilt: PrebuiltFields,
+    headers: Vec<(&'static str, String)>,
     pub body: FileBody,
 }
 
 impl FileResponse {
+    fn new(status: u16, headers: Vec<(&'static str, String)>, body: FileBody) -> Self {
+        FileResponse {
+            status,
+            prebuilt: PrebuiltFields::default(),
+            headers,
+            body,
+        }
+    }
+
     /// Returns the value of the first header named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+            .map(|(_, value)| value)
     }
+
+    /// Returns the header fields as name and value, prebuilt fields first.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let prebuilt = self.prebuilt.as_str().split_terminator("\r\n").map(|line| {
+            // Every prebuilt line was written as `name: value`.
+            line.split_once(": ").unwrap_or((line, ""))
+        });
+        let built = self
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()));
+        prebuilt.chain(built)
+    }
+
+    /// Writes the response head: the status line, the `common` fields such as Date and Server,
+    /// the response's own fields, `Connection: close` unless `keep_alive`, and the empty line.
+    /// With `out` reused across requests, a 200 for a cached file allocates nothing here.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, if a `common` name is not a token or a value contains CR, LF or NUL, as
+    /// [`write_head`](crate::http::write_head) does.
+    pub fn write_head(&self, out: &mut Vec<u8>, common: &[(&str, &[u8])], keep_alive: bool) {
+        write_status_line(out, self.status, reason_phrase(self.status).as_bytes());
+        for (name, value) in common {
+            write_header(out, name, value);
+        }
+        out.extend_from_slice(self.prebuilt.as_str().as_bytes());
+        for (name, value) in &self.headers {
+            write_header(out, name, value.as_bytes());
+        }
+        if !keep_alive {
+            write_header(out, "Connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The header lines (`name: value\r\n` each) a 200 carries for one representation of a cached
+/// file, built once at load time.
+///
+/// The lines start with the fields that describe the representation and its caching (ETag,
+/// Last-Modified, Cache-Control, Vary), which a 304 repeats (RFC 9110 §15.4.5), so other
+/// statuses share that prefix.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeadLines {
+    text: Arc<str>,
+    /// The length of the prefix that ends after the validator and caching fields.
+    validators_end: usize,
+}
+
+impl HeadLines {
+    /// Returns every field of a 200.
+    fn full(&self) -> PrebuiltFields {
+        PrebuiltFields {
+            text: Arc::clone(&self.text),
+            end: self.text.len(),
+        }
+    }
+
+    /// Returns the validator and caching fields only.
+    fn validators(&self) -> PrebuiltFields {
+        PrebuiltFields {
+            text: Arc::clone(&self.text),
+            end: self.validators_end,
+        }
+    }
+}
+
+/// The prefix of a [`HeadLines`] block that one response carries.
+#[derive(Debug, Clone, Default)]
+struct PrebuiltFields {
+    text: Arc<str>,
+    end: usize,
+}
+
+impl PrebuiltFields {
+    fn as_str(&self) -> &str {
+        self.text.get(..self.end).unwrap_or_default()
+    }
+}
+
+/// The facts about one representation that [`build_head_lines`] writes.
+pub(crate) struct Representation<'a> {
+    pub etag: &'a str,
+    pub content_length: u64,
+    /// None for the identity representation.
+    pub coding: Option<ContentCoding>,
+}
+
+/// Builds the header lines a 200 carries for `representation` of `entry`, whose other
+/// variants must all be loaded, because they decide whether Vary is sent.
+pub(crate) fn build_head_lines(
+    entry: &FileEntry,
+    representation: &Representation<'_>,
+    max_age: Option<u32>,
+) -> HeadLines {
+    let mut text = String::with_capacity(256);
+    push_line(&mut text, "ETag", representation.etag);
+    push_line(&mut text, "Last-Modified", &entry.last_modified_text);
+    if let Some(max_age) = max_age {
+        push_line(&mut text, "Cache-Control", &format!("public, max-age={max_age}"));
+    }
+    // RFC 9110 §12.5.5: the choice of representation depends on Accept-Encoding whenever the
+    // file has an encoded variant, or could have one after the next load.
+    if entry.compressible || !entry.variants.is_empty() {
+        push_line(&mut text, "Vary", "Accept-Encoding");
+    }
+    let validators_end = text.len();
+
+    push_line(&mut text, "Accept-Ranges", "bytes");
+    push_line(&mut text, "Content-Type", &entry.content_type);
+    let content_length = representation.content_length.to_string();
+    push_line(&mut text, "Content-Length", &content_length);
+    if let Some(coding) = representation.coding {
+        push_line(&mut text, "Content-Encoding", coding.token());
+    }
+    HeadLines {
+        text: Arc::from(text),
+        validators_end,
+    }
+}
+
+fn push_line(text: &mut String, name: &str, value: &str) {
+    text.push_str(name);
+    text.push_str(": ");
+    text.push_str(value);
+    text.push_str("\r\n");
 }
 
 /// The body of a [`FileResponse`]. Its length always equals the Content-Length header, except
@@ -94,38 +236,32 @@ pub(crate) fn error(status: u16, head_only: bool) -> FileResponse {
         // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
         headers.push(("Allow", String::from("GET, HEAD")));
     }
-    FileResponse {
-        status,
-        headers,
-        body: if head_only {
-            FileBody::Empty
-        } else {
-            FileBody::Static(page)
-        },
-    }
+    let body = if head_only {
+        FileBody::Empty
+    } else {
+        FileBody::Static(page)
+    };
+    FileResponse::new(status, headers, body)
 }
 
 /// Builds a 301 to `location`.
 pub(crate) fn redirect(location: String, head_only: bool) -> FileResponse {
     let page = status_page(301);
-    FileResponse {
-        status: 301,
-        headers: vec![
-            ("Location", location),
-            ("Content-Type", TEXT_HTML.to_owned()),
-            ("Content-Length", page.len().to_string()),
-        ],
-        body: if head_only {
-            FileBody::Empty
-        } else {
-            FileBody::Static(page)
-        },
-    }
+    let headers = vec![
+        ("Location", location),
+        ("Content-Type", TEXT_HTML.to_owned()),
+        ("Content-Length", page.len().to_string()),
+    ];
+    let body = if head_only {
+        FileBody::Empty
+    } else {
+        FileBody::Static(page)
+    };
+    FileResponse::new(301, headers, body)
 }
 
 /// Route options that shape a file response.
 pub(crate) struct ServeOptions {
-    pub max_age: Option<u32>,
     pub range_limits: RangeLimits,
 }
 
@@ -169,68 +305,67 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
 
     let variant = match range {
         RangeOutcome::Full if !entry.variants.is_empty() => {
-            let accept: Vec<&[u8]> = head.headers_named("accept-encoding").collect();
-            encoding::choose(&accept, &entry.codings()).and_then(|coding| entry.variant(coding))
+            let accept = head.headers_named("accept-encoding");
+            encoding::choose(accept, |coding| entry.variant(coding).is_some())
+                .and_then(|coding| entry.variant(coding))
         }
         _ => None,
     };
-    let validators = match variant {
-        Some(variant) => Validators {
-            etag: &variant.etag,
-            last_modified: entry.last_modified,
-        },
-        None => identity,
+    let (validators, lines) = match variant {
+        Some(variant) => {
+            let validators = Validators {
+                etag: &variant.etag,
+                last_modified: entry.last_modified,
+            };
+            (validators, &variant.head)
+        }
+        None => (identity, &entry.identity.head),
     };
 
     // RFC 9110 §15.4.5: a 304 repeats the fields a 200 would carry that describe the
-    // representation or its caching.
-    let mut headers = vec![
-        ("ETag", validators.etag.to_owned()),
-        ("Last-Modified", entry.last_modified_text.clone()),
-    ];
-    if let Some(max_age) = options.max_age {
-        headers.push(("Cache-Control", format!("public, max-age={max_age}")));
-    }
-    // RFC 9110 §12.5.5: the choice of representation depends on Accept-Encoding whenever the
-    // file has an encoded variant, or could have one after the next load.
-    if entry.compressible || !entry.variants.is_empty() {
-        headers.push(("Vary", String::from("Accept-Encoding")));
-    }
-
+    // representation or its caching, which are the prefix `validators` of the prebuilt lines.
+    let with_validators = |status: u16, headers: Vec<(&'static str, String)>| FileResponse {
+        status,
+        prebuilt: lines.validators(),
+        headers,
+        body: FileBody::Empty,
+    };
     match conditional::evaluate(&Conditions::from_head(head), &validators, true) {
         Precondition::Proceed => {}
-        Precondition::NotModified => {
-            return FileResponse {
-                status: 304,
-                headers,
-                body: FileBody::Empty,
-            };
-        }
+        Precondition::NotModified => return with_validators(304, Vec::new()),
         Precondition::Failed => {
-            headers.push(("Content-Length", String::from("0")));
-            return FileResponse {
-                status: 412,
-                headers,
-                body: FileBody::Empty,
-            };
+            return with_validators(412, vec![("Content-Length", String::from("0"))]);
         }
     }
 
-    headers.push(("Accept-Ranges", String::from("bytes")));
-    let mut content_type = entry.content_type.clone();
-    let (status, body) = match range {
-        RangeOutcome::Unsatisfiable => {
-            headers.push(("Content-Range", range::unsatisfied_range(identity_len)));
-            headers.push(("Content-Length", String::from("0")));
+    let (body, content_range, content_type) = match range {
+        RangeOutcome::Full => {
+            let body = match variant {
+                Some(variant) => Some(memory_body(&variant.bytes)),
+                None => identity_body(&entry.identity.body, 0..identity_len),
+            };
+            let Some(body) = body else {
+                return range_invariant_broken(entry, head_only);
+            };
             return FileResponse {
-                status: 416,
-                headers,
-                body: FileBody::Empty,
+                status: 200,
+                prebuilt: lines.full(),
+                headers: Vec::new(),
+                body: if head_only { FileBody::Empty } else { body },
             };
         }
+        RangeOutcome::Unsatisfiable => {
+            let headers = vec![
+                ("Accept-Ranges", String::from("bytes")),
+                ("Content-Range", range::unsatisfied_range(identity_len)),
+                ("Content-Length", String::from("0")),
+            ];
+            return with_validators(416, headers);
+        }
         RangeOutcome::Partial(part) => {
-            headers.push(("Content-Range", range::content_range(&part, identity_len)));
-            (206, identity_body(&entry.identity.body, part))
+            let content_range = range::content_range(&part, identity_len);
+            let body = identity_body(&entry.identity.body, part);
+            (body, Some(content_range), entry.content_type.clone())
         }
         RangeOutcome::Multipart(parts) => {
             let boundary = multipart::boundary(&entry.identity.etag);
@@ -240,32 +375,34 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
                 }
                 IdentityBody::File { .. } => None,
             };
-            content_type = multipart::content_type(&boundary);
-            (206, body.map(|body| memory_body(&Arc::from(body))))
+            let body = body.map(|body| memory_body(&Arc::from(body)));
+            (body, None, multipart::content_type(&boundary))
         }
-        RangeOutcome::Full => match variant {
-            Some(variant) => {
-                headers.push(("Content-Encoding", variant.coding.token().to_owned()));
-                (200, Some(memory_body(&variant.bytes)))
-            }
-            None => (200, identity_body(&entry.identity.body, 0..identity_len)),
-        },
     };
     let Some(body) = body else {
-        // Unreachable: `range::evaluate` returns ranges within the representation, memory
-        // bodies fit in `usize`, and several ranges of a streamed file became `Full` above. A
-        // broken invariant gets a 500 instead of a panic.
-        tracing::error!(path = ?entry.stat_path, "static file range outside its body");
-        return error(500, head_only);
+        return range_invariant_broken(entry, head_only);
     };
 
+    let mut headers = vec![("Accept-Ranges", String::from("bytes"))];
+    if let Some(content_range) = content_range {
+        headers.push(("Content-Range", content_range));
+    }
     headers.push(("Content-Type", content_type));
     headers.push(("Content-Length", body.len().to_string()));
     FileResponse {
-        status,
+        status: 206,
+        prebuilt: lines.validators(),
         headers,
         body: if head_only { FileBody::Empty } else { body },
     }
+}
+
+/// Builds the 500 for a body range outside its buffer. Unreachable: `range::evaluate` returns
+/// ranges within the representation, memory bodies fit in `usize`, and several ranges of a
+/// streamed file became `Full` in [`serve`]. A broken invariant gets a 500 instead of a panic.
+fn range_invariant_broken(entry: &FileEntry, head_only: bool) -> FileResponse {
+    tracing::error!(path = ?entry.stat_path, "static file range outside its body");
+    error(500, head_only)
 }
 
 fn memory_body(bytes: &Arc<[u8]>) -> FileBody {

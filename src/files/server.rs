@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use libdeflater::CompressionLvl;
 
-use super::cache::{Cache, CacheEntry, EntryKind};
+use super::cache::{Cache, CacheEntry, EntryKind, KeyRef};
 use super::load::{CacheKey, FileStamp, LoadJob, LoadOptions, LoadResult, Loaded};
 use super::path::{NormalizedPath, PathError, normalize_path, normalize_request_path};
 use super::range::RangeLimits;
@@ -24,16 +24,37 @@ pub enum Outcome {
     Load(LoadJob),
 }
 
+/// A request path matched to a static route by [`StaticFiles::route_for`]: the route's index
+/// and the normalized path below its prefix, or the reason that path names no file.
+#[derive(Debug, Clone)]
+pub struct StaticTarget<'a> {
+    route: usize,
+    path: Result<NormalizedPath<'a>, PathError>,
+}
+
+impl<'a> StaticTarget<'a> {
+    /// Returns the index of the route in the list given to [`StaticFiles::new`].
+    pub fn route(&self) -> usize {
+        self.route
+    }
+
+    /// Returns the path below the route's prefix, or why it names no file.
+    pub fn path(&self) -> Result<&NormalizedPath<'a>, PathError> {
+        self.path.as_ref().map_err(|&error| error)
+    }
+}
+
 /// The static file server of one worker thread: its routes and its cache.
 ///
 /// # Calling order
 ///
-/// For each request whose path [`route_for`](Self::route_for) matched:
+/// For each request whose path [`route_for`](Self::route_for) matched, with the
+/// [`StaticTarget`] it returned:
 ///
 /// 1. [`respond`](Self::respond) builds a response from memory, or returns [`Outcome::Load`].
 /// 2. On `Load`, the server runs [`LoadJob::run`] on a blocking thread and passes the result to
 ///    [`insert`](Self::insert) on the worker thread.
-/// 3. The server calls `respond` again with the same request. This second call always returns
+/// 3. The server calls `respond` again with the same request and target. This second call always returns
 ///    [`Outcome::Response`], provided nothing else touches this `StaticFiles` between `insert`
 ///    and it: `insert` keeps the new entry even when the cache is over budget, and an entry not
 ///    yet used by a request is fresh without a `stat`.
@@ -41,7 +62,7 @@ pub struct StaticFiles {
     routes: Vec<StaticRoute>,
     /// Each route's prefix, normalized like request paths. None for a prefix that does not
     /// normalize, which then only matches request paths as sent.
-    prefixes: Vec<Option<NormalizedPath>>,
+    prefixes: Vec<Option<NormalizedPath<'static>>>,
     settings: StaticSettings,
     gzip_level: CompressionLvl,
     cache: Cache,
@@ -60,7 +81,11 @@ impl StaticFiles {
 
         let prefixes = routes
             .iter()
-            .map(|route| normalize_request_path(&route.prefix).ok())
+            .map(|route| {
+                normalize_request_path(&route.prefix)
+                    .ok()
+                    .map(NormalizedPath::into_owned)
+            })
             .collect();
 
         StaticFiles {
@@ -72,39 +97,49 @@ impl StaticFiles {
         }
     }
 
-    /// Returns the index of the route with the longest prefix that `path` lies below.
+    /// Finds the route with the longest prefix that `path` lies below, and the path below it.
     ///
     /// `path` is compared after normalization: percent-decoding, merging `//` and resolving
     /// `.` and `..`, so `/st%61tic/a.css` and `/api/../static/a.css` reach the `/static/` route
     /// as nginx routes them, and `/static/../api/x` does not. A path that does not normalize
     /// (a bad escape, NUL, `%2F`, a backslash, or `..` above `/`) is matched as sent instead,
     /// so that a static route still rejects it with 400 or 404.
-    pub fn route_for(&self, path: &str) -> Option<usize> {
+    ///
+    /// The path is normalized once here and the result carried to [`respond`](Self::respond).
+    /// It borrows `path` unless normalization changed it.
+    pub fn route_for<'a>(&self, path: &'a str) -> Option<StaticTarget<'a>> {
         let normalized = normalize_request_path(path).ok();
-        self.routes
-            .iter()
-            .enumerate()
-            .filter(|&(index, route)| {
-                let prefix = self.prefixes.get(index).and_then(Option::as_ref);
-                match (&normalized, prefix) {
-                    (Some(normalized), Some(prefix)) => normalized.strip_prefix(prefix).is_some(),
-                    _ => path.starts_with(&route.prefix),
-                }
-            })
-            .max_by_key(|(_, route)| route.prefix.len())
-            .map(|(index, _)| index)
+        let mut best: Option<(usize, &StaticRoute)> = None;
+        for (index, route) in self.routes.iter().enumerate() {
+            let prefix = self.prefixes.get(index).and_then(Option::as_ref);
+            let below = match (&normalized, prefix) {
+                (Some(normalized), Some(prefix)) => normalized.is_below(prefix),
+                _ => path.starts_with(&route.prefix),
+            };
+            // Of several equally long prefixes, the later route wins.
+            let longer = best.is_none_or(|(_, chosen)| route.prefix.len() >= chosen.prefix.len());
+            if below && longer {
+                best = Some((index, route));
+            }
+        }
+
+        let (index, route) = best?;
+        let path = self.relative_path(index, route, path, normalized)?;
+        Some(StaticTarget { route: index, path })
     }
 
     /// Returns the path below route `route`, or None when `path` is not below its prefix.
-    /// Uses the same rule as [`route_for`](Self::route_for).
-    fn relative_path(
+    /// Uses the same rule as [`route_for`](Self::route_for). `normalized` is `path` normalized
+    /// by [`normalize_request_path`], None when that failed.
+    fn relative_path<'a>(
         &self,
         route: usize,
         config: &StaticRoute,
-        path: &str,
-    ) -> Option<Result<NormalizedPath, PathError>> {
+        path: &'a str,
+        normalized: Option<NormalizedPath<'a>>,
+    ) -> Option<Result<NormalizedPath<'a>, PathError>> {
         let prefix = self.prefixes.get(route).and_then(Option::as_ref);
-        if let (Ok(normalized), Some(prefix)) = (normalize_request_path(path), prefix) {
+        if let (Some(normalized), Some(prefix)) = (normalized, prefix) {
             let rest = normalized.strip_prefix(prefix)?;
             if !config.serve_dotfiles && rest.has_dot_segment() {
                 return Some(Err(PathError::Dotfile));
@@ -115,50 +150,48 @@ impl StaticFiles {
         Some(normalize_path(rest, config.serve_dotfiles))
     }
 
-    /// Builds the response to `head` for route `route` from memory, or returns a load job.
+    /// Builds the response to `head` for `target`, which [`route_for`](Self::route_for) returned
+    /// for `head.path()`, from memory, or returns a load job.
     ///
     /// It never reads or compresses a file. Its only system calls are a `stat` of a cached file
     /// and of its three sibling names (`.br`, `.zst`, `.gz`), at most once per
-    /// `revalidate_interval` per entry, cheap enough for the event loop. A
-    /// `route` that is not an index from [`route_for`](Self::route_for) gets 404.
-    pub fn respond(&mut self, route: usize, head: &RequestHead, now: Instant) -> Outcome {
+    /// `revalidate_interval` per entry, cheap enough for the event loop. A `target` from a
+    /// server with other routes may name a route this one lacks, which gets 404.
+    pub fn respond(&mut self, target: &StaticTarget<'_>, head: &RequestHead, now: Instant) -> Outcome {
         let head_only = head.is_head();
+        let route = target.route;
         let Some(config) = self.routes.get(route) else {
             return Outcome::Response(response::error(404, head_only));
         };
         if head.method != "GET" && head.method != "HEAD" {
             return Outcome::Response(response::error(405, head_only));
         }
-        let Some(relative) = self.relative_path(route, config, head.path()) else {
-            return Outcome::Response(response::error(404, head_only));
-        };
-        let path = match relative {
+        let path = match &target.path {
             Ok(path) => path,
             Err(error) => {
                 tracing::debug!(request_target = %head.target, ?error, "static path rejected");
                 return Outcome::Response(response::error(error.status(), head_only));
             }
         };
-        let key = CacheKey { route, path };
+        let key = KeyRef { route, path };
 
         match check_freshness(
             &mut self.cache,
             self.settings.revalidate_interval,
-            &key,
+            key,
             now,
         ) {
             Freshness::Fresh => {}
             Freshness::Deleted => return Outcome::Response(response::error(404, head_only)),
             Freshness::Missing => return Outcome::Load(self.load_job(key, config)),
         }
-        let Some(entry) = self.cache.get_mut(&key) else {
+        let Some(entry) = self.cache.get_mut(key) else {
             return Outcome::Load(self.load_job(key, config));
         };
 
         let answer = match &entry.kind {
             EntryKind::File(file) => {
                 let options = ServeOptions {
-                    max_age: config.max_age,
                     range_limits: RangeLimits {
                         max_header_bytes: self.settings.max_range_header_bytes,
                         max_ranges: self.settings.max_ranges,
@@ -167,7 +200,7 @@ impl StaticFiles {
                 response::serve(file, head, &options)
             }
             EntryKind::Redirect => {
-                let mut location = format!("{}{}/", config.prefix, key.path.to_url_path());
+                let mut location = format!("{}{}/", config.prefix, path.to_url_path());
                 if let Some(query) = head.query() {
                     location.push('?');
                     location.push_str(query);
@@ -203,9 +236,12 @@ impl StaticFiles {
         self.cache.len()
     }
 
-    fn load_job(&self, key: CacheKey, route: &StaticRoute) -> LoadJob {
+    fn load_job(&self, key: KeyRef<'_>, route: &StaticRoute) -> LoadJob {
         LoadJob {
-            key,
+            key: CacheKey {
+                route: key.route,
+                path: key.path.clone().into_owned(),
+            },
             options: LoadOptions {
                 root: route.dir.clone(),
                 index: route.index.clone(),
@@ -214,6 +250,7 @@ impl StaticFiles {
                 max_cached_file_bytes: self.settings.max_cached_file_bytes,
                 gzip_level: self.gzip_level,
                 gzip_min_bytes: self.settings.gzip_min_bytes,
+                max_age: route.max_age,
             },
         }
     }
@@ -233,7 +270,7 @@ enum Freshness {
 fn check_freshness(
     cache: &mut Cache,
     interval: Duration,
-    key: &CacheKey,
+    key: KeyRef<'_>,
     now: Instant,
 ) -> Freshness {
     let Some(entry) = cache.get_mut(key) else {

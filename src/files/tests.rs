@@ -102,15 +102,26 @@ fn get(target: &str) -> RequestHead {
     request("GET", target, &[])
 }
 
-/// Runs the server loop: respond, and on `Load` run the job, insert, respond again.
+/// Routes `head` and responds once, as the server does before any load.
+fn respond(files: &mut StaticFiles, head: &RequestHead, now: Instant) -> Outcome {
+    let target = files
+        .route_for(head.path())
+        .unwrap_or_else(|| panic!("no static route for {}", head.target));
+    files.respond(&target, head, now)
+}
+
+/// Runs the server loop: respond, and on `Load` run the job, insert, respond again. A path no
+/// route matches gets 404.
 fn drive(files: &mut StaticFiles, head: &RequestHead, now: Instant) -> FileResponse {
-    let route = files.route_for(head.path()).unwrap_or(usize::MAX);
-    let job = match files.respond(route, head, now) {
+    let Some(target) = files.route_for(head.path()) else {
+        return response::error(404, head.is_head());
+    };
+    let job = match files.respond(&target, head, now) {
         Outcome::Response(response) => return response,
         Outcome::Load(job) => job,
     };
     files.insert(job.run());
-    match files.respond(route, head, now) {
+    match files.respond(&target, head, now) {
         Outcome::Response(response) => response,
         Outcome::Load(job) => panic!("second load for {}: {job:?}", head.target),
     }
@@ -626,14 +637,14 @@ fn change_seen_after_interval() {
 
     fs::write(&path, b"let a = 22;").unwrap();
     let early = start + Duration::from_millis(500);
-    match files.respond(0, &get("/static/app.js"), early) {
+    match respond(&mut files, &get("/static/app.js"), early) {
         Outcome::Response(response) => assert_eq!(body(&response), b"let a = 1;"),
         Outcome::Load(_) => panic!("revalidated before the interval"),
     }
 
     let late = start + Duration::from_millis(1500);
     assert!(matches!(
-        files.respond(0, &get("/static/app.js"), late),
+        respond(&mut files, &get("/static/app.js"), late),
         Outcome::Load(_)
     ));
     let fresh = drive(&mut files, &get("/static/app.js"), late);
@@ -651,7 +662,7 @@ fn unchanged_file_stays_cached() {
 
     for step in 1..5u64 {
         let now = start + Duration::from_secs(step * 2);
-        let outcome = files.respond(0, &get("/static/app.js"), now);
+        let outcome = respond(&mut files, &get("/static/app.js"), now);
         assert!(matches!(outcome, Outcome::Response(_)), "step {step}");
     }
 }
@@ -667,7 +678,7 @@ fn deleted_file_gets_404() {
 
     fs::remove_file(&path).unwrap();
     let later = start + Duration::from_secs(2);
-    match files.respond(0, &get("/static/app.js"), later) {
+    match respond(&mut files, &get("/static/app.js"), later) {
         Outcome::Response(response) => assert_eq!(response.status, 404),
         Outcome::Load(_) => panic!("a deleted file needs no load"),
     }
@@ -782,12 +793,12 @@ fn second_respond_never_loads() {
     let head = get("/static/app.css");
     let far_future = Instant::now() + Duration::from_secs(3600);
 
-    let Outcome::Load(job) = files.respond(0, &head, far_future) else {
+    let Outcome::Load(job) = respond(&mut files, &head, far_future) else {
         panic!("an empty cache must load");
     };
     let loaded = std::thread::spawn(move || job.run()).join().unwrap();
     files.insert(loaded);
-    let Outcome::Response(response) = files.respond(0, &head, far_future) else {
+    let Outcome::Response(response) = respond(&mut files, &head, far_future) else {
         panic!("second load after insert");
     };
     assert_eq!(response.status, 200);
@@ -830,7 +841,8 @@ fn route_for_longest_prefix() {
         ("/../static/a.css", None),
     ];
     for (path, expected) in cases {
-        assert_eq!(files.route_for(path), expected, "{path}");
+        let route = files.route_for(path).map(|target| target.route());
+        assert_eq!(route, expected, "{path}");
     }
 }
 
@@ -870,7 +882,12 @@ fn jobs_are_send() {
 fn unknown_route_gets_404() {
     let site = Site::new();
     let mut files = site.server();
-    let outcome = files.respond(7, &get("/static/a"), Instant::now());
+    // A target from a server with eight routes names route 7, which `files` lacks.
+    let wide = StaticFiles::new(vec![site.route(); 8], StaticSettings::default());
+    let head = get("/static/a");
+    let target = wide.route_for(head.path()).unwrap();
+    assert_eq!(target.route(), 7);
+    let outcome = files.respond(&target, &head, Instant::now());
     assert!(matches!(
         outcome,
         Outcome::Response(FileResponse { status: 404, .. })
@@ -1076,7 +1093,7 @@ fn sibling_change_seen_after_interval() {
 
     write_with_mtime(&site.root().join("app.css.br"), b"BR2", 1_000_005);
     let late = start + Duration::from_secs(2);
-    assert!(matches!(files.respond(0, &head, late), Outcome::Load(_)));
+    assert!(matches!(respond(&mut files, &head, late), Outcome::Load(_)));
     assert_eq!(body(&drive(&mut files, &head, late)), b"BR2");
 
     fs::remove_file(site.root().join("app.css.br")).unwrap();
@@ -1242,4 +1259,69 @@ fn multipart_streamed_file_whole() {
             ..
         }
     ));
+}
+
+#[test]
+fn write_head_cached_gzip_200() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    let mut route = site.route();
+    route.max_age = Some(60);
+    let mut files = site.server_with(route, StaticSettings::default());
+    let head = request("GET", "/static/app.css", &[("Accept-Encoding", "gzip")]);
+    let response = drive(&mut files, &head, Instant::now());
+
+    let mut out = Vec::new();
+    let date: &[u8] = b"Fri, 04 Dec 2026 20:39:01 GMT";
+    response.write_head(&mut out, &[("Date", date), ("Server", b"ringfront")], false);
+    let text = String::from_utf8(out).unwrap();
+    let mut lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines.pop(), Some(""));
+    assert_eq!(lines.pop(), Some(""));
+    assert_eq!(lines.first(), Some(&"HTTP/1.1 200 OK"));
+    assert_eq!(lines.last(), Some(&"Connection: close"));
+
+    let length = body(&response).len().to_string();
+    let etag = response.header("etag").unwrap().to_owned();
+    let last_modified = response.header("last-modified").unwrap().to_owned();
+    let expected = [
+        ("Date", "Fri, 04 Dec 2026 20:39:01 GMT"),
+        ("Server", "ringfront"),
+        ("ETag", etag.as_str()),
+        ("Last-Modified", last_modified.as_str()),
+        ("Cache-Control", "public, max-age=60"),
+        ("Vary", "Accept-Encoding"),
+        ("Accept-Ranges", "bytes"),
+        ("Content-Type", "text/css; charset=utf-8"),
+        ("Content-Length", length.as_str()),
+        ("Content-Encoding", "gzip"),
+        ("Connection", "close"),
+    ];
+    let fields: Vec<(&str, &str)> = lines
+        .iter()
+        .skip(1)
+        .map(|line| line.split_once(": ").unwrap())
+        .collect();
+    assert_eq!(fields.len(), expected.len(), "{fields:?}");
+    for field in expected {
+        assert!(fields.contains(&field), "{field:?} missing from {fields:?}");
+    }
+}
+
+#[test]
+fn not_modified_repeats_validators() {
+    let site = Site::new();
+    site.write("app.css", &stylesheet());
+    let mut route = site.route();
+    route.max_age = Some(60);
+    let mut files = site.server_with(route, StaticSettings::default());
+    let first = drive(&mut files, &get("/static/app.css"), Instant::now());
+    let etag = first.header("etag").unwrap().to_owned();
+
+    let head = request("GET", "/static/app.css", &[("If-None-Match", &etag)]);
+    let response = drive(&mut files, &head, Instant::now());
+    assert_eq!(response.status, 304);
+    let names: Vec<&str> = response.headers().map(|(name, _)| name).collect();
+    assert_eq!(names, ["ETag", "Last-Modified", "Cache-Control", "Vary"]);
+    assert_eq!(response.header("etag"), Some(etag.as_str()));
 }

@@ -11,7 +11,7 @@ use super::proxy::{self, Exchange};
 use super::spool::Spool;
 use super::upgrade::{self, UpgradeOutcome};
 use super::worker::{ConnectionHandle, ListenerKind, WorkerContext};
-use crate::files::{FileBody, Outcome};
+use crate::files::{FileBody, Outcome, StaticTarget};
 use crate::http::{self, BodyFraming, Event, RequestDecoder, RequestHead, ResponseFraming, ResponseHead, Version};
 use crate::rt::{self, SharedBytes, TcpStream};
 
@@ -576,8 +576,8 @@ impl Connection {
         Ok(keep_alive)
     }
 
-    async fn serve_static(&mut self, route: usize, request: &RequestHead, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
-        let mut outcome = self.context.files.borrow_mut().respond(route, request, Instant::now());
+    async fn serve_static(&mut self, target: StaticTarget<'_>, request: &RequestHead, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
+        let mut outcome = self.context.files.borrow_mut().respond(&target, request, Instant::now());
         if let Outcome::Load(job) = outcome {
             let Some(loaded) = rt::spawn_blocking(move || job.run()).await else {
                 tracing::error!(target = %request.target, "loading a static file panicked");
@@ -585,7 +585,7 @@ impl Connection {
             };
             let mut files = self.context.files.borrow_mut();
             files.insert(loaded);
-            outcome = files.respond(route, request, Instant::now());
+            outcome = files.respond(&target, request, Instant::now());
         }
         let response = match outcome {
             Outcome::Response(response) => response,
@@ -596,18 +596,9 @@ impl Connection {
         };
 
         let date = self.context.date();
-        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(response.headers.len() + 3);
-        headers.push(("Date", &date));
-        headers.push(("Server", b"ringfront"));
-        for (name, value) in &response.headers {
-            headers.push((name, value.as_bytes()));
-        }
-        if !keep_alive {
-            headers.push(("Connection", b"close"));
-        }
         let mut head = std::mem::take(&mut self.scratch);
         head.clear();
-        http::write_head(&mut head, response.status, &headers);
+        response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront")], keep_alive);
         // A small body goes out with the head, in one TLS record where it fits.
         let small_body = match &response.body {
             _ if request.is_head() => Some(&[][..]),
