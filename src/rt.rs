@@ -126,44 +126,69 @@ pub struct Timer {
 impl Timer {
     /// Runs `future` until it completes or `deadline` passes. Returns `None` on expiry, after the
     /// future (and with it any operation it had in the ring) is dropped and so cancelled.
-    pub async fn until<F: Future>(&mut self, deadline: Instant, future: F) -> Option<F::Output> {
-        let mut future = std::pin::pin!(future);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Some(output));
-            }
-            // Two rounds at most: an early firing re-arms once for `deadline`, and a timer armed
-            // for `deadline` that fires means the deadline has passed.
-            for _ in 0..2 {
-                let armed = match (&mut self.armed, self.fires_at) {
-                    (Some(armed), Some(fires_at)) if fires_at <= deadline => {
-                        let same_waker = self.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker()));
-                        if same_waker && Instant::now() < fires_at {
-                            return Poll::Pending;
-                        }
-                        armed
+    pub fn until<F: Future>(&mut self, deadline: Instant, future: F) -> Until<'_, F> {
+        Until { timer: self, deadline, future }
+    }
+
+    /// Polls the armed timer for `deadline`, re-arming it where needed. Ready means the deadline
+    /// has passed.
+    fn poll_deadline(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        // Two rounds at most: an early firing re-arms once for `deadline`, and a timer armed for
+        // `deadline` that fires means the deadline has passed.
+        for _ in 0..2 {
+            let armed = match (&mut self.armed, self.fires_at) {
+                (Some(armed), Some(fires_at)) if fires_at <= deadline => {
+                    let same_waker = self.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker()));
+                    if same_waker && Instant::now() < fires_at {
+                        return Poll::Pending;
                     }
-                    _ => {
-                        self.fires_at = Some(deadline);
-                        self.armed.insert(Box::pin(compio::time::sleep_until(deadline)))
-                    }
-                };
-                if armed.as_mut().poll(cx).is_pending() {
-                    if !self.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
-                        self.registered = Some(cx.waker().clone());
-                    }
-                    return Poll::Pending;
+                    armed
                 }
-                self.armed = None;
-                self.fires_at = None;
-                self.registered = None;
-                if Instant::now() >= deadline {
-                    return Poll::Ready(None);
+                _ => {
+                    self.fires_at = Some(deadline);
+                    self.armed.insert(Box::pin(compio::time::sleep_until(deadline)))
                 }
+            };
+            if armed.as_mut().poll(cx).is_pending() {
+                if !self.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                    self.registered = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
             }
-            Poll::Ready(None)
-        })
-        .await
+            self.armed = None;
+            self.fires_at = None;
+            self.registered = None;
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+/// The future of [`Timer::until`]. A plain struct rather than an `async fn`, because an
+/// `async fn` keeps its argument and the pinned copy of it both in its state, and this future
+/// is part of every idle connection's state.
+pub struct Until<'a, F> {
+    timer: &'a mut Timer,
+    deadline: Instant,
+    future: F,
+}
+
+impl<F: Future> Future for Until<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `future` is structurally pinned: it is never moved out of `self` (this type
+        // has no other method that touches it and no Drop impl), and it is dropped in place with
+        // `self`. `timer` and `deadline` are not pinned, and are only used through `&mut`.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above, `this.future` stays at this address until it is dropped.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        if let Poll::Ready(output) = future.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        this.timer.poll_deadline(this.deadline, cx).map(|()| None)
     }
 }
 

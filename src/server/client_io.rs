@@ -136,7 +136,7 @@ impl ClientIo {
                 return Ok(read);
             }
             if self.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
-                self.flush().await?;
+                Box::pin(self.flush()).await?;
             }
             let received = self.receive_ciphertext(deadline).await?;
             if received == 0 {
@@ -197,7 +197,7 @@ impl ClientIo {
             self.tls_in.drain(..taken);
             if let Err(err) = tls.process_new_packets() {
                 // The alert describing the failure is in rustls's output; send it before closing.
-                self.flush().await.ok();
+                Box::pin(self.flush()).await.ok();
                 return Err(StreamError::Tls(err));
             }
             if taken == 0 {
