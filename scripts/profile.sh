@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Instructions per request of one ringfront worker, counted by callgrind.
+#
+# Builds ringfront in release mode, serves a 1 KiB file from a temporary directory with one
+# worker under `valgrind --tool=callgrind`, sends a fixed number of keep-alive requests with
+# h2load, and prints the worker thread's instructions divided by the requests. Callgrind counts
+# instructions, not time, so the figure does not move with the machine's load. It measures the
+# code's own cost, without the kernel's work.
+#
+# Usage: scripts/profile.sh [plain|tls|redirect ...]   (default: all three)
+# Settings: REQUESTS (20000), CONNECTIONS (8), BASE_PORT (24500, uses BASE_PORT+1 to +3).
+# The callgrind output files stay in target/profile/ for callgrind_annotate.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+REQUESTS="${REQUESTS:-20000}"
+CONNECTIONS="${CONNECTIONS:-8}"
+BASE_PORT="${BASE_PORT:-24500}"
+cases=("$@")
+if ((${#cases[@]} == 0)); then
+    cases=(plain tls redirect)
+fi
+
+# Seconds to wait for the server under valgrind to listen, and for it to exit.
+STARTUP_SECONDS=60
+STOP_SECONDS=30
+
+say() {
+    printf 'profile: %s\n' "$*" >&2
+}
+
+fail() {
+    say "$*"
+    exit 1
+}
+
+missing=()
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if ((${#missing[@]} > 0)); then
+    [[ $(id -u) -eq 0 ]] || fail "missing Debian packages: ${missing[*]}; install them and rerun"
+    say "installing ${missing[*]}"
+    apt-get update >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
+fi
+
+cargo build --release --quiet
+binary="$repo_root/target/release/ringfront"
+out_dir="$repo_root/target/profile"
+mkdir -p "$out_dir"
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]]; then
+        kill -INT "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/static"
+head -c 1024 /dev/zero | tr '\0' 'a' >"$work/static/1k.txt"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+http_port=$((BASE_PORT + 1))
+https_port=$((BASE_PORT + 2))
+redirect_port=$((BASE_PORT + 3))
+cat >"$work/ringfront.toml" <<EOF
+[server]
+workers = 1
+access_log = "off"
+log_level = "warn"
+
+[http]
+listen = ["127.0.0.1:$http_port"]
+
+[https]
+listen = ["127.0.0.1:$https_port"]
+certificate = "$work/cert.pem"
+private_key = "$work/key.pem"
+server_names = ["localhost"]
+
+[redirect]
+listen = ["127.0.0.1:$redirect_port"]
+
+[[static]]
+prefix = "/static/"
+dir = "$work/static"
+EOF
+
+for case in "${cases[@]}"; do
+    case "$case" in
+        plain) url="http://127.0.0.1:$http_port/static/1k.txt" ;;
+        tls) url="https://127.0.0.1:$https_port/static/1k.txt" ;;
+        redirect) url="http://127.0.0.1:$redirect_port/static/1k.txt" ;;
+        *) fail "unknown case $case (expected plain, tls or redirect)" ;;
+    esac
+    output="$out_dir/callgrind.$case.out"
+    valgrind --tool=callgrind --callgrind-out-file="$output" \
+        "$binary" --config "$work/ringfront.toml" >"$work/valgrind.log" 2>&1 &
+    server_pid=$!
+    started=""
+    for _ in $(seq $((STARTUP_SECONDS * 10))); do
+        if curl -sk -o /dev/null "$url"; then
+            started=1
+            break
+        fi
+        sleep 0.1
+    done
+    [[ -n "$started" ]] || fail "ringfront under valgrind did not answer $url: $(cat "$work/valgrind.log")"
+
+    result="$(timeout 600 h2load --h1 -n "$REQUESTS" -c "$CONNECTIONS" "$url" 2>&1)" || fail "h2load failed: $result"
+    grep -Eq "status codes: [0-9]+ 2xx, [0-9]+ 3xx" <<<"$result" || fail "h2load printed no status counts: $result"
+    kill -INT "$server_pid"
+    for _ in $(seq $((STOP_SECONDS * 10))); do
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+
+    # The worker thread's inclusive count: main-thread start-up (TLS key generation, entropy
+    # seeding) and the blocking pool are left out. The one probe request above is counted too.
+    worker="$(callgrind_annotate --inclusive=yes "$output" 2>/dev/null |
+        awk '$0 ~ /:ringfront::server::worker::run( \[|$)/ { gsub(",", "", $1); if ($1 + 0 > max) max = $1 + 0 }
+             END { if (max > 0) print max }')"
+    [[ "$worker" =~ ^[0-9]+$ ]] || fail "no ringfront::server::worker::run in $output"
+    awk -v w="$worker" -v n="$REQUESTS" -v c="$case" \
+        'BEGIN { printf "%s: %.1fk instructions per request (%d over %d requests)\n", c, w / n / 1000, w, n }'
+done
