@@ -10,6 +10,7 @@
 use memchr::{memchr, memchr3};
 
 use super::error::RequestError;
+use super::head_buffers::HeadBuffers;
 use super::limits::Limits;
 use super::request::{BodyFraming, Header, RequestHead, Version};
 
@@ -62,6 +63,17 @@ impl HeadScanner {
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        self.parse_into(buf, limits, &mut HeadBuffers::default())
+    }
+
+    /// Like [`parse`](Self::parse), but fills the buffers of `buffers` instead of allocating new
+    /// ones for the head.
+    pub(crate) fn parse_into(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        buffers: &mut HeadBuffers,
+    ) -> Result<Option<(RequestHead, usize)>, RequestError> {
         let Some(start) = self.skip_empty_lines(buf, limits)? else {
             return Ok(None);
         };
@@ -74,7 +86,7 @@ impl HeadScanner {
         let header_block = buf
             .get(request_line_end.saturating_add(2)..end)
             .unwrap_or_default();
-        let head = parse_head(request_line, header_block, self.header_lines, limits)?;
+        let head = parse_head(request_line, header_block, self.header_lines, limits, buffers)?;
         Ok(Some((head, end)))
     }
 
@@ -273,20 +285,29 @@ fn parse_head(
     header_block: &[u8],
     header_lines: usize,
     limits: &Limits,
+    buffers: &mut HeadBuffers,
 ) -> Result<RequestHead, RequestError> {
     let line = parse_request_line(request_line, limits)?;
-    let mut headers = parse_header_lines(header_block, header_lines, limits)?;
+    let mut headers = std::mem::take(&mut buffers.headers);
+    parse_header_lines(
+        header_block,
+        header_lines,
+        limits,
+        &mut headers,
+        &mut buffers.entries,
+    )?;
     let framing = decide_framing(&headers, line.version, limits)?;
 
-    let method = line.method.to_owned();
-    let mut target = String::new();
+    let mut method = std::mem::take(&mut buffers.method);
+    method.push_str(line.method);
+    let mut target = std::mem::take(&mut buffers.target);
     match line.absolute {
         Some(absolute) => {
             if !absolute.path_and_query.starts_with('/') {
                 target.push('/');
             }
             target.push_str(absolute.path_and_query);
-            replace_host(&mut headers, absolute.authority);
+            replace_host(&mut headers, absolute.authority, &mut buffers.entries);
         }
         None => target.push_str(line.target),
     }
@@ -423,21 +444,24 @@ const FEW_HEADER_SLOTS: usize = 16;
 /// `max_headers`, so only a server configured for more fields allocates slots on the heap.
 const MANY_HEADER_SLOTS: usize = 100;
 
-/// Tokenizes the `count` header lines of `block` with httparse.
+/// Tokenizes the `count` header lines of `block` with httparse and appends them to `headers`,
+/// taking name and value buffers from `entries` first.
 fn parse_header_lines(
     block: &[u8],
     count: usize,
     limits: &Limits,
-) -> Result<Vec<Header>, RequestError> {
+    headers: &mut Vec<Header>,
+    entries: &mut Vec<Header>,
+) -> Result<(), RequestError> {
     if count <= FEW_HEADER_SLOTS {
         let mut slots = [httparse::EMPTY_HEADER; FEW_HEADER_SLOTS];
-        tokenize_header_lines(block, count, &mut slots, limits)
+        tokenize_header_lines(block, count, &mut slots, limits, headers, entries)
     } else if count <= MANY_HEADER_SLOTS {
         let mut slots = [httparse::EMPTY_HEADER; MANY_HEADER_SLOTS];
-        tokenize_header_lines(block, count, &mut slots, limits)
+        tokenize_header_lines(block, count, &mut slots, limits, headers, entries)
     } else {
         let mut slots = vec![httparse::EMPTY_HEADER; count];
-        tokenize_header_lines(block, count, &mut slots, limits)
+        tokenize_header_lines(block, count, &mut slots, limits, headers, entries)
     }
 }
 
@@ -447,7 +471,9 @@ fn tokenize_header_lines<'b>(
     count: usize,
     slots: &mut [httparse::Header<'b>],
     limits: &Limits,
-) -> Result<Vec<Header>, RequestError> {
+    headers: &mut Vec<Header>,
+    entries: &mut Vec<Header>,
+) -> Result<(), RequestError> {
     // As many slots as header lines, so httparse reports too many fields exactly when the scan
     // and httparse disagree about where the lines end.
     let used = count.min(slots.len());
@@ -457,13 +483,15 @@ fn tokenize_header_lines<'b>(
         other => return Err(header_lines_error(block, other, limits)),
     };
 
-    Ok(parsed
-        .iter()
-        .map(|field| Header {
-            name: field.name.to_owned(),
-            value: field.value.to_vec(),
-        })
-        .collect())
+    headers.reserve(parsed.len());
+    let mut reused = entries.drain(..parsed.len().min(entries.len()));
+    for field in parsed {
+        let mut header = reused.next().unwrap_or_else(empty_header);
+        header.name.push_str(field.name);
+        header.value.extend_from_slice(field.value);
+        headers.push(header);
+    }
+    Ok(())
 }
 
 /// Returns the error for a header block that httparse did not accept.
@@ -508,6 +536,13 @@ fn check_header_colons(block: &[u8]) -> Result<(), RequestError> {
         }
     }
     Ok(())
+}
+
+fn empty_header() -> Header {
+    Header {
+        name: String::new(),
+        value: Vec::new(),
+    }
 }
 
 /// The framing and connection decisions taken from the headers.
@@ -736,17 +771,20 @@ fn parse_expect(value: &[u8]) -> Result<bool, RequestError> {
 
 /// Sets the Host header to the authority of an absolute-form target (RFC 9112 §3.2.2), adding
 /// one when an HTTP/1.0 request sent none.
-fn replace_host(headers: &mut Vec<Header>, authority: &str) {
-    match headers
+fn replace_host(headers: &mut Vec<Header>, authority: &str, entries: &mut Vec<Header>) {
+    if let Some(host) = headers
         .iter_mut()
         .find(|header| header.name.eq_ignore_ascii_case("host"))
     {
-        Some(host) => host.value = authority.as_bytes().to_vec(),
-        None => headers.push(Header {
-            name: "Host".to_owned(),
-            value: authority.as_bytes().to_vec(),
-        }),
+        host.value.clear();
+        host.value.extend_from_slice(authority.as_bytes());
+        return;
     }
+
+    let mut host = entries.pop().unwrap_or_else(empty_header);
+    host.name.push_str("Host");
+    host.value.extend_from_slice(authority.as_bytes());
+    headers.push(host);
 }
 
 /// Checks `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2). The host may not be empty
