@@ -66,8 +66,8 @@ impl HeadScanner {
         self.parse_into(buf, limits, &mut HeadBuffers::default())
     }
 
-    /// Like [`parse`](Self::parse), but fills the buffers of `buffers` instead of allocating new
-    /// ones for the head.
+    /// Continues the scan as [`parse`](Self::parse) does, but builds a complete head from the
+    /// buffers in `buffers` instead of allocating new ones.
     pub(crate) fn parse_into(
         &mut self,
         buf: &[u8],
