@@ -1,10 +1,13 @@
-//! Throughput of the HTTP/1.1 core on typical inputs: request heads of two sizes, a chunked
-//! body and a response head. Run with `cargo bench --bench http_parse`.
+//! Throughput of the HTTP/1.1 core on typical inputs: request heads of two sizes, parsed alone
+//! and through a decoder that recycles them as a keep-alive connection does, a chunked body and
+//! a response head. Run with `cargo bench --bench http_parse`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ringfront::http::{ChunkedDecoder, Limits, parse_request_head, write_head};
+use ringfront::http::{
+    ChunkedDecoder, Event, Limits, RequestDecoder, parse_request_head, write_head,
+};
 
 /// A head as curl sends it.
 const SMALL_HEAD: &[u8] =
@@ -51,6 +54,26 @@ fn request_heads(c: &mut Criterion) {
     group.finish();
 }
 
+/// Parses each head through one decoder, resetting it and recycling the head between rounds, so
+/// after the first round no buffer is allocated.
+fn recycled_request_heads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_request_head_recycled");
+    for (name, head) in [("curl", SMALL_HEAD), ("browser", BROWSER_HEAD)] {
+        let mut decoder = RequestDecoder::new(Limits::default());
+        let mut body = Vec::new();
+        group.throughput(Throughput::Bytes(head.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                decoder.reset();
+                if let Ok((_, Event::Head(parsed))) = decoder.decode(black_box(head), &mut body) {
+                    decoder.recycle(parsed);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn chunked(c: &mut Criterion) {
     let limits = Limits::default();
     let input = chunked_body();
@@ -86,5 +109,11 @@ fn response_head(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_heads, chunked, response_head);
+criterion_group!(
+    benches,
+    request_heads,
+    recycled_request_heads,
+    chunked,
+    response_head
+);
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 
 use super::chunked::{ChunkedDecoder, copy_body_bytes};
 use super::error::RequestError;
+use super::head_buffers::HeadBuffers;
 use super::limits::Limits;
 use super::parse::HeadScanner;
 use super::request::{BodyFraming, RequestHead};
@@ -51,7 +52,8 @@ enum State {
 /// 4. On [`Event::Body`], call `decode` again with the remaining bytes, or read more.
 /// 5. On [`Event::Complete`], the body passed to `decode` contains the whole request body. Handle
 ///    the request, then call [`reset`](Self::reset) before the next one. Bytes left in the
-///    buffer belong to the next, pipelined request.
+///    buffer belong to the next, pipelined request. Passing the finished head to
+///    [`recycle`](Self::recycle) lets the next head reuse its buffers instead of allocating.
 ///
 /// On an error, send an error response with [`RequestError::status`] and close the connection.
 /// At end of stream, call [`finish_on_eof`](Self::finish_on_eof) to tell an idle close from a
@@ -67,6 +69,8 @@ pub struct RequestDecoder {
     has_head: bool,
     /// Whether the last call in the head state saw bytes of an incomplete head.
     partial_head: bool,
+    /// Buffers of recycled heads, filled by the next head parsed.
+    buffers: HeadBuffers,
 }
 
 impl RequestDecoder {
@@ -77,6 +81,7 @@ impl RequestDecoder {
             state: State::Head(HeadScanner::default()),
             has_head: false,
             partial_head: false,
+            buffers: HeadBuffers::default(),
         }
     }
 
@@ -147,6 +152,17 @@ impl RequestDecoder {
         self.partial_head = false;
     }
 
+    /// Takes back a head that the caller has finished with, so the next head parsed reuses its
+    /// string and list buffers. On a keep-alive connection whose requests have heads of a
+    /// similar shape, parsing then allocates nothing.
+    ///
+    /// The decoder keeps at most `max_headers` header entries and
+    /// [`MAX_RECYCLED_HEAD_BYTES`](super::MAX_RECYCLED_HEAD_BYTES) of method, target, name and
+    /// value capacity, and frees the rest, so an idle connection does not hold a large head.
+    pub fn recycle(&mut self, head: RequestHead) {
+        self.buffers.recycle(head, self.limits.max_headers);
+    }
+
     /// Classifies the end of the stream from the client.
     ///
     /// # Errors
@@ -169,7 +185,7 @@ impl RequestDecoder {
         let State::Head(scanner) = &mut self.state else {
             return Ok((0, Event::NeedMore));
         };
-        let Some((head, used)) = scanner.parse(input, &self.limits)? else {
+        let Some((head, used)) = scanner.parse_into(input, &self.limits, &mut self.buffers)? else {
             self.partial_head = !input.is_empty();
             return Ok((0, Event::NeedMore));
         };

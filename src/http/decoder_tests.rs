@@ -325,3 +325,69 @@ fn head_event_marks_head_seen() {
     assert_eq!(head.method, "DELETE");
     assert!(decoder.has_head());
 }
+
+/// Decodes one head after a reset, with the input arriving in pieces of `piece` bytes.
+fn decode_head_in_pieces(decoder: &mut RequestDecoder, input: &[u8], piece: usize) -> RequestHead {
+    decoder.reset();
+    let mut body = Vec::new();
+    let mut end = 0;
+    while end < input.len() {
+        end = (end + piece).min(input.len());
+        let prefix = input.get(..end).unwrap_or_default();
+        match decoder.decode(prefix, &mut body) {
+            Ok((_, Event::Head(head))) => return head,
+            Ok((0, Event::NeedMore)) => {}
+            other => panic!("piece {piece}, {end} bytes: {other:?}"),
+        }
+    }
+    panic!("piece {piece}: no head in {:?}", String::from_utf8_lossy(input));
+}
+
+#[test]
+fn recycled_heads_match_fresh_parse() {
+    // Each head refills the buffers of one with another shape: more fields, fewer fields, an
+    // absolute-form target that adds a Host field, a value longer than the buffer it gets.
+    let heads: &[&[u8]] = &[
+        b"GET /a HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX-One: 1\r\nX-Two: 2\r\n\r\n",
+        b"POST /upload?x=1 HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n\r\n",
+        b"GET http://b.example/p HTTP/1.0\r\n\r\n",
+        b"GET http://c.example HTTP/1.1\r\nHost: ignored\r\nAccept: text/html\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\nCookie: session=0123456789abcdef0123456789abcdef\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: a\r\n\r\n",
+    ];
+    let limits = Limits::default();
+    let mut decoder = RequestDecoder::new(limits.clone());
+    for piece in [1, 3, 64] {
+        for input in heads {
+            let Ok(Some((expected, _))) = crate::http::parse_request_head(input, &limits) else {
+                panic!("{:?} must parse", String::from_utf8_lossy(input));
+            };
+            let head = decode_head_in_pieces(&mut decoder, input, piece);
+            assert_eq!(head, expected, "piece {piece}");
+            decoder.recycle(head);
+        }
+    }
+}
+
+#[test]
+fn recycle_reuses_allocations() {
+    let input = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
+    let mut decoder = RequestDecoder::new(Limits::default());
+    let first = decode_head_in_pieces(&mut decoder, input, input.len());
+    let method = first.method.as_ptr();
+    let target = first.target.as_ptr();
+    let list = first.headers.as_ptr();
+    let names: Vec<*const u8> = first.headers.iter().map(|header| header.name.as_ptr()).collect();
+    let values: Vec<*const u8> = first.headers.iter().map(|header| header.value.as_ptr()).collect();
+    decoder.recycle(first);
+
+    let second = decode_head_in_pieces(&mut decoder, input, input.len());
+    assert_eq!(second.method.as_ptr(), method);
+    assert_eq!(second.target.as_ptr(), target);
+    assert_eq!(second.headers.as_ptr(), list);
+    let second_names: Vec<*const u8> = second.headers.iter().map(|header| header.name.as_ptr()).collect();
+    assert_eq!(second_names, names);
+    let second_values: Vec<*const u8> =
+        second.headers.iter().map(|header| header.value.as_ptr()).collect();
+    assert_eq!(second_values, values);
+}

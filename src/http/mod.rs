@@ -6,6 +6,7 @@
 //! - `limits`: the bounds on client input.
 //! - `error`: every rejection of a request and the status it maps to.
 //! - `parse`: request head parsing and the body framing decision.
+//! - `head_buffers`: buffers of finished request heads, reused by the next parse.
 //! - `chunked`: the chunked body decoder.
 //! - `decoder`: one request after another on a connection.
 //! - `response`: status lines, error pages and the Date header.
@@ -20,6 +21,7 @@
 pub mod chunked;
 pub mod decoder;
 pub mod error;
+mod head_buffers;
 pub mod limits;
 pub mod parse;
 pub mod request;
@@ -29,6 +31,7 @@ pub mod upstream;
 pub use chunked::ChunkedDecoder;
 pub use decoder::{Event, RequestDecoder};
 pub use error::RequestError;
+pub use head_buffers::MAX_RECYCLED_HEAD_BYTES;
 pub use limits::Limits;
 pub use parse::parse_request_head;
 pub use request::{BodyFraming, Header, RequestHead, Version};

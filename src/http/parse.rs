@@ -1,11 +1,16 @@
 //! Request head parsing and the body framing decision (RFC 9112 §2–§6).
 //!
 //! httparse tokenizes the header lines, but it accepts input this server must reject, such as
-//! bare LF line ends and any number of empty lines before the request line. So a resumable byte
-//! scan runs first, and the request line and the framing headers are checked here. The module owns
-//! no buffer: the caller keeps the bytes and hands the growing head back on each call.
+//! bare LF line ends and any number of empty lines before the request line. So a resumable scan
+//! runs first. It finds the line ends with `memchr`, checks line ends, NUL bytes and limits on
+//! the way, and records the two spaces that split the request line. The request line and the
+//! framing headers are checked here once the head is complete. The module owns no buffer, so the
+//! caller keeps the bytes and hands the growing head back on each call.
+
+use memchr::{memchr, memchr3};
 
 use super::error::RequestError;
+use super::head_buffers::HeadBuffers;
 use super::limits::Limits;
 use super::request::{BodyFraming, Header, RequestHead, Version};
 
@@ -39,9 +44,9 @@ pub(crate) struct HeadScanner {
     /// Offset of the next byte to examine.
     pos: usize,
     line_start: usize,
-    /// Number of spaces seen in the request line so far.
-    request_line_spaces: usize,
-    target_start: usize,
+    /// Offset of the first space of the request line, which ends the method.
+    method_end: Option<usize>,
+    /// Offset of the second space of the request line, which ends the target.
     target_end: Option<usize>,
     request_line_end: Option<usize>,
     header_lines: usize,
@@ -58,6 +63,17 @@ impl HeadScanner {
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        self.parse_into(buf, limits, &mut HeadBuffers::default())
+    }
+
+    /// Continues the scan as [`parse`](Self::parse) does, but builds a complete head from the
+    /// buffers in `buffers` instead of allocating new ones.
+    pub(crate) fn parse_into(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        buffers: &mut HeadBuffers,
+    ) -> Result<Option<(RequestHead, usize)>, RequestError> {
         let Some(start) = self.skip_empty_lines(buf, limits)? else {
             return Ok(None);
         };
@@ -66,11 +82,11 @@ impl HeadScanner {
         };
 
         let request_line_end = self.request_line_end.unwrap_or(start);
-        let request_line = buf.get(start..request_line_end).unwrap_or_default();
+        let request_line = self.split_request_line(buf, request_line_end);
         let header_block = buf
             .get(request_line_end.saturating_add(2)..end)
             .unwrap_or_default();
-        let head = parse_head(request_line, header_block, self.header_lines, limits)?;
+        let head = parse_head(request_line, header_block, self.header_lines, limits, buffers)?;
         Ok(Some((head, end)))
     }
 
@@ -104,7 +120,6 @@ impl HeadScanner {
                 Some(_) => {
                     self.start = Some(self.pos);
                     self.line_start = self.pos;
-                    self.target_start = self.pos;
                     return Ok(Some(self.pos));
                 }
             }
@@ -113,9 +128,10 @@ impl HeadScanner {
 
     /// Scans for the empty line that ends the head and returns the offset just past it.
     ///
-    /// Checks every byte on the way: line ends must be CRLF, NUL is rejected, a header line may
-    /// not start with whitespace, and the request line, target and header count stay within
-    /// their limits.
+    /// Every byte is checked on the way, and the first fault in byte order is reported, so the
+    /// error is the same however the request was split into reads. Line ends must be CRLF, NUL
+    /// is rejected, a line after the request line may not start with whitespace, and the target,
+    /// header count and head size stay within their limits.
     fn find_head_end(
         &mut self,
         buf: &[u8],
@@ -124,48 +140,40 @@ impl HeadScanner {
     ) -> Result<Option<usize>, RequestError> {
         let scan_end = buf.len().min(start.saturating_add(limits.max_head_bytes));
         while self.pos < scan_end {
-            let Some(&byte) = buf.get(self.pos) else {
+            if self.pos == self.line_start && matches!(buf.get(self.pos), Some(b' ' | b'\t')) {
+                if self.request_line_end.is_none() {
+                    return Err(RequestError::MalformedRequestLine);
+                }
+                return Err(RequestError::ObsoleteLineFolding);
+            }
+
+            // Only CR, LF and NUL need a closer look. The bytes before the first of them are
+            // the rest of the current line.
+            let rest = buf.get(self.pos..scan_end).unwrap_or_default();
+            let special = memchr3(b'\r', b'\n', 0, rest).map(|offset| self.pos + offset);
+            let stop = special.unwrap_or(scan_end);
+            if self.request_line_end.is_none() {
+                self.scan_request_line(buf, stop, limits)?;
+            }
+            self.pos = stop;
+            let Some(at) = special else {
                 break;
             };
-            match byte {
-                b'\r' => match buf.get(self.pos + 1) {
+
+            match buf.get(at) {
+                Some(b'\r') => match buf.get(at + 1) {
                     // The CR is examined again once its LF arrives.
                     None => return Ok(None),
                     Some(b'\n') => {
                         if let Some(end) = self.on_line_end(start, limits)? {
                             return Ok(Some(end));
                         }
-                        continue;
                     }
                     Some(_) => return Err(RequestError::BareCr),
                 },
-                b'\n' => return Err(RequestError::BareLf),
-                0 => return Err(RequestError::NulByte),
-                b' ' | b'\t' if self.pos == self.line_start => {
-                    if self.request_line_end.is_none() {
-                        return Err(RequestError::MalformedRequestLine);
-                    }
-                    return Err(RequestError::ObsoleteLineFolding);
-                }
-                b' ' if self.request_line_end.is_none() => self.on_request_line_space(limits)?,
-                _ if self.request_line_end.is_none() && self.request_line_spaces == 1 => {
-                    // A target byte. Checking the length here, byte by byte, makes the error the
-                    // same however the request was split into reads.
-                    self.check_target_length(self.pos + 1, limits)?;
-                }
-                _ if self.request_line_end.is_some() => {
-                    // Inside a header line only CR, LF and NUL matter. The current byte is not one
-                    // of them, so the skip advances by at least one byte.
-                    let line = buf.get(self.pos..scan_end).unwrap_or_default();
-                    let special = line
-                        .iter()
-                        .position(|&byte| matches!(byte, b'\r' | b'\n' | 0));
-                    self.pos += special.unwrap_or(line.len());
-                    continue;
-                }
-                _ => {}
+                Some(b'\n') => return Err(RequestError::BareLf),
+                _ => return Err(RequestError::NulByte),
             }
-            self.pos += 1;
         }
 
         if self.pos >= start.saturating_add(limits.max_head_bytes) {
@@ -174,6 +182,40 @@ impl HeadScanner {
             });
         }
         Ok(None)
+    }
+
+    /// Records the spaces of the request line in `buf[self.pos..stop]` and checks the target
+    /// length against the bytes scanned so far.
+    fn scan_request_line(
+        &mut self,
+        buf: &[u8],
+        stop: usize,
+        limits: &Limits,
+    ) -> Result<(), RequestError> {
+        if self.method_end.is_none() {
+            let rest = buf.get(self.pos..stop).unwrap_or_default();
+            self.method_end = memchr(b' ', rest).map(|offset| self.pos + offset);
+        }
+        let Some(method_end) = self.method_end else {
+            return Ok(());
+        };
+        let target_start = method_end + 1;
+        if self.target_end.is_none() {
+            let from = self.pos.max(target_start);
+            let rest = buf.get(from..stop).unwrap_or_default();
+            self.target_end = memchr(b' ', rest).map(|offset| from + offset);
+        }
+
+        // The target scanned so far ends at the second space or at `stop`. Checking it on every
+        // call, instead of once the line is complete, reports a long target before the head
+        // size limit and before any later fault in the line.
+        let target_scanned = self.target_end.unwrap_or(stop).saturating_sub(target_start);
+        if target_scanned > limits.max_uri_bytes {
+            return Err(RequestError::UriTooLong {
+                max: limits.max_uri_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Handles the CRLF at `self.pos` and returns the head's end if that CRLF ends an empty line.
@@ -195,8 +237,6 @@ impl HeadScanner {
 
         if self.request_line_end.is_none() {
             self.request_line_end = Some(line_end);
-            let target_end = *self.target_end.get_or_insert(line_end);
-            self.check_target_length(target_end, limits)?;
         } else {
             self.header_lines += 1;
             if self.header_lines > limits.max_headers {
@@ -209,51 +249,71 @@ impl HeadScanner {
         Ok(None)
     }
 
-    /// Tracks where the target starts and ends in the request line.
-    fn on_request_line_space(&mut self, limits: &Limits) -> Result<(), RequestError> {
-        self.request_line_spaces += 1;
-        match self.request_line_spaces {
-            1 => self.target_start = self.pos + 1,
-            2 => {
-                self.target_end = Some(self.pos);
-                self.check_target_length(self.pos, limits)?;
-            }
-            _ => {}
+    /// Splits the complete request line at the spaces the scan found. Returns `None` unless
+    /// exactly two spaces separate three parts.
+    fn split_request_line<'a>(
+        &self,
+        buf: &'a [u8],
+        request_line_end: usize,
+    ) -> Option<RequestLineParts<'a>> {
+        let start = self.start?;
+        let method_end = self.method_end?;
+        let target_end = self.target_end?;
+        let version = buf.get(target_end + 1..request_line_end)?;
+        if memchr(b' ', version).is_some() {
+            return None;
         }
-        Ok(())
-    }
-
-    fn check_target_length(&self, target_end: usize, limits: &Limits) -> Result<(), RequestError> {
-        let length = target_end.saturating_sub(self.target_start);
-        if self.request_line_spaces >= 1 && length > limits.max_uri_bytes {
-            return Err(RequestError::UriTooLong {
-                max: limits.max_uri_bytes,
-            });
-        }
-        Ok(())
+        Some(RequestLineParts {
+            method: buf.get(start..method_end)?,
+            target: buf.get(method_end + 1..target_end)?,
+            version,
+        })
     }
 }
 
-/// Parses a complete head: the request line without its CRLF, and the header lines including
-/// the CRLF of the final empty line.
+/// The request line split at its two spaces.
+struct RequestLineParts<'a> {
+    method: &'a [u8],
+    target: &'a [u8],
+    version: &'a [u8],
+}
+
+/// Parses a complete head: the request line split into its parts (`None` if it has not exactly
+/// two spaces), and the header lines including the CRLF of the final empty line.
 fn parse_head(
-    request_line: &[u8],
+    request_line: Option<RequestLineParts<'_>>,
     header_block: &[u8],
     header_lines: usize,
     limits: &Limits,
+    buffers: &mut HeadBuffers,
 ) -> Result<RequestHead, RequestError> {
     let line = parse_request_line(request_line, limits)?;
-    let mut headers = parse_header_lines(header_block, header_lines, limits)?;
+    let mut headers = std::mem::take(&mut buffers.headers);
+    parse_header_lines(
+        header_block,
+        header_lines,
+        limits,
+        &mut headers,
+        &mut buffers.entries,
+    )?;
     let framing = decide_framing(&headers, line.version, limits)?;
 
-    let mut target = line.target;
-    if let Some(absolute) = line.absolute {
-        replace_host(&mut headers, &absolute.authority);
-        target = absolute.origin_form;
+    let mut method = std::mem::take(&mut buffers.method);
+    method.push_str(line.method);
+    let mut target = std::mem::take(&mut buffers.target);
+    match line.absolute {
+        Some(absolute) => {
+            if !absolute.path_and_query.starts_with('/') {
+                target.push('/');
+            }
+            target.push_str(absolute.path_and_query);
+            replace_host(&mut headers, absolute.authority, &mut buffers.entries);
+        }
+        None => target.push_str(line.target),
     }
 
     Ok(RequestHead {
-        method: line.method,
+        method,
         target,
         version: line.version,
         headers,
@@ -263,26 +323,32 @@ fn parse_head(
     })
 }
 
-struct RequestLine {
-    method: String,
-    target: String,
+struct RequestLine<'a> {
+    method: &'a str,
+    target: &'a str,
     version: Version,
-    absolute: Option<AbsoluteTarget>,
+    absolute: Option<AbsoluteTarget<'a>>,
 }
 
-/// An absolute-form target split into the authority and the origin-form rest.
+/// An absolute-form target split into the authority and the rest, which is empty or starts with
+/// `/` or `?`.
 #[derive(Debug, PartialEq, Eq)]
-struct AbsoluteTarget {
-    authority: String,
-    origin_form: String,
+struct AbsoluteTarget<'a> {
+    authority: &'a str,
+    path_and_query: &'a str,
 }
 
 /// Parses `method SP request-target SP HTTP-version` (RFC 9112 §3). Exactly one space must
 /// separate the parts, as in the grammar, because lenient splitting is where parsers disagree.
-fn parse_request_line(line: &[u8], limits: &Limits) -> Result<RequestLine, RequestError> {
-    let mut parts = line.split(|&byte| byte == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+fn parse_request_line<'a>(
+    parts: Option<RequestLineParts<'a>>,
+    limits: &Limits,
+) -> Result<RequestLine<'a>, RequestError> {
+    let Some(RequestLineParts {
+        method,
+        target,
+        version,
+    }) = parts
     else {
         return Err(RequestError::MalformedRequestLine);
     };
@@ -296,8 +362,8 @@ fn parse_request_line(line: &[u8], limits: &Limits) -> Result<RequestLine, Reque
     if method.is_empty() || !method.iter().all(|&byte| is_token_byte(byte)) {
         return Err(RequestError::InvalidMethod);
     }
-    let method = ascii_string(method, RequestError::InvalidMethod)?;
-    let (target, absolute) = parse_target(&method, target)?;
+    let method = ascii_str(method, RequestError::InvalidMethod)?;
+    let (target, absolute) = parse_target(method, target)?;
 
     Ok(RequestLine {
         method,
@@ -323,14 +389,14 @@ fn parse_version(version: &[u8]) -> Result<Version, RequestError> {
 
 /// Checks the request target form (RFC 9112 §3.2) and returns it as sent, plus its parts when it
 /// is in absolute form.
-fn parse_target(
+fn parse_target<'a>(
     method: &str,
-    target: &[u8],
-) -> Result<(String, Option<AbsoluteTarget>), RequestError> {
+    target: &'a [u8],
+) -> Result<(&'a str, Option<AbsoluteTarget<'a>>), RequestError> {
     if target.is_empty() || !target.iter().all(|&byte| is_target_byte(byte)) {
         return Err(RequestError::InvalidTarget);
     }
-    let text = ascii_string(target, RequestError::InvalidTarget)?;
+    let text = ascii_str(target, RequestError::InvalidTarget)?;
 
     if text.starts_with('/') {
         return Ok((text, None));
@@ -342,13 +408,13 @@ fn parse_target(
         }
         return Err(RequestError::InvalidTarget);
     }
-    let absolute = parse_absolute_target(&text)?;
+    let absolute = parse_absolute_target(text)?;
     Ok((text, Some(absolute)))
 }
 
 /// Splits an `http` or `https` absolute-form target (RFC 9112 §3.2.2). Other forms, such as the
 /// authority form that CONNECT uses, are rejected: this server is not a forward proxy.
-fn parse_absolute_target(target: &str) -> Result<AbsoluteTarget, RequestError> {
+fn parse_absolute_target(target: &str) -> Result<AbsoluteTarget<'_>, RequestError> {
     let (scheme, rest) = target
         .split_once("://")
         .ok_or(RequestError::InvalidTarget)?;
@@ -364,26 +430,100 @@ fn parse_absolute_target(target: &str) -> Result<AbsoluteTarget, RequestError> {
         return Err(RequestError::InvalidHost);
     }
 
-    let origin_form = if path_and_query.starts_with('/') {
-        path_and_query.to_owned()
-    } else {
-        format!("/{path_and_query}")
-    };
     Ok(AbsoluteTarget {
-        authority: authority.to_owned(),
-        origin_form,
+        authority,
+        path_and_query,
     })
 }
 
-/// Tokenizes the header lines with httparse after checking what it would accept or report too
-/// vaguely: whitespace before the colon.
+/// Number of httparse slots on the stack for a head with few fields, as curl and most API
+/// clients send them. Such a head then zeroes 512 bytes of slots instead of 3.2 KiB.
+const FEW_HEADER_SLOTS: usize = 16;
+
+/// Number of httparse slots on the stack for larger heads. It covers the default
+/// `max_headers`, so only a server configured for more fields allocates slots on the heap.
+const MANY_HEADER_SLOTS: usize = 100;
+
+/// Tokenizes the `count` header lines of `block` with httparse and appends them to `headers`,
+/// taking name and value buffers from `entries` first.
 fn parse_header_lines(
     block: &[u8],
     count: usize,
     limits: &Limits,
-) -> Result<Vec<Header>, RequestError> {
+    headers: &mut Vec<Header>,
+    entries: &mut Vec<Header>,
+) -> Result<(), RequestError> {
+    if count <= FEW_HEADER_SLOTS {
+        let mut slots = [httparse::EMPTY_HEADER; FEW_HEADER_SLOTS];
+        tokenize_header_lines(block, count, &mut slots, limits, headers, entries)
+    } else if count <= MANY_HEADER_SLOTS {
+        let mut slots = [httparse::EMPTY_HEADER; MANY_HEADER_SLOTS];
+        tokenize_header_lines(block, count, &mut slots, limits, headers, entries)
+    } else {
+        let mut slots = vec![httparse::EMPTY_HEADER; count];
+        tokenize_header_lines(block, count, &mut slots, limits, headers, entries)
+    }
+}
+
+/// Runs httparse over `block` with exactly `count` of `slots` and copies the fields out.
+fn tokenize_header_lines<'b>(
+    block: &'b [u8],
+    count: usize,
+    slots: &mut [httparse::Header<'b>],
+    limits: &Limits,
+    headers: &mut Vec<Header>,
+    entries: &mut Vec<Header>,
+) -> Result<(), RequestError> {
+    // As many slots as header lines, so httparse reports too many fields exactly when the scan
+    // and httparse disagree about where the lines end.
+    let used = count.min(slots.len());
+    let slots = slots.get_mut(..used).unwrap_or_default();
+    let parsed = match httparse::parse_headers(block, slots) {
+        Ok(httparse::Status::Complete((_, parsed))) => parsed,
+        other => return Err(header_lines_error(block, other, limits)),
+    };
+
+    headers.reserve(parsed.len());
+    let mut reused = entries.drain(..parsed.len().min(entries.len()));
+    for field in parsed {
+        let mut header = reused.next().unwrap_or_else(empty_header);
+        header.name.push_str(field.name);
+        header.value.extend_from_slice(field.value);
+        headers.push(header);
+    }
+    Ok(())
+}
+
+/// Returns the error for a header block that httparse did not accept.
+///
+/// Whitespace before a colon, and a line without one, are reported first, for the first line
+/// that has them, even when httparse stopped at an earlier line. httparse accepts neither, so
+/// this check runs only on a block it rejected.
+fn header_lines_error(
+    block: &[u8],
+    result: httparse::Result<(usize, &[httparse::Header<'_>])>,
+    limits: &Limits,
+) -> RequestError {
+    if let Err(error) = check_header_colons(block) {
+        return error;
+    }
+    match result {
+        // The block ends with CRLF CRLF and the scan saw no bare CR or LF, so httparse has the
+        // whole block. An incomplete result would be a disagreement about line ends.
+        Ok(_) => RequestError::MalformedRequestLine,
+        Err(httparse::Error::HeaderValue) => RequestError::InvalidHeaderValue,
+        Err(httparse::Error::TooManyHeaders) => RequestError::TooManyHeaders {
+            max: limits.max_headers,
+        },
+        Err(_) => RequestError::InvalidHeaderName,
+    }
+}
+
+/// Checks that every header line has a colon without whitespace before it (RFC 9112 §5.1),
+/// which httparse reports only as an invalid name.
+fn check_header_colons(block: &[u8]) -> Result<(), RequestError> {
     for line in block.split(|&byte| byte == b'\n') {
-        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+        let Some(colon) = memchr(b':', line) else {
             // The last piece after the final LF is empty, and the empty line is just "\r".
             if line.is_empty() || line == b"\r" {
                 continue;
@@ -395,29 +535,14 @@ fn parse_header_lines(
             return Err(RequestError::WhitespaceBeforeColon);
         }
     }
+    Ok(())
+}
 
-    let mut slots = vec![httparse::EMPTY_HEADER; count];
-    let parsed = match httparse::parse_headers(block, &mut slots) {
-        Ok(httparse::Status::Complete((_, parsed))) => parsed,
-        // The block ends with CRLF CRLF and the scan saw no bare CR or LF, so httparse has the
-        // whole block. An incomplete result would be a disagreement about line ends.
-        Ok(httparse::Status::Partial) => return Err(RequestError::MalformedRequestLine),
-        Err(httparse::Error::HeaderValue) => return Err(RequestError::InvalidHeaderValue),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(RequestError::TooManyHeaders {
-                max: limits.max_headers,
-            });
-        }
-        Err(_) => return Err(RequestError::InvalidHeaderName),
-    };
-
-    Ok(parsed
-        .iter()
-        .map(|header| Header {
-            name: header.name.to_owned(),
-            value: header.value.to_vec(),
-        })
-        .collect())
+fn empty_header() -> Header {
+    Header {
+        name: String::new(),
+        value: Vec::new(),
+    }
 }
 
 /// The framing and connection decisions taken from the headers.
@@ -646,17 +771,20 @@ fn parse_expect(value: &[u8]) -> Result<bool, RequestError> {
 
 /// Sets the Host header to the authority of an absolute-form target (RFC 9112 §3.2.2), adding
 /// one when an HTTP/1.0 request sent none.
-fn replace_host(headers: &mut Vec<Header>, authority: &str) {
-    match headers
+fn replace_host(headers: &mut Vec<Header>, authority: &str, entries: &mut Vec<Header>) {
+    if let Some(host) = headers
         .iter_mut()
         .find(|header| header.name.eq_ignore_ascii_case("host"))
     {
-        Some(host) => host.value = authority.as_bytes().to_vec(),
-        None => headers.push(Header {
-            name: "Host".to_owned(),
-            value: authority.as_bytes().to_vec(),
-        }),
+        host.value.clear();
+        host.value.extend_from_slice(authority.as_bytes());
+        return;
     }
+
+    let mut host = entries.pop().unwrap_or_else(empty_header);
+    host.name.push_str("Host");
+    host.value.extend_from_slice(authority.as_bytes());
+    headers.push(host);
 }
 
 /// Checks `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2). The host may not be empty
@@ -768,11 +896,8 @@ fn is_target_byte(byte: u8) -> bool {
     matches!(byte, b'!'..=b'~') && byte != b'#'
 }
 
-fn ascii_string(bytes: &[u8], error: RequestError) -> Result<String, RequestError> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Ok(text.to_owned()),
-        Err(_) => Err(error),
-    }
+fn ascii_str(bytes: &[u8], error: RequestError) -> Result<&str, RequestError> {
+    std::str::from_utf8(bytes).map_err(|_| error)
 }
 
 #[cfg(test)]

@@ -214,6 +214,7 @@ impl Connection {
                         };
                     }
                     let keep_alive = self.respond(&request, started).await?;
+                    self.decoder.recycle(request);
                     self.decoder.reset();
                     self.body.clear();
                     self.deadline = None;
