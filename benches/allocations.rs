@@ -1,9 +1,9 @@
 //! Heap allocations per request on the static cache-hit path, counted with a counting global
-//! allocator: parsing a request head as a keep-alive connection does (recycling the last head's
-//! buffers), then routing it, responding from a warm cache entry and writing the response head
-//! as the connection does, once without `Accept-Encoding` and once asking for the gzip variant.
-//! Run with `cargo bench --bench allocations`; it prints the counts. Zero is the goal, and each
-//! count above zero is a place where the hot path still allocates.
+//! allocator. It parses a request head as a keep-alive connection does, recycling the last
+//! head's buffers. Then it routes the request, responds from a warm cache entry and writes the
+//! response head as the connection does, once without `Accept-Encoding` and once for the gzip
+//! variant. Run with `cargo bench --bench allocations`, which prints the counts. Zero is the
+//! goal, and each count above zero is a place where the hot path still allocates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
