@@ -9,7 +9,8 @@
 #
 # Usage: scripts/profile.sh [plain|tls|redirect ...]   (default: all three)
 # Settings: REQUESTS (20000), CONNECTIONS (8), BASE_PORT (24500, uses BASE_PORT+1 to +3).
-# The callgrind output files stay in target/profile/ for callgrind_annotate.
+# The callgrind output files stay in target/profile/ (under CARGO_TARGET_DIR when set) for
+# callgrind_annotate.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,8 +49,9 @@ if ((${#missing[@]} > 0)); then
 fi
 
 cargo build --release --quiet
-binary="$repo_root/target/release/ringfront"
-out_dir="$repo_root/target/profile"
+target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+binary="$target_dir/release/ringfront"
+out_dir="$target_dir/profile"
 mkdir -p "$out_dir"
 
 work="$(mktemp -d)"
