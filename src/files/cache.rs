@@ -16,9 +16,9 @@ use slab::Slab;
 use super::load::{CacheKey, FileEntry, IdentityBody, LoadError};
 use super::path::NormalizedPath;
 
-/// Estimated bytes of bookkeeping per entry beyond its bodies and key: the slab node, the map
-/// slot, the header strings and the path buffer. An estimate, so that error entries, which have
-/// no body, still count against the budget.
+/// Estimated bytes of bookkeeping per entry beyond its bodies, prebuilt response fields and
+/// key: the slab node, the map slot, the validator strings and the path buffer. An estimate, so
+/// that error entries, which have no body, still count against the budget.
 const ENTRY_OVERHEAD_BYTES: usize = 512;
 
 /// A cached result for one path.
@@ -46,9 +46,10 @@ impl EntryKind {
         }
     }
 
-    fn body_bytes(&self) -> usize {
+    /// Returns the bytes the entry holds for bodies and prebuilt response fields.
+    fn held_bytes(&self) -> usize {
         match self {
-            EntryKind::File(file) => file.body_bytes(),
+            EntryKind::File(file) => file.body_bytes().saturating_add(file.head_bytes()),
             EntryKind::Redirect | EntryKind::Failed(_) => 0,
         }
     }
@@ -156,7 +157,7 @@ impl Cache {
         };
         let cost = entry
             .kind
-            .body_bytes()
+            .held_bytes()
             .saturating_add(key.path.as_bytes().len())
             .saturating_add(ENTRY_OVERHEAD_BYTES);
         let hash = self.hash(KeyRef::from(&key));

@@ -190,6 +190,13 @@ impl FileEntry {
         })
     }
 
+    /// Returns the bytes of memory the entry holds for its prebuilt response fields.
+    pub fn head_bytes(&self) -> usize {
+        self.variants.iter().fold(self.identity.head.len(), |total, variant| {
+            total.saturating_add(variant.head.len())
+        })
+    }
+
     /// Returns the variant for `coding`, if the file has one.
     pub fn variant(&self, coding: ContentCoding) -> Option<&EncodedVariant> {
         self.variants

@@ -94,6 +94,11 @@ pub(crate) struct HeadLines {
 }
 
 impl HeadLines {
+    /// Returns the length of the prebuilt text in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Returns every field of a 200.
     fn full(&self) -> PrebuiltFields {
         PrebuiltFields {
