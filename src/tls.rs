@@ -1,5 +1,5 @@
 //! TLS set-up: reads the certificate chain and key and builds the rustls server configuration
-//! shared by every worker. The per-connection record layer is driven in `server::client_io`.
+//! shared by every worker. The per-connection record layer is driven in `server::tls_session`.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -90,6 +90,9 @@ pub fn server_config(certificate: &Path, private_key: &Path) -> Result<Arc<Serve
     // One ticket is enough for a browser's next connection; the default of two doubles the
     // handshake's ticket-encryption work.
     config.send_tls13_tickets = 1;
+    // `max_early_data_size` stays 0: the session rejects 0-RTT data, which can be replayed.
+    // `ServerConnection::set_buffer_limit` has no counterpart in the unbuffered API that
+    // connections use, because rustls then keeps no send buffer at all.
     Ok(Arc::new(config))
 }
 

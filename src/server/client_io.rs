@@ -1,13 +1,12 @@
-//! A client connection's byte stream, plain or TLS. rustls is driven over buffers this type owns:
-//! ciphertext read from the socket goes into `rustls::ServerConnection::read_tls`, and records it
-//! produces are collected with `write_tls` into the outgoing buffer, so no TLS stream wrapper and
-//! no second runtime are involved.
+//! A client connection's byte stream, plain or TLS. TLS goes through a [`TlsSession`] over buffers
+//! this type owns: ciphertext read from the socket, and records to send, which rustls encrypts
+//! straight into the outgoing buffer. No TLS stream wrapper and no second runtime are involved,
+//! and an idle connection keeps no TLS buffer.
 
-use std::io::{self, Write};
+use std::io;
 use std::time::{Duration, Instant};
 
-use rustls::ServerConnection;
-
+use super::tls_session::{TlsSession, TlsSessionError};
 use crate::rt::{self, AsyncRead, AsyncWrite, BufResult, IntoInner, IoBuf, SharedBytes, TcpStream};
 
 /// Bytes requested from the socket per read. A full TLS record (16 KiB of plaintext plus
@@ -36,8 +35,9 @@ pub enum StreamError {
     TimedOut,
     /// The socket failed, for example with a reset or a broken pipe.
     Io(io::Error),
-    /// The peer sent TLS that rustls rejected; the alert has already been queued.
-    Tls(rustls::Error),
+    /// The peer sent TLS that rustls rejected (the alert has already been queued), or the session
+    /// failed in another way.
+    Tls(TlsSessionError),
     /// The peer spoke plain HTTP to the TLS port.
     PlainHttpOnTls,
 }
@@ -54,6 +54,12 @@ impl std::fmt::Display for StreamError {
     }
 }
 
+impl From<TlsSessionError> for StreamError {
+    fn from(err: TlsSessionError) -> Self {
+        StreamError::Tls(err)
+    }
+}
+
 impl From<io::Error> for StreamError {
     fn from(err: io::Error) -> Self {
         StreamError::Io(err)
@@ -62,9 +68,11 @@ impl From<io::Error> for StreamError {
 
 pub struct ClientIo {
     stream: TcpStream,
-    tls: Option<Box<ServerConnection>>,
+    tls: Option<Box<TlsSession>>,
     /// Ciphertext read from the socket and not yet taken by rustls (TLS only).
     tls_in: Vec<u8>,
+    /// Plaintext decrypted and not yet handed to [`ClientIo::read`] (TLS only).
+    tls_plaintext: Vec<u8>,
     /// Bytes ready for the socket: plaintext on a plain connection, TLS records otherwise.
     out: Vec<u8>,
     send_timeout: Duration,
@@ -73,14 +81,16 @@ pub struct ClientIo {
 }
 
 impl ClientIo {
-    pub fn new(stream: TcpStream, tls: Option<ServerConnection>, send_timeout: Duration) -> ClientIo {
-        let tls = tls.map(|mut connection| {
-            // Bodies are pushed in TLS_WRITE_CHUNK steps and flushed after each, so rustls's own
-            // buffer never grows past one step.
-            connection.set_buffer_limit(None);
-            Box::new(connection)
-        });
-        ClientIo { stream, tls, tls_in: Vec::new(), out: Vec::new(), send_timeout, timer: rt::Timer::default() }
+    pub fn new(stream: TcpStream, tls: Option<TlsSession>, send_timeout: Duration) -> ClientIo {
+        ClientIo {
+            stream,
+            tls: tls.map(Box::new),
+            tls_in: Vec::new(),
+            tls_plaintext: Vec::new(),
+            out: Vec::new(),
+            send_timeout,
+            timer: rt::Timer::default(),
+        }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -95,13 +105,13 @@ impl ClientIo {
     /// `TimedOut` when the deadline passes first.
     pub async fn handshake(&mut self, deadline: Instant) -> Result<(), StreamError> {
         loop {
-            let Some(tls) = self.tls.as_mut() else { return Ok(()) };
-            if !tls.is_handshaking() {
-                return Ok(());
-            }
-            if tls.wants_write() {
+            let Some(tls) = self.tls.as_ref() else { return Ok(()) };
+            if !self.out.is_empty() {
                 self.flush().await?;
                 continue;
+            }
+            if tls.is_handshake_complete() {
+                return Ok(());
             }
             let received = self.receive_ciphertext(deadline).await?;
             if received == 0 {
@@ -118,7 +128,9 @@ impl ClientIo {
     /// queued with [`ClientIo::queue`].
     pub fn downgrade_to_plain(&mut self) {
         self.tls = None;
-        self.tls_in.clear();
+        self.tls_in = Vec::new();
+        self.tls_plaintext = Vec::new();
+        self.out.clear();
     }
 
     /// Appends at least one byte of plaintext to `input`, or returns `Ok(0)` at a clean end of
@@ -135,7 +147,7 @@ impl ClientIo {
             if let Some(read) = self.take_plaintext(input)? {
                 return Ok(read);
             }
-            if self.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
+            if !self.out.is_empty() {
                 Box::pin(self.flush()).await?;
             }
             let received = self.receive_ciphertext(deadline).await?;
@@ -152,24 +164,24 @@ impl ClientIo {
         Ok(received.ok_or(StreamError::TimedOut)??)
     }
 
-    /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext.
+    /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext, and
+    /// `Ok(Some(0))` that the client sent close_notify.
     fn take_plaintext(&mut self, input: &mut Vec<u8>) -> Result<Option<usize>, StreamError> {
-        use std::io::BufRead;
-
-        let Some(tls) = self.tls.as_mut() else { return Ok(None) };
-        // Copy rustls's plaintext chunk straight into `input`; reading into a zeroed scratch
-        // area instead cost more than the decryption on small requests.
-        let mut reader = tls.reader();
-        let chunk = match reader.fill_buf() {
-            Ok(chunk) => chunk,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Err(StreamError::Closed),
-            Err(err) => return Err(StreamError::Io(err)),
+        let peer_closed = match self.tls.as_ref() {
+            Some(tls) => tls.is_peer_closed(),
+            None => return Ok(None),
         };
-        let length = chunk.len();
-        input.extend_from_slice(chunk);
-        reader.consume(length);
-        Ok(Some(length))
+        if !self.tls_plaintext.is_empty() {
+            let length = self.tls_plaintext.len();
+            if input.as_slice().is_empty() {
+                // Hand over the whole buffer instead of copying it.
+                std::mem::swap(input, &mut self.tls_plaintext);
+            } else {
+                input.append(&mut self.tls_plaintext);
+            }
+            return Ok(Some(length));
+        }
+        Ok(peer_closed.then_some(0))
     }
 
     async fn receive_ciphertext(&mut self, deadline: Instant) -> Result<usize, StreamError> {
@@ -178,31 +190,27 @@ impl ClientIo {
     }
 
     /// Releases buffer memory a connection kept from its last request, so an idle keep-alive
-    /// connection costs little more than its socket and TLS session.
+    /// connection costs little more than its socket and TLS session. The ciphertext buffer is
+    /// freed whenever it is empty, because the session keeps no offsets into an empty buffer.
     pub fn shrink_idle_buffers(&mut self) {
-        if self.tls_in.is_empty() && self.tls_in.capacity() > IDLE_BUFFER_BYTES {
+        if self.tls_in.is_empty() {
             self.tls_in = Vec::new();
+        }
+        if self.tls_plaintext.is_empty() {
+            self.tls_plaintext = Vec::new();
         }
         if self.out.is_empty() && self.out.capacity() > IDLE_BUFFER_BYTES {
             self.out = Vec::new();
         }
     }
 
-    /// Feeds buffered ciphertext to rustls, queueing any alert it produces when it rejects it.
+    /// Feeds buffered ciphertext to rustls, sending any alert it produces when it rejects it.
     async fn process_ciphertext(&mut self) -> Result<(), StreamError> {
         let Some(tls) = self.tls.as_mut() else { return Ok(()) };
-        while !self.tls_in.is_empty() {
-            let mut unread = self.tls_in.as_slice();
-            let taken = tls.read_tls(&mut unread)?;
-            self.tls_in.drain(..taken);
-            if let Err(err) = tls.process_new_packets() {
-                // The alert describing the failure is in rustls's output; send it before closing.
-                Box::pin(self.flush()).await.ok();
-                return Err(StreamError::Tls(err));
-            }
-            if taken == 0 {
-                break;
-            }
+        if let Err(err) = tls.process(&mut self.tls_in, &mut self.tls_plaintext, &mut self.out) {
+            // The alert describing the failure is at the end of `out`; send it before closing.
+            Box::pin(self.flush()).await.ok();
+            return Err(StreamError::Tls(err));
         }
         Ok(())
     }
@@ -211,14 +219,9 @@ impl ClientIo {
     pub fn queue(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
         match self.tls.as_mut() {
             None => self.out.extend_from_slice(bytes),
-            Some(tls) => {
-                tls.writer().write_all(bytes)?;
-                // Encrypt at once, so that `pending` counts these bytes and the caller's flush
-                // threshold bounds TLS connections as it does plain ones.
-                while tls.wants_write() {
-                    tls.write_tls(&mut self.out)?;
-                }
-            }
+            // Encrypted at once, so that `pending` counts these bytes and the caller's flush
+            // threshold bounds TLS connections as it does plain ones.
+            Some(tls) => tls.encrypt(&mut self.tls_in, &[bytes], &mut self.out)?,
         }
         Ok(())
     }
@@ -232,19 +235,7 @@ impl ClientIo {
             self.out.extend_from_slice(body);
             return Ok(());
         };
-        let written = tls.writer().write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])?;
-        // rustls takes everything, since its buffer limit is off, but a short write must not
-        // lose bytes.
-        let rest = written.saturating_sub(head.len());
-        if let Some(head_rest) = head.get(written..) {
-            tls.writer().write_all(head_rest)?;
-        }
-        if let Some(body_rest) = body.get(rest..) {
-            tls.writer().write_all(body_rest)?;
-        }
-        while tls.wants_write() {
-            tls.write_tls(&mut self.out)?;
-        }
+        tls.encrypt(&mut self.tls_in, &[head, body], &mut self.out)?;
         Ok(())
     }
 
@@ -258,11 +249,6 @@ impl ClientIo {
     /// # Errors
     /// `TimedOut` when the client takes no byte for the whole send timeout.
     pub async fn flush(&mut self) -> Result<(), StreamError> {
-        if let Some(tls) = self.tls.as_mut() {
-            while tls.wants_write() {
-                tls.write_tls(&mut self.out)?;
-            }
-        }
         if self.out.is_empty() {
             return Ok(());
         }
@@ -328,10 +314,12 @@ impl ClientIo {
         Ok(())
     }
 
-    /// Lends the socket and the TLS session to a relay that drives both directions itself.
-    /// Call only after [`ClientIo::flush`], and close the connection after the relay.
-    pub fn split_for_relay(&mut self) -> (&TcpStream, Option<&mut ServerConnection>) {
-        (&self.stream, self.tls.as_deref_mut())
+    /// Lends the socket and the TLS session, with its unprocessed ciphertext, to a relay that
+    /// drives both directions itself. Call only after [`ClientIo::flush`], and close the
+    /// connection after the relay.
+    pub fn split_for_relay(&mut self) -> (&TcpStream, Option<RelayTls<'_>>) {
+        let tls = self.tls.as_deref_mut().map(|session| RelayTls { session, incoming: &mut self.tls_in, outgoing: &mut self.out });
+        (&self.stream, tls)
     }
 
     /// Sends a TLS close_notify (RFC 8446 §6.1) when the connection is TLS, flushes, and shuts the
@@ -339,7 +327,8 @@ impl ClientIo {
     /// bytes are drained first: use it when the client may still be sending a request.
     pub async fn close(mut self, linger: bool) {
         if let Some(tls) = self.tls.as_mut() {
-            tls.send_close_notify();
+            // A failure here only means no close_notify goes out; the socket closes anyway.
+            tls.queue_close_notify(&mut self.tls_in, &mut self.out).ok();
         }
         if self.flush().await.is_ok() {
             let _ = rt::timeout(self.send_timeout, self.stream.shutdown()).await;
@@ -368,6 +357,17 @@ impl ClientIo {
             }
         }
     }
+}
+
+/// A TLS session lent to the WebSocket relay, with the ciphertext buffer every session call
+/// takes.
+pub struct RelayTls<'a> {
+    pub session: &'a mut TlsSession,
+    /// Ciphertext read from the client and not yet taken by rustls.
+    pub incoming: &'a mut Vec<u8>,
+    /// Records to send ahead of the next relayed bytes, such as a session ticket. Whatever is
+    /// left here after the relay (an alert) goes out when the connection closes.
+    pub outgoing: &'a mut Vec<u8>,
 }
 
 /// Writes all of `buffer` and hands it back. The timeout applies to each write, so a client

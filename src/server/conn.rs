@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::client_io::{self, ClientIo, StreamError};
 use super::proxy::{self, Exchange};
 use super::spool::Spool;
+use super::tls_session::TlsSession;
 use super::upgrade::{self, UpgradeOutcome};
 use super::worker::{ConnectionHandle, ListenerKind, WorkerContext};
 use crate::files::{FileBody, Outcome, StaticTarget};
@@ -37,8 +38,8 @@ const FLUSH_THRESHOLD: usize = 64 * 1024;
 pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind, handle: ConnectionHandle) {
     let timeouts = context.shared.config.timeouts.clone();
     let tls = match kind {
-        ListenerKind::Https => match rustls::ServerConnection::new(Arc::clone(context.shared.tls())) {
-            Ok(connection) => Some(connection),
+        ListenerKind::Https => match TlsSession::new(Arc::clone(context.shared.tls())) {
+            Ok(session) => Some(session),
             Err(err) => {
                 tracing::error!(error = %err, "cannot create a TLS session");
                 return;

@@ -3,18 +3,16 @@
 //! get the 101, and from then on bytes are copied both ways until either side closes or both stay
 //! silent for `upstream.upgrade_idle_timeout`.
 //!
-//! The two directions run as two futures sharing the client socket and, on HTTPS, the rustls
+//! The two directions run as two futures sharing the client socket and, on HTTPS, the TLS
 //! session. Only the upstream-to-client direction writes to the client, so TLS records are never
-//! interleaved; records that reading produced (a KeyUpdate answer, say) go out with its next write.
+//! interleaved; records that reading produced (a session ticket, say) go out with its next write.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use rustls::ServerConnection;
-
-use super::client_io::ClientIo;
+use super::client_io::{ClientIo, RelayTls};
 use super::proxy::ProxyError;
+use super::tls_session::TlsSessionError;
 use super::upstream::{UpstreamStream, Upstreams};
 use crate::http::{self, Forwarded, RequestHead, ResponseDecoder, ResponseEvent, ResponseLimits};
 use crate::rt::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
@@ -142,7 +140,7 @@ pub async fn handle(
 
 /// Copies bytes both ways until a side closes or fails, or neither sends for `idle`. Returns the
 /// bytes sent to the client.
-async fn relay(client: &TcpStream, tls: Option<&mut ServerConnection>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> u64 {
+async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> u64 {
     let tls = tls.map(RefCell::new);
     let last_activity = Cell::new(Instant::now());
     let to_client = Cell::new(0u64);
@@ -161,7 +159,7 @@ fn is_idle(last_activity: &Cell<Instant>, idle: Duration) -> bool {
 
 async fn copy_client_to_upstream(
     client: &TcpStream,
-    tls: Option<&RefCell<&mut ServerConnection>>,
+    tls: Option<&RefCell<RelayTls<'_>>>,
     upstream: &UpstreamStream,
     pending: Vec<u8>,
     idle: Duration,
@@ -186,7 +184,8 @@ async fn copy_client_to_upstream(
         let plaintext = match &tls {
             None => received,
             Some(session) => match decrypt(&mut session.borrow_mut(), &received) {
-                Ok(plaintext) => plaintext,
+                Ok(Some(plaintext)) => plaintext,
+                Ok(None) => return,
                 Err(err) => {
                     tracing::debug!(error = %err, "upgraded TLS connection ended");
                     return;
@@ -201,7 +200,7 @@ async fn copy_client_to_upstream(
 
 async fn copy_upstream_to_client(
     client: &TcpStream,
-    tls: Option<&RefCell<&mut ServerConnection>>,
+    tls: Option<&RefCell<RelayTls<'_>>>,
     upstream: &UpstreamStream,
     idle: Duration,
     last_activity: &Cell<Instant>,
@@ -240,34 +239,22 @@ async fn write_upstream(upstream: &UpstreamStream, bytes: Vec<u8>) -> bool {
     result.is_ok()
 }
 
-/// Feeds ciphertext to rustls and returns the plaintext it yields.
-fn decrypt(session: &mut ServerConnection, ciphertext: &[u8]) -> io::Result<Vec<u8>> {
-    let mut unread = ciphertext;
+/// Feeds ciphertext to the session and returns the plaintext it yields, or `None` once the
+/// client sent close_notify and no plaintext is left. Records the session produces stay in
+/// `tls.outgoing` for the next write to the client.
+fn decrypt(tls: &mut RelayTls<'_>, ciphertext: &[u8]) -> Result<Option<Vec<u8>>, TlsSessionError> {
+    tls.incoming.extend_from_slice(ciphertext);
     let mut plaintext = Vec::new();
-    while !unread.is_empty() {
-        let taken = session.read_tls(&mut unread)?;
-        session.process_new_packets().map_err(io::Error::other)?;
-        if taken == 0 {
-            break;
-        }
+    tls.session.process(tls.incoming, &mut plaintext, tls.outgoing)?;
+    if plaintext.is_empty() && tls.session.is_peer_closed() {
+        return Ok(None);
     }
-    let mut chunk = [0u8; RELAY_CHUNK];
-    loop {
-        match session.reader().read(&mut chunk) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            Ok(count) => plaintext.extend_from_slice(chunk.get(..count).unwrap_or_default()),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(plaintext),
-            Err(err) => return Err(err),
-        }
-    }
+    Ok(Some(plaintext))
 }
 
-/// Encrypts `plaintext` into TLS records, together with any records the session had queued.
-fn encrypt(session: &mut ServerConnection, plaintext: &[u8]) -> io::Result<Vec<u8>> {
-    session.writer().write_all(plaintext)?;
-    let mut records = Vec::with_capacity(plaintext.len() + 64);
-    while session.wants_write() {
-        session.write_tls(&mut records)?;
-    }
+/// Encrypts `plaintext` into TLS records, after any records the session had queued.
+fn encrypt(tls: &mut RelayTls<'_>, plaintext: &[u8]) -> Result<Vec<u8>, TlsSessionError> {
+    let mut records = std::mem::take(tls.outgoing);
+    tls.session.encrypt(tls.incoming, &[plaintext], &mut records)?;
     Ok(records)
 }
