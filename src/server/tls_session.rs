@@ -90,7 +90,7 @@ impl fmt::Display for TlsSessionError {
 
 impl std::error::Error for TlsSessionError {}
 
-/// What one call drives the session towards.
+/// The goal of one call.
 enum Goal<'a> {
     /// Take in all complete records and append their plaintext.
     Process { plaintext: &'a mut Vec<u8> },
@@ -155,7 +155,7 @@ impl TlsSession {
 
     /// Takes every complete record from `incoming` and removes the bytes rustls consumed. Appends
     /// decrypted application data to `plaintext` and records to send (handshake messages, session
-    /// tickets, KeyUpdate answers, alerts) to `outgoing`. An incomplete record stays in `incoming`
+    /// tickets, KeyUpdate responses, alerts) to `outgoing`. An incomplete record stays in `incoming`
     /// until more bytes arrive.
     ///
     /// # Errors
