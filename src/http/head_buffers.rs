@@ -5,12 +5,23 @@
 
 use super::request::{Header, RequestHead};
 
-/// Maximum bytes of buffer capacity kept for reuse, summed over the method, the target and every
-/// header name and value. The 12-field browser head of `benches/http_parse.rs`, with session
-/// cookies, needs about 650 bytes, so 4 KiB leaves room for larger cookies. 4 KiB is also the buffer
-/// capacity a connection may keep while idle, so a keep-alive connection that once received a
-/// large head does not go on holding it. A buffer that does not fit is freed.
+/// Maximum bytes kept for reuse: the capacity of the method, the target and every header name
+/// and value, plus per header entry its two list slots and an estimate of the allocator's
+/// overhead. The 12-field browser head of `benches/http_parse.rs`, with session cookies, needs
+/// about 2 KiB counted this way, so 4 KiB leaves room for larger cookies. 4 KiB is also the
+/// buffer capacity a connection may keep while idle, so a keep-alive connection that once
+/// received a large head does not go on holding it. A buffer that does not fit is freed.
 pub const MAX_RECYCLED_HEAD_BYTES: usize = 4 * 1024;
+
+/// List slots a recycled list may have beyond twice its kept entries before it is shrunk.
+const SPARE_SLOTS: usize = 4;
+
+/// Estimated bytes the allocator adds to each heap block (glibc's chunk header, rounded up).
+const ALLOCATION_OVERHEAD_BYTES: usize = 16;
+
+/// Bytes one kept header entry costs beyond its capacity: a slot in each of the two lists and
+/// the allocator's overhead for its name and value.
+const ENTRY_COST_BYTES: usize = 2 * std::mem::size_of::<Header>() + 2 * ALLOCATION_OVERHEAD_BYTES;
 
 /// Empty buffers with capacity, ready for the next request head.
 ///
@@ -32,9 +43,9 @@ impl HeadBuffers {
     /// most [`MAX_RECYCLED_HEAD_BYTES`] of method, target, name and value capacity.
     ///
     /// Entries are kept in the order the head received them, so the next head of the same shape
-    /// finds each name and value buffer already large enough. The two header lists keep their
-    /// capacity, which stays below about four times `max_headers` slots because no head has
-    /// more than `max_headers + 1` fields.
+    /// finds each name and value buffer already large enough. Each kept entry counts its two list
+    /// slots against the budget, and a list with more than twice the slots it needs (plus a few)
+    /// is shrunk, so a head of many fields is not kept whole.
     pub(crate) fn recycle(&mut self, head: RequestHead, max_headers: usize) {
         let RequestHead {
             mut method,
@@ -60,13 +71,22 @@ impl HeadBuffers {
         self.entries.retain_mut(|entry| {
             entry.name.clear();
             entry.value.clear();
-            let bytes = entry.name.capacity().saturating_add(entry.value.capacity());
+            let bytes = entry.name.capacity().saturating_add(entry.value.capacity()).saturating_add(ENTRY_COST_BYTES);
             let keep = kept_entries < max_headers && take_budget(&mut budget, bytes);
             if keep {
                 kept_entries += 1;
             }
             keep
         });
+        // Steady traffic grows a list to at most twice what a head needs, so this shrinks only
+        // after an unusually wide head.
+        let slot_limit = kept_entries.saturating_mul(2).saturating_add(SPARE_SLOTS);
+        if self.entries.capacity() > slot_limit {
+            self.entries.shrink_to(kept_entries);
+        }
+        if entries.capacity() > slot_limit {
+            entries.shrink_to(kept_entries);
+        }
 
         self.method = method;
         self.target = target;
@@ -158,6 +178,22 @@ mod tests {
         assert_eq!(capacities, vec![40, 20, 30]);
     }
 
+    /// A head of many short fields, like the 99-field heads a client may send, keeps neither all
+    /// its entries nor list slots for all of them.
+    #[test]
+    fn recycle_wide_head_bound() {
+        let fields = [("X-Field", 35); 99];
+        let mut buffers = HeadBuffers::default();
+        buffers.recycle(head("/", &fields), 100);
+        let kept = buffers.entries.len();
+        assert!(kept < fields.len(), "{kept} entries kept");
+        assert!(buffers.entries.capacity() <= 2 * kept + SPARE_SLOTS, "{} slots", buffers.entries.capacity());
+        assert!(buffers.headers.capacity() <= 2 * kept + SPARE_SLOTS, "{} slots", buffers.headers.capacity());
+        let slot_bytes = (buffers.entries.capacity() + buffers.headers.capacity()) * std::mem::size_of::<Header>();
+        let text_bytes: usize = buffers.entries.iter().map(|entry| entry.name.capacity() + entry.value.capacity()).sum();
+        assert!(slot_bytes + text_bytes <= 2 * MAX_RECYCLED_HEAD_BYTES, "{slot_bytes} + {text_bytes} bytes");
+    }
+
     #[test]
     fn recycle_entry_count_bound() {
         let mut buffers = HeadBuffers::default();
@@ -188,7 +224,7 @@ mod tests {
                 + buffers
                     .entries
                     .iter()
-                    .map(|entry| entry.name.capacity() + entry.value.capacity())
+                    .map(|entry| entry.name.capacity() + entry.value.capacity() + ENTRY_COST_BYTES)
                     .sum::<usize>();
             assert!(bytes <= MAX_RECYCLED_HEAD_BYTES, "{fields:?}: {bytes} bytes kept");
         }
