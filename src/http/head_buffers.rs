@@ -40,7 +40,7 @@ pub(crate) struct HeadBuffers {
 
 impl HeadBuffers {
     /// Takes back the buffers of `head`, keeping at most `max_headers` header entries and at
-    /// most [`MAX_RECYCLED_HEAD_BYTES`] of method, target, name and value capacity.
+    /// most [`MAX_RECYCLED_HEAD_BYTES`], counted as that constant describes.
     ///
     /// Entries are kept in the order the head received them, so the next head of the same shape
     /// finds each name and value buffer already large enough. Each kept entry counts its two list
