@@ -300,6 +300,23 @@ fn pipelined_non_reader_cut_after_send_timeout() {
     assert_eq!(after.status, 200);
 }
 
+/// A connection that never sends its first request is closed after `request_head`, as nginx's
+/// client_header_timeout does, even when the keep-alive time is much longer.
+#[test]
+fn silent_new_connection_closed_after_request_head() {
+    let site = site();
+    let keepalive = Duration::from_secs(20);
+    let ringfront = config(&site).timeout("keepalive", &toml_duration(keepalive)).start();
+
+    let mut stream = slow::connect(ringfront.http_port());
+    let ending = slow::wait_for_close(&mut stream, REQUEST_HEAD + SLACK);
+
+    assert!(ending.closed, "still open after {:?}", ending.elapsed);
+    assert_eq!(ending.received_count, 0, "{:?}", String::from_utf8_lossy(&ending.received));
+    assert!(ending.elapsed + EARLY_TOLERANCE >= REQUEST_HEAD, "closed after {:?}", ending.elapsed);
+    assert!(ending.elapsed < keepalive, "closed after {:?}", ending.elapsed);
+}
+
 #[test]
 fn max_connections_evicts_longest_idle() {
     let site = site();

@@ -92,6 +92,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         handle,
         deadline: None,
         scratch: Vec::new(),
+        served: 0,
     };
     connection.decoder = RequestDecoder::new(connection.limits());
     let linger = connection.run().await;
@@ -116,6 +117,8 @@ struct Connection {
     deadline: Option<Instant>,
     /// A buffer reused for response heads.
     scratch: Vec<u8>,
+    /// Requests answered on this connection so far.
+    served: u64,
 }
 
 /// Where the connection is between requests, which decides the read timeout and how an end of
@@ -215,6 +218,7 @@ impl Connection {
                         };
                     }
                     let keep_alive = self.respond(&request, started).await?;
+                    self.served += 1;
                     self.decoder.recycle(request);
                     self.decoder.reset();
                     self.body.clear();
@@ -271,6 +275,13 @@ impl Connection {
         // The head has one deadline, counted from its first byte. The body has one counted from
         // the end of the head, and each read of it also has `body_read`.
         let limit = match phase {
+            // A new connection gets `request_head` for its first request, as nginx's
+            // client_header_timeout, so a client that connects and sends nothing is not kept for
+            // the whole keep-alive time.
+            ReadPhase::Idle if self.served == 0 => {
+                self.deadline = None;
+                timeouts.request_head
+            }
             ReadPhase::Idle => {
                 self.deadline = None;
                 timeouts.keepalive
