@@ -303,3 +303,38 @@ fn pipelined_after_error_closes() {
         "connection still open after 400"
     );
 }
+
+/// RFC 9112 §9.3: an HTTP/1.0 client keeps a connection open only when the response carries
+/// `Connection: keep-alive`, so every answer to a keep-alive request from such a client must say
+/// so, and the connection must then serve the next request.
+#[test]
+fn http10_keep_alive_echoed() {
+    let site = Site::create();
+    let ringfront = Config::new().http().static_dir("/static/", site.static_dir()).start();
+    let mut connection = Connection::plain(ringfront.http_port());
+
+    // (case, request, expected status)
+    let cases: [(&str, &[u8], u16); 3] = [
+        ("file", b"GET /static/style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200),
+        ("missing file", b"GET /static/none.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 404),
+        ("directory", b"GET /static/sub HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 301),
+    ];
+    for (case, request, status) in cases {
+        let response = connection.request(request);
+        assert_eq!(response.status, status, "{case}");
+        assert!(response.header_has_token("connection", "keep-alive"), "{case}: {:?}", response.headers);
+    }
+}
+
+#[test]
+fn http10_keep_alive_echoed_on_redirect_listener() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new().redirect().https(&cert).start();
+    let mut connection = Connection::plain(ringfront.redirect_port());
+    for path in ["/one", "/two"] {
+        let request = format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let response = connection.request(request.as_bytes());
+        assert_eq!(response.status, 301, "{path}");
+        assert!(response.header_has_token("connection", "keep-alive"), "{path}: {:?}", response.headers);
+    }
+}

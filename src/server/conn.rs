@@ -351,7 +351,11 @@ impl Connection {
         self.context.shared.write_redirect_location(request, head);
         head.extend_from_slice(b"\r\nContent-Type: text/html\r\nContent-Length: ");
         head.extend_from_slice(REDIRECT_BODY_LENGTH.as_bytes());
-        head.extend_from_slice(if keep_alive { b"\r\n\r\n" } else { b"\r\nConnection: close\r\n\r\n" });
+        head.extend_from_slice(match (keep_alive, request.version) {
+            (false, _) => b"\r\nConnection: close\r\n\r\n",
+            (true, Version::Http10) => b"\r\nConnection: keep-alive\r\n\r\n",
+            (true, Version::Http11) => b"\r\n\r\n",
+        });
         let body_bytes = if request.is_head() { 0 } else { REDIRECT_BODY.len() };
         if body_bytes > 0 {
             head.extend_from_slice(REDIRECT_BODY.as_bytes());
@@ -451,10 +455,15 @@ impl Connection {
         };
         let mut out = Vec::with_capacity(512);
         http::write_client_response_head(&head, body_length, keep_alive, &date, &mut out);
-        self.io.queue(&out)?;
         let body_bytes = if request.is_head() { 0 } else { body.len() };
         self.log(request, head.status, body_bytes, &date, started);
-        if !request.is_head() && !body.is_empty() {
+        if request.is_head() || body.is_empty() {
+            self.io.queue(&out)?;
+        } else if !body.is_spilled() && body.memory.len() <= FLUSH_THRESHOLD {
+            // A small body goes out with the head, in one TLS record where it fits.
+            self.io.queue_head_and_body(&out, &body.memory)?;
+        } else {
+            self.io.queue(&out)?;
             body.send_to_client(&mut self.io).await?;
         }
         Ok(keep_alive)
@@ -578,8 +587,10 @@ impl Connection {
         if !reply.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-length")) && reply.status != 304 && reply.status >= 200 && reply.status != 204 {
             headers.push(("Content-Length", content_length.as_bytes()));
         }
-        if !keep_alive {
-            headers.push(("Connection", b"close"));
+        match (keep_alive, request.version) {
+            (false, _) => headers.push(("Connection", b"close")),
+            (true, Version::Http10) => headers.push(("Connection", b"keep-alive")),
+            (true, Version::Http11) => {}
         }
         let mut head = Vec::with_capacity(256);
         http::write_head(&mut head, reply.status, &headers);
@@ -613,7 +624,12 @@ impl Connection {
         let date = self.context.date();
         let mut head = std::mem::take(&mut self.scratch);
         head.clear();
-        response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront")], keep_alive);
+        // RFC 9112 §9.3: an HTTP/1.0 client keeps the connection only when the response says so.
+        if keep_alive && request.version == Version::Http10 {
+            response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront"), ("Connection", b"keep-alive")], true);
+        } else {
+            response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront")], keep_alive);
+        }
         // A small body goes out with the head, in one TLS record where it fits.
         let small_body = match &response.body {
             _ if request.is_head() => Some(&[][..]),
