@@ -305,7 +305,7 @@ fn pipelined_after_error_closes() {
 }
 
 /// RFC 9112 §9.3: an HTTP/1.0 client keeps a connection open only when the response carries
-/// `Connection: keep-alive`, so every answer to a keep-alive request from such a client must say
+/// `Connection: keep-alive`, so every response to a keep-alive request from such a client must say
 /// so, and the connection must then serve the next request.
 #[test]
 fn http10_keep_alive_echoed() {

@@ -117,7 +117,7 @@ struct Connection {
     deadline: Option<Instant>,
     /// A buffer reused for response heads.
     scratch: Vec<u8>,
-    /// Requests answered on this connection so far.
+    /// Requests this connection has responded to so far.
     served: u64,
 }
 
