@@ -94,9 +94,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Filter directive added to `log_level` unless it names rustls itself. rustls logs a peer's
+/// protocol faults (a ChangeCipherSpec before the ClientHello, a renegotiation attempt) at warn,
+/// once per connection, so any client could grow the log at its connection rate. nginx logs
+/// such client faults at info.
+const RUSTLS_LOG_DIRECTIVE: &str = "rustls=error";
+
 fn init_logging(level: &str) {
+    let level = if level.contains("rustls") { level.to_owned() } else { format!("{RUSTLS_LOG_DIRECTIVE},{level}") };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -453,8 +453,9 @@ fn tls_garbage_closes_connection() {
     oversized_record.extend_from_slice(&common::noise_bytes(64));
     let mut early_application_data = vec![0x17, 0x03, 0x03, 0x00, 0x10];
     early_application_data.extend_from_slice(&[0xAB; 16]);
-    let cases: [(&str, Vec<u8>); 4] = [
+    let cases: [(&str, Vec<u8>); 5] = [
         ("noise", common::noise_bytes(1024)),
+        ("ChangeCipherSpec before the ClientHello", vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01]),
         ("zero bytes", vec![0; 64]),
         ("handshake record over the size limit", oversized_record),
         (
@@ -476,6 +477,10 @@ fn tls_garbage_closes_connection() {
 
     let mut after = Connection::https(port, &cert);
     assert_eq!(after.request(STYLE_REQUEST).status, 200);
+    // A client's protocol faults must not reach the log at warn: any client could fill it.
+    let output = ringfront.output();
+    let warnings: Vec<&str> = output.lines().filter(|line| line.contains("WARN") && line.contains("rustls")).collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 #[test]
