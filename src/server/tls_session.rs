@@ -320,23 +320,43 @@ fn discard_front(buffer: &mut Vec<u8>, count: usize) {
 
 /// Appends one handshake record or alert rustls queued to `outgoing`.
 fn encode_into(data: &mut EncodeTlsData<'_, ServerConnectionData>, outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
+    let size = outgoing.capacity().saturating_sub(outgoing.len()).max(HANDSHAKE_RECORD_ESTIMATE);
+    write_with_retry(outgoing, size, |space| match data.encode(space) {
+        Ok(written) => Ok(written),
+        Err(EncodeError::InsufficientSize(needed)) => Err(Attempt::Grow(needed.required_size)),
+        Err(EncodeError::AlreadyEncoded) => Err(Attempt::Fail(TlsSessionError::UnexpectedState)),
+    })
+}
+
+/// The reason one attempt of [`write_with_retry`] wrote nothing.
+enum Attempt {
+    /// The space was short: this many bytes are required.
+    Grow(usize),
+    /// A failure that another size would not fix.
+    Fail(TlsSessionError),
+}
+
+/// Appends what `write` puts into spare space at the end of `outgoing`: first `size` bytes of it,
+/// then once more with the size rustls reported as required. rustls writes into initialised
+/// memory only, so the space is zeroed first.
+fn write_with_retry(
+    outgoing: &mut Vec<u8>,
+    mut size: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Attempt>,
+) -> Result<(), TlsSessionError> {
     let start = outgoing.len();
-    let mut size = outgoing.capacity().saturating_sub(start).max(HANDSHAKE_RECORD_ESTIMATE);
     for _ in 0..SIZE_ATTEMPTS {
         outgoing.resize(start.saturating_add(size), 0);
-        let result = match outgoing.get_mut(start..) {
-            Some(space) => data.encode(space),
-            None => Err(EncodeError::AlreadyEncoded),
-        };
-        match result {
+        let Some(space) = outgoing.get_mut(start..) else { break };
+        match write(space) {
             Ok(written) => {
                 outgoing.truncate(start.saturating_add(written));
                 return Ok(());
             }
-            Err(EncodeError::InsufficientSize(needed)) => size = needed.required_size,
-            Err(EncodeError::AlreadyEncoded) => {
+            Err(Attempt::Grow(required)) => size = required,
+            Err(Attempt::Fail(err)) => {
                 outgoing.truncate(start);
-                return Err(TlsSessionError::UnexpectedState);
+                return Err(err);
             }
         }
     }
@@ -378,7 +398,9 @@ fn encrypt_parts(
         let (records, tail) = rest.split_at(whole);
         encrypt_into(traffic, records, record_plaintext, outgoing)?;
         if joined.capacity() == 0 && !tail.is_empty() {
-            joined.reserve_exact(record_plaintext);
+            // Enough for the record this tail starts, which for a small response is all of it.
+            let remaining: usize = parts.iter().skip(index + 1).map(|part| part.len()).sum();
+            joined.reserve_exact(record_plaintext.min(tail.len().saturating_add(remaining)));
         }
         joined.extend_from_slice(tail);
     }
@@ -397,48 +419,21 @@ fn encrypt_into(
         return Ok(());
     }
     let records = plaintext.len().div_ceil(record_plaintext.max(1));
-    let start = outgoing.len();
-    let mut size = plaintext.len().saturating_add(records.saturating_mul(RECORD_OVERHEAD_ESTIMATE));
-    for _ in 0..SIZE_ATTEMPTS {
-        outgoing.resize(start.saturating_add(size), 0);
-        let Some(space) = outgoing.get_mut(start..) else { break };
-        match traffic.encrypt(plaintext, space) {
-            Ok(written) => {
-                outgoing.truncate(start.saturating_add(written));
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(needed)) => size = needed.required_size,
-            Err(EncryptError::EncryptExhausted) => {
-                outgoing.truncate(start);
-                return Err(TlsSessionError::EncryptExhausted);
-            }
-        }
-    }
-    outgoing.truncate(start);
-    Err(TlsSessionError::OutputSize { required: size })
+    let size = plaintext.len().saturating_add(records.saturating_mul(RECORD_OVERHEAD_ESTIMATE));
+    write_with_retry(outgoing, size, |space| match traffic.encrypt(plaintext, space) {
+        Ok(written) => Ok(written),
+        Err(EncryptError::InsufficientSize(needed)) => Err(Attempt::Grow(needed.required_size)),
+        Err(EncryptError::EncryptExhausted) => Err(Attempt::Fail(TlsSessionError::EncryptExhausted)),
+    })
 }
 
 /// Appends an encrypted close_notify alert to `outgoing`.
 fn close_notify_into(traffic: &mut WriteTraffic<'_, ServerConnectionData>, outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
-    let start = outgoing.len();
-    let mut size = RECORD_OVERHEAD_ESTIMATE;
-    for _ in 0..SIZE_ATTEMPTS {
-        outgoing.resize(start.saturating_add(size), 0);
-        let Some(space) = outgoing.get_mut(start..) else { break };
-        match traffic.queue_close_notify(space) {
-            Ok(written) => {
-                outgoing.truncate(start.saturating_add(written));
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(needed)) => size = needed.required_size,
-            Err(EncryptError::EncryptExhausted) => {
-                outgoing.truncate(start);
-                return Err(TlsSessionError::EncryptExhausted);
-            }
-        }
-    }
-    outgoing.truncate(start);
-    Err(TlsSessionError::OutputSize { required: size })
+    write_with_retry(outgoing, RECORD_OVERHEAD_ESTIMATE, |space| match traffic.queue_close_notify(space) {
+        Ok(written) => Ok(written),
+        Err(EncryptError::InsufficientSize(needed)) => Err(Attempt::Grow(needed.required_size)),
+        Err(EncryptError::EncryptExhausted) => Err(Attempt::Fail(TlsSessionError::EncryptExhausted)),
+    })
 }
 
 #[cfg(test)]
