@@ -132,7 +132,7 @@ fn count_cache_hit(files: &mut StaticFiles, head: &RequestHead, now: Instant, en
             panic!("a warm cache must not load");
         };
         out.clear();
-        response.write_head(&mut out, &[("Date", &DATE), ("Server", b"ringfront")], true);
+        response.write_head(&mut out, &[("Date", &DATE), ("Server", b"ringfront")], None);
         response
     })
 }

@@ -57,14 +57,15 @@ impl FileResponse {
     }
 
     /// Writes the response head: the status line, the `common` fields such as Date and Server,
-    /// the response's own fields, `Connection: close` unless `keep_alive`, and the empty line.
+    /// the response's own fields, a Connection field with the value `connection` when there is
+    /// one (see `http::connection_field`), and the empty line.
     /// With `out` reused across requests, a 200 for a cached file allocates nothing here.
     ///
     /// # Panics
     ///
     /// In debug builds, if a `common` name is not a token or a value contains CR, LF or NUL, as
     /// [`write_head`](crate::http::write_head) does.
-    pub fn write_head(&self, out: &mut Vec<u8>, common: &[(&str, &[u8])], keep_alive: bool) {
+    pub fn write_head(&self, out: &mut Vec<u8>, common: &[(&str, &[u8])], connection: Option<&[u8]>) {
         write_status_line(out, self.status, reason_phrase(self.status).as_bytes());
         for (name, value) in common {
             write_header(out, name, value);
@@ -73,8 +74,8 @@ impl FileResponse {
         for (name, value) in &self.headers {
             write_header(out, name, value.as_bytes());
         }
-        if !keep_alive {
-            write_header(out, "Connection", b"close");
+        if let Some(connection) = connection {
+            write_header(out, "Connection", connection);
         }
         out.extend_from_slice(b"\r\n");
     }

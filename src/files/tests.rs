@@ -1273,7 +1273,7 @@ fn write_head_cached_gzip_200() {
 
     let mut out = Vec::new();
     let date: &[u8] = b"Fri, 04 Dec 2026 20:39:01 GMT";
-    response.write_head(&mut out, &[("Date", date), ("Server", b"ringfront")], false);
+    response.write_head(&mut out, &[("Date", date), ("Server", b"ringfront")], Some(b"close"));
     let text = String::from_utf8(out).unwrap();
     let mut lines: Vec<&str> = text.split("\r\n").collect();
     assert_eq!(lines.pop(), Some(""));

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::request::Version;
+
 /// Returns the reason phrase of `status` as named in RFC 9110 §15, or an empty string for a
 /// code it does not name (RFC 9112 §4 allows an empty reason phrase).
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -57,6 +59,17 @@ pub fn reason_phrase(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "",
+    }
+}
+
+/// Returns the Connection field value a response to a request of `version` carries, or `None`
+/// when it needs none. A closing response says `close`. An HTTP/1.0 client keeps the connection
+/// only when the response says `keep-alive`, while HTTP/1.1 persists by default (RFC 9112 §9.3).
+pub fn connection_field(keep_alive: bool, version: Version) -> Option<&'static [u8]> {
+    match (keep_alive, version) {
+        (false, _) => Some(b"close"),
+        (true, Version::Http10) => Some(b"keep-alive"),
+        (true, Version::Http11) => None,
     }
 }
 
@@ -225,6 +238,20 @@ fn push_status_and_reason(out: &mut Vec<u8>, status: u16, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_field_table() {
+        // (keep_alive, version, expected field value)
+        let cases: [(bool, Version, Option<&[u8]>); 4] = [
+            (false, Version::Http11, Some(b"close")),
+            (false, Version::Http10, Some(b"close")),
+            (true, Version::Http10, Some(b"keep-alive")),
+            (true, Version::Http11, None),
+        ];
+        for (keep_alive, version, expected) in cases {
+            assert_eq!(connection_field(keep_alive, version), expected, "{keep_alive} {version:?}");
+        }
+    }
 
     #[test]
     fn reason_phrase_cases() {

@@ -351,11 +351,11 @@ impl Connection {
         self.context.shared.write_redirect_location(request, head);
         head.extend_from_slice(b"\r\nContent-Type: text/html\r\nContent-Length: ");
         head.extend_from_slice(REDIRECT_BODY_LENGTH.as_bytes());
-        head.extend_from_slice(match (keep_alive, request.version) {
-            (false, _) => b"\r\nConnection: close\r\n\r\n",
-            (true, Version::Http10) => b"\r\nConnection: keep-alive\r\n\r\n",
-            (true, Version::Http11) => b"\r\n\r\n",
-        });
+        if let Some(connection) = http::connection_field(keep_alive, request.version) {
+            head.extend_from_slice(b"\r\nConnection: ");
+            head.extend_from_slice(connection);
+        }
+        head.extend_from_slice(b"\r\n\r\n");
         let body_bytes = if request.is_head() { 0 } else { REDIRECT_BODY.len() };
         if body_bytes > 0 {
             head.extend_from_slice(REDIRECT_BODY.as_bytes());
@@ -587,10 +587,8 @@ impl Connection {
         if !reply.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-length")) && reply.status != 304 && reply.status >= 200 && reply.status != 204 {
             headers.push(("Content-Length", content_length.as_bytes()));
         }
-        match (keep_alive, request.version) {
-            (false, _) => headers.push(("Connection", b"close")),
-            (true, Version::Http10) => headers.push(("Connection", b"keep-alive")),
-            (true, Version::Http11) => {}
+        if let Some(connection) = http::connection_field(keep_alive, request.version) {
+            headers.push(("Connection", connection));
         }
         let mut head = Vec::with_capacity(256);
         http::write_head(&mut head, reply.status, &headers);
@@ -624,12 +622,8 @@ impl Connection {
         let date = self.context.date();
         let mut head = std::mem::take(&mut self.scratch);
         head.clear();
-        // RFC 9112 §9.3: an HTTP/1.0 client keeps the connection only when the response says so.
-        if keep_alive && request.version == Version::Http10 {
-            response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront"), ("Connection", b"keep-alive")], true);
-        } else {
-            response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront")], keep_alive);
-        }
+        let connection = http::connection_field(keep_alive, request.version);
+        response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront")], connection);
         // A small body goes out with the head, in one TLS record where it fits.
         let small_body = match &response.body {
             _ if request.is_head() => Some(&[][..]),
