@@ -141,7 +141,7 @@ impl ClientIo {
     /// without close_notify, and `Io` and `Tls` as they come.
     pub async fn read(&mut self, input: &mut Vec<u8>, deadline: Instant) -> Result<usize, StreamError> {
         if self.tls.is_none() {
-            return self.read_plain(input, deadline).await;
+            return receive_until(&mut self.stream, &mut self.timer, input, deadline).await;
         }
         loop {
             if let Some(read) = self.take_plaintext(input)? {
@@ -157,11 +157,6 @@ impl ClientIo {
             }
             self.process_ciphertext().await?;
         }
-    }
-
-    async fn read_plain(&mut self, input: &mut Vec<u8>, deadline: Instant) -> Result<usize, StreamError> {
-        let received = self.timer.until(deadline, rt::receive_into(&mut self.stream, input, READ_CHUNK)).await;
-        Ok(received.ok_or(StreamError::TimedOut)??)
     }
 
     /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext, and
@@ -185,8 +180,7 @@ impl ClientIo {
     }
 
     async fn receive_ciphertext(&mut self, deadline: Instant) -> Result<usize, StreamError> {
-        let received = self.timer.until(deadline, rt::receive_into(&mut self.stream, &mut self.tls_in, READ_CHUNK)).await;
-        Ok(received.ok_or(StreamError::TimedOut)??)
+        receive_until(&mut self.stream, &mut self.timer, &mut self.tls_in, deadline).await
     }
 
     /// Releases buffer memory a connection kept from its last request, so an idle keep-alive
@@ -217,25 +211,24 @@ impl ClientIo {
 
     /// Queues bytes for the client. Call [`ClientIo::flush`] to send them.
     pub fn queue(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        match self.tls.as_mut() {
-            None => self.out.extend_from_slice(bytes),
-            // Encrypted at once, so that `pending` counts these bytes and the caller's flush
-            // threshold bounds TLS connections as it does plain ones.
-            Some(tls) => tls.encrypt(&mut self.tls_in, &[bytes], &mut self.out)?,
-        }
-        Ok(())
+        self.queue_parts(&[bytes])
     }
 
     /// Queues a response head and the body that follows it. On TLS both go into one record where
     /// they fit, because each record costs its own encryption and a header and tag on the wire
     /// (22 bytes with TLS 1.3 and AES-GCM).
     pub fn queue_head_and_body(&mut self, head: &[u8], body: &[u8]) -> Result<(), StreamError> {
-        let Some(tls) = self.tls.as_mut() else {
-            self.out.extend_from_slice(head);
-            self.out.extend_from_slice(body);
-            return Ok(());
-        };
-        tls.encrypt(&mut self.tls_in, &[head, body], &mut self.out)?;
+        self.queue_parts(&[head, body])
+    }
+
+    /// Queues the concatenation of `parts`. TLS records are encrypted at once, so that `pending`
+    /// counts these bytes and the caller's flush threshold bounds TLS connections as it does
+    /// plain ones.
+    fn queue_parts(&mut self, parts: &[&[u8]]) -> Result<(), StreamError> {
+        match self.tls.as_mut() {
+            None => parts.iter().for_each(|part| self.out.extend_from_slice(part)),
+            Some(tls) => tls.encrypt(&mut self.tls_in, parts, &mut self.out)?,
+        }
         Ok(())
     }
 
@@ -368,6 +361,15 @@ pub struct RelayTls<'a> {
     /// Records to send ahead of the next relayed bytes, such as a session ticket. Whatever is
     /// left here after the relay (an alert) goes out when the connection closes.
     pub outgoing: &'a mut Vec<u8>,
+}
+
+/// Receives into `buffer` until `deadline`, through the worker's provided-buffer pool.
+///
+/// # Errors
+/// `TimedOut` when nothing arrived by `deadline`, and `Io` as it comes.
+async fn receive_until(stream: &mut TcpStream, timer: &mut rt::Timer, buffer: &mut Vec<u8>, deadline: Instant) -> Result<usize, StreamError> {
+    let received = timer.until(deadline, rt::receive_into(stream, buffer, READ_CHUNK)).await;
+    Ok(received.ok_or(StreamError::TimedOut)??)
 }
 
 /// Writes all of `buffer` and hands it back. The timeout applies to each write, so a client
