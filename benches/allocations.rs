@@ -5,10 +5,13 @@
 //! variant. Run with `cargo bench --bench allocations`, which prints the counts. Zero is the
 //! goal, and each count above zero is a place where the hot path still allocates.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::BROWSER_HEAD;
 use ringfront::files::{Outcome, StaticFiles, StaticRoute, StaticSettings};
 use ringfront::http::{self, Event, Limits, RequestDecoder, RequestHead};
 
@@ -47,22 +50,6 @@ const ROUNDS: usize = 1000;
 const REQUEST: &[u8] = b"GET /static/small.txt HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
 
 const GZIP_REQUEST: &[u8] = b"GET /static/app.css HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n\r\n";
-
-/// A desktop browser's head with session cookies, as in `benches/http_parse.rs`.
-const BROWSER_REQUEST: &[u8] = b"GET /account/settings?tab=profile HTTP/1.1\r\n\
-Host: app.example.com\r\n\
-Connection: keep-alive\r\n\
-Cache-Control: max-age=0\r\n\
-Upgrade-Insecure-Requests: 1\r\n\
-User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36\r\n\
-Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
-Sec-Fetch-Site: same-origin\r\n\
-Sec-Fetch-Mode: navigate\r\n\
-Referer: https://app.example.com/account\r\n\
-Accept-Encoding: gzip, deflate, br, zstd\r\n\
-Accept-Language: en-US,en;q=0.9,de;q=0.8\r\n\
-Cookie: session=eyJ1c2VyX2lkIjo0MiwiZXhwIjoxNzAwMDAwMDAwfQ.Zm9vYmFyYmF6cXV4; csrftoken=3f9a1c2b7d8e4f60a1b2c3d4e5f60718; theme=dark; _ga=GA1.1.123456789.1700000000\r\n\
-\r\n";
 
 const DATE: [u8; 29] = *b"Fri, 04 Dec 2026 20:39:01 GMT";
 
@@ -152,7 +139,7 @@ fn main() {
     let now = Instant::now();
 
     let parse_count = count_parse(REQUEST);
-    let browser_parse_count = count_parse(BROWSER_REQUEST);
+    let browser_parse_count = count_parse(BROWSER_HEAD);
     let identity_count = count_cache_hit(&mut files, &head, now, None);
     let gzip_count = count_cache_hit(&mut files, &gzip_head, now, Some("gzip"));
     let mut out = Vec::with_capacity(1024);
