@@ -185,10 +185,10 @@ mod tests {
         let fields = [("X-Field", 35); 99];
         let mut buffers = HeadBuffers::default();
         buffers.recycle(head("/", &fields), 100);
-        let kept = buffers.entries.len();
-        assert!(kept < fields.len(), "{kept} entries kept");
-        assert!(buffers.entries.capacity() <= 2 * kept + SPARE_SLOTS, "{} slots", buffers.entries.capacity());
-        assert!(buffers.headers.capacity() <= 2 * kept + SPARE_SLOTS, "{} slots", buffers.headers.capacity());
+        let kept_entries = buffers.entries.len();
+        assert!(kept_entries < fields.len(), "{kept_entries} entries kept");
+        assert!(buffers.entries.capacity() <= 2 * kept_entries + SPARE_SLOTS, "{} slots", buffers.entries.capacity());
+        assert!(buffers.headers.capacity() <= 2 * kept_entries + SPARE_SLOTS, "{} slots", buffers.headers.capacity());
         let slot_bytes = (buffers.entries.capacity() + buffers.headers.capacity()) * std::mem::size_of::<Header>();
         let text_bytes: usize = buffers.entries.iter().map(|entry| entry.name.capacity() + entry.value.capacity()).sum();
         assert!(slot_bytes + text_bytes <= 2 * MAX_RECYCLED_HEAD_BYTES, "{slot_bytes} + {text_bytes} bytes");

@@ -159,8 +159,8 @@ impl TlsSession {
     /// until more bytes arrive.
     ///
     /// # Errors
-    /// `Protocol` when rustls rejects the records, after appending its alert to `outgoing`;
-    /// `EarlyData` when the client sent 0-RTT data; the other variants for states this driver
+    /// `Protocol` when rustls rejects the records, after its alert was appended to `outgoing`.
+    /// `EarlyData` when the client sent 0-RTT data. The other variants for states this driver
     /// does not expect.
     pub fn process(&mut self, incoming: &mut Vec<u8>, plaintext: &mut Vec<u8>, outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
         self.drive(incoming, outgoing, Goal::Process { plaintext })
