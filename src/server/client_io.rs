@@ -3,7 +3,9 @@
 //! straight into the outgoing buffer. No TLS stream wrapper and no second runtime are involved,
 //! and an idle connection keeps no TLS buffer.
 
+use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::tls_session::{TlsSession, TlsSessionError};
@@ -19,6 +21,10 @@ const TLS_WRITE_CHUNK: usize = 64 * 1024;
 
 /// Buffer capacity a connection may keep while idle; more is freed before it waits.
 pub const IDLE_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Output buffers a worker keeps for its next responses, at most [`IDLE_BUFFER_BYTES`] each, so
+/// the list holds at most 512 KiB per worker.
+const MAX_SPARE_BUFFERS: usize = 128;
 
 /// How long a closing connection keeps reading what the client still sends.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -66,6 +72,33 @@ impl From<io::Error> for StreamError {
     }
 }
 
+/// Output buffers that connections gave back on going idle, for the next responses of the same
+/// worker. An idle connection then keeps no output buffer, and a response still finds one
+/// without a trip through the allocator (about 0.5k instructions per request in a callgrind
+/// profile of the 1 KiB case, where the buffer exceeds the allocator's small-size cache).
+#[derive(Default)]
+pub struct SpareBuffers {
+    buffers: RefCell<Vec<Vec<u8>>>,
+}
+
+impl SpareBuffers {
+    fn take(&self) -> Vec<u8> {
+        self.buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps `buffer` for a later response unless it is large or the list is full.
+    fn give(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() == 0 || buffer.capacity() > IDLE_BUFFER_BYTES {
+            return;
+        }
+        let mut buffers = self.buffers.borrow_mut();
+        if buffers.len() < MAX_SPARE_BUFFERS {
+            buffer.clear();
+            buffers.push(buffer);
+        }
+    }
+}
+
 pub struct ClientIo {
     stream: TcpStream,
     tls: Option<Box<TlsSession>>,
@@ -75,19 +108,22 @@ pub struct ClientIo {
     tls_plaintext: Vec<u8>,
     /// Bytes ready for the socket: plaintext on a plain connection, TLS records otherwise.
     out: Vec<u8>,
+    /// Where `out` goes while the connection is idle, and comes from when it has none.
+    spare: Rc<SpareBuffers>,
     send_timeout: Duration,
     /// Bounds every read by the caller's deadline and every write by `send_timeout`.
     timer: rt::Timer,
 }
 
 impl ClientIo {
-    pub fn new(stream: TcpStream, tls: Option<TlsSession>, send_timeout: Duration) -> ClientIo {
+    pub fn new(stream: TcpStream, tls: Option<TlsSession>, send_timeout: Duration, spare: Rc<SpareBuffers>) -> ClientIo {
         ClientIo {
             stream,
             tls: tls.map(Box::new),
             tls_in: Vec::new(),
             tls_plaintext: Vec::new(),
             out: Vec::new(),
+            spare,
             send_timeout,
             timer: rt::Timer::default(),
         }
@@ -186,6 +222,9 @@ impl ClientIo {
     /// Releases buffer memory a connection kept from its last request, so an idle keep-alive
     /// connection costs little more than its socket and TLS session. The ciphertext buffer is
     /// freed whenever it is empty, because the session keeps no offsets into an empty buffer.
+    /// The sent output buffer goes to the worker's spare list: the wait may last the whole
+    /// keep-alive time, and keeping the buffer cost about 1.5 KiB of an idle TLS connection's
+    /// 11 KiB in one measurement.
     pub fn shrink_idle_buffers(&mut self) {
         if self.tls_in.is_empty() {
             self.tls_in = Vec::new();
@@ -193,8 +232,8 @@ impl ClientIo {
         if self.tls_plaintext.is_empty() {
             self.tls_plaintext = Vec::new();
         }
-        if self.out.is_empty() && self.out.capacity() > IDLE_BUFFER_BYTES {
-            self.out = Vec::new();
+        if self.out.is_empty() {
+            self.spare.give(std::mem::take(&mut self.out));
         }
     }
 
@@ -225,6 +264,9 @@ impl ClientIo {
     /// counts these bytes and the caller's flush threshold bounds TLS connections as it does
     /// plain ones.
     fn queue_parts(&mut self, parts: &[&[u8]]) -> Result<(), StreamError> {
+        if self.out.capacity() == 0 {
+            self.out = self.spare.take();
+        }
         match self.tls.as_mut() {
             None => parts.iter().for_each(|part| self.out.extend_from_slice(part)),
             Some(tls) => tls.encrypt(&mut self.tls_in, parts, &mut self.out)?,
@@ -406,7 +448,31 @@ fn looks_like_plain_http(first_bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::looks_like_plain_http;
+    use super::{IDLE_BUFFER_BYTES, MAX_SPARE_BUFFERS, SpareBuffers, looks_like_plain_http};
+
+    #[test]
+    fn spare_buffers_come_back_empty_with_their_capacity() {
+        let spare = SpareBuffers::default();
+        let mut buffer = Vec::with_capacity(2048);
+        buffer.extend_from_slice(b"sent bytes");
+        spare.give(buffer);
+        let reused = spare.take();
+        assert!(reused.is_empty());
+        assert_eq!(reused.capacity(), 2048);
+        assert_eq!(spare.take().capacity(), 0, "the list is empty again");
+    }
+
+    #[test]
+    fn spare_buffers_refuse_large_empty_and_surplus_buffers() {
+        let spare = SpareBuffers::default();
+        spare.give(Vec::with_capacity(IDLE_BUFFER_BYTES + 1));
+        spare.give(Vec::new());
+        assert_eq!(spare.buffers.borrow().len(), 0);
+        for _ in 0..MAX_SPARE_BUFFERS + 5 {
+            spare.give(Vec::with_capacity(64));
+        }
+        assert_eq!(spare.buffers.borrow().len(), MAX_SPARE_BUFFERS);
+    }
 
     #[test]
     fn plain_http_detection_table() {

@@ -48,7 +48,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         ListenerKind::Redirect | ListenerKind::Http => None,
     };
     let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let mut io = ClientIo::new(stream, tls, timeouts.send);
+    let mut io = ClientIo::new(stream, tls, timeouts.send, Rc::clone(&context.spare_buffers));
     let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
 
     if io.is_tls() {

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::access_log::{self, AccessLog};
+use super::client_io::SpareBuffers;
 use super::conn;
 use super::upstream::Upstreams;
 use crate::files::StaticFiles;
@@ -56,6 +57,8 @@ pub struct WorkerContext {
     pub upstreams: Option<Upstreams>,
     /// Open connections, keyed by the slab index each connection task holds.
     pub connections: RefCell<slab::Slab<ConnectionInfo>>,
+    /// Output buffers of idle connections, lent to busy ones.
+    pub spare_buffers: Rc<SpareBuffers>,
 }
 
 /// Worker-side record of one open connection.
@@ -113,6 +116,7 @@ pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigg
             shutdown: Shutdown::watch(trigger),
             upstreams: shared.config.upstream.clone().map(Upstreams::new),
             connections: RefCell::new(slab::Slab::new()),
+            spare_buffers: Rc::default(),
         });
         tracing::debug!(worker = id, driver = rt::driver_name(), "worker started");
 
