@@ -19,7 +19,8 @@ const READ_CHUNK: usize = 17 * 1024;
 /// stays bounded.
 const TLS_WRITE_CHUNK: usize = 64 * 1024;
 
-/// Buffer capacity a connection may keep while idle; more is freed before it waits.
+/// Largest buffer capacity kept for reuse: an idle connection's input buffer, and each spare
+/// output buffer. A larger buffer is freed before the connection waits.
 pub const IDLE_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Output buffers a worker keeps for its next responses. Each is at most [`IDLE_BUFFER_BYTES`],
@@ -109,7 +110,7 @@ pub struct ClientIo {
     tls_plaintext: Vec<u8>,
     /// Bytes ready for the socket: plaintext on a plain connection, TLS records otherwise.
     out: Vec<u8>,
-    /// The worker's spare output buffers: `out` goes there at idle and comes from there.
+    /// The worker's spare output buffers, which `out` joins at idle and is taken from when empty.
     spare: Rc<SpareBuffers>,
     send_timeout: Duration,
     /// Bounds every read by the caller's deadline and every write by `send_timeout`.
