@@ -443,6 +443,20 @@ fn plain_http_on_tls_port_gets_400() {
 }
 
 #[test]
+fn plain_http_trickled_to_tls_port() {
+    let site = site();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = tls_config(&site, &cert).start();
+    let mut stream = slow::connect(ringfront.https_port());
+
+    // The method arrives before its space, so the first bytes alone cannot tell plain HTTP
+    // from TLS.
+    let ending = slow::trickle(&mut stream, STYLE_REQUEST, Duration::from_millis(20), SLACK);
+
+    assert_answered_and_closed(&ending, 400);
+}
+
+#[test]
 fn tls_garbage_closes_connection() {
     let site = site();
     let cert = TestCert::generate(&["localhost"]);

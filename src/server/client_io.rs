@@ -142,6 +142,9 @@ impl ClientIo {
     /// `Closed` when the client leaves during the handshake, `Tls` when its messages are invalid,
     /// `TimedOut` when the deadline passes first.
     pub async fn handshake(&mut self, deadline: Instant) -> Result<(), StreamError> {
+        // Only a connection's first bytes are checked for plain HTTP: once rustls has taken a
+        // record, whatever follows is TLS, and bad bytes get a TLS alert.
+        let mut first_bytes = true;
         loop {
             let Some(tls) = self.tls.as_ref() else { return Ok(()) };
             if !self.out.is_empty() {
@@ -155,8 +158,13 @@ impl ClientIo {
             if received == 0 {
                 return Err(StreamError::Closed);
             }
-            if looks_like_plain_http(&self.tls_in) {
-                return Err(StreamError::PlainHttpOnTls);
+            if first_bytes {
+                match classify_first_bytes(&self.tls_in) {
+                    FirstBytes::PlainHttp => return Err(StreamError::PlainHttpOnTls),
+                    // A method token sent in pieces: wait for the rest, up to the deadline.
+                    FirstBytes::Undecided => continue,
+                    FirstBytes::Tls => first_bytes = false,
+                }
             }
             self.process_ciphertext().await?;
         }
@@ -440,12 +448,32 @@ async fn send_all<B: IoBuf>(stream: &mut TcpStream, timer: &mut rt::Timer, buffe
     Ok(buffer.into_inner())
 }
 
-/// Returns whether the first bytes of a connection to the TLS port are an HTTP request line
-/// rather than a TLS record. A TLS handshake record starts with 0x16 (RFC 8446 §5.1), and a
-/// request line with an uppercase method token and a space. nginx sends such clients a 400 too.
-fn looks_like_plain_http(first_bytes: &[u8]) -> bool {
-    let Some(space) = first_bytes.iter().take(16).position(|&byte| byte == b' ') else { return false };
-    space > 0 && first_bytes.iter().take(space).all(u8::is_ascii_uppercase)
+/// Bytes of a connection's start searched for the space that ends a request line's method.
+const METHOD_PREFIX_BYTES: usize = 16;
+
+/// The kind of a connection's first bytes on the TLS port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstBytes {
+    /// An HTTP request line: an uppercase method token and a space. nginx also responds to these
+    /// with a 400.
+    PlainHttp,
+    /// Uppercase letters without a space yet: a request line sent in pieces, or too little to
+    /// tell.
+    Undecided,
+    /// Anything else. A TLS record starts with a content type from 20 to 23 (RFC 8446 §5.1),
+    /// never an uppercase letter, so a real handshake is decided at its first byte.
+    Tls,
+}
+
+/// Classifies the bytes received so far at the start of a connection to the TLS port.
+fn classify_first_bytes(received: &[u8]) -> FirstBytes {
+    let prefix = received.get(..METHOD_PREFIX_BYTES).unwrap_or(received);
+    let method_length = prefix.iter().take_while(|byte| byte.is_ascii_uppercase()).count();
+    match prefix.get(method_length) {
+        Some(b' ') if method_length > 0 => FirstBytes::PlainHttp,
+        None if prefix.len() < METHOD_PREFIX_BYTES => FirstBytes::Undecided,
+        _ => FirstBytes::Tls,
+    }
 }
 
 #[cfg(test)]
@@ -453,7 +481,7 @@ mod tests {
     use std::rc::Rc;
     use std::time::Duration;
 
-    use super::{ClientIo, IDLE_BUFFER_BYTES, MAX_SPARE_BUFFERS, SpareBuffers, looks_like_plain_http};
+    use super::{ClientIo, FirstBytes, IDLE_BUFFER_BYTES, MAX_SPARE_BUFFERS, SpareBuffers, classify_first_bytes};
     use crate::rt::{AsyncRead, BufResult, TcpListener, TcpStream};
 
     /// Returns a connected loopback pair: the client's end and the server's.
@@ -528,17 +556,22 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_detection_table() {
-        let cases: [(&[u8], bool); 6] = [
-            (b"GET / HTTP/1.1\r\n", true),
-            (b"OPTIONS * HTTP/1.1", true),
-            (b"\x16\x03\x01\x02\x00", false),
-            (b"GET", false),
-            (b" GET /", false),
-            (b"get / HTTP/1.1", false),
+    fn first_bytes_table() {
+        let cases: [(&[u8], FirstBytes); 11] = [
+            (b"GET / HTTP/1.1\r\n", FirstBytes::PlainHttp),
+            (b"OPTIONS * HTTP/1.1", FirstBytes::PlainHttp),
+            (b"GET ", FirstBytes::PlainHttp),
+            (b"\x16\x03\x01\x02\x00", FirstBytes::Tls),
+            (b"\x16", FirstBytes::Tls),
+            (b"", FirstBytes::Undecided),
+            (b"G", FirstBytes::Undecided),
+            (b"PATCH", FirstBytes::Undecided),
+            (b"ABCDEFGHIJKLMNOPQRST", FirstBytes::Tls),
+            (b" GET /", FirstBytes::Tls),
+            (b"get / HTTP/1.1", FirstBytes::Tls),
         ];
         for (bytes, expected) in cases {
-            assert_eq!(looks_like_plain_http(bytes), expected, "{bytes:?}");
+            assert_eq!(classify_first_bytes(bytes), expected, "{bytes:?}");
         }
     }
 }
