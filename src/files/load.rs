@@ -552,8 +552,9 @@ fn gzip_variant(
     identity_etag: &str,
 ) -> Option<EncodedVariant> {
     thread_local! {
-        /// A compressor per blocking thread: libdeflate allocates its match finder per
-        /// compressor, up to about 1 MiB at the highest levels.
+        /// A compressor per blocking thread, because libdeflate allocates its match finder per
+        /// compressor: 0.2 MB at level 1, 0.65 MB at levels 6 and 9, and 9 MB at level 12
+        /// (heap growth measured with glibc's mallinfo2, libdeflate 1.26).
         static COMPRESSOR: RefCell<Option<(CompressionLvl, Compressor)>> = const { RefCell::new(None) };
     }
 
