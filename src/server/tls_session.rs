@@ -576,42 +576,44 @@ mod tests {
     /// Piece sizes: one byte at a time, and whole flights at once.
     const PIECES: [usize; 2] = [1, 64 * 1024];
 
-    #[test]
-    fn handshake_versions_and_pieces() {
+    /// Runs `check` on a pair that completed its handshake, for every version and piece size.
+    /// `check` gets the negotiated version and a label for its assertion messages.
+    fn for_each_connected_pair(mut check: impl FnMut(&mut Pair, ProtocolVersion, &str)) {
         for (version, expected) in VERSIONS {
             let (server, client) = configs(version);
             for piece in PIECES {
                 let mut pair = Pair::new(&server, &client, piece);
                 pair.handshake();
-                assert!(pair.session.is_handshake_complete(), "{expected:?} piece {piece}");
-                assert_eq!(pair.client.protocol_version(), Some(expected), "piece {piece}");
-                assert_eq!(pair.session.connection.protocol_version(), Some(expected), "piece {piece}");
-                assert_eq!(pair.client.alpn_protocol(), None, "client offered no ALPN");
-                assert!(pair.incoming.is_empty(), "{expected:?} piece {piece}");
+                check(&mut pair, expected, &format!("{expected:?} piece {piece}"));
             }
         }
     }
 
     #[test]
+    fn handshake_versions_and_pieces() {
+        for_each_connected_pair(|pair, expected, label| {
+            assert!(pair.session.is_handshake_complete(), "{label}");
+            assert_eq!(pair.client.protocol_version(), Some(expected), "{label}");
+            assert_eq!(pair.session.connection.protocol_version(), Some(expected), "{label}");
+            assert_eq!(pair.client.alpn_protocol(), None, "client offered no ALPN");
+            assert!(pair.incoming.is_empty(), "{label}");
+        });
+    }
+
+    #[test]
     fn app_data_both_ways() {
-        for (version, expected) in VERSIONS {
-            let (server, client) = configs(version);
-            for piece in PIECES {
-                let mut pair = Pair::new(&server, &client, piece);
-                pair.handshake();
+        for_each_connected_pair(|pair, _, label| {
+            let request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+            pair.client.writer().write_all(request).unwrap();
+            pair.client_to_server().unwrap();
+            assert_eq!(pair.plaintext, request, "{label}");
+            assert!(pair.incoming.is_empty(), "{label}");
 
-                let request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-                pair.client.writer().write_all(request).unwrap();
-                pair.client_to_server().unwrap();
-                assert_eq!(pair.plaintext, request, "{expected:?} piece {piece}");
-                assert!(pair.incoming.is_empty(), "{expected:?} piece {piece}");
-
-                let body = vec![b'x'; 40_000];
-                pair.session.encrypt(&mut pair.incoming, &[&body], &mut pair.outgoing).unwrap();
-                pair.server_to_client().unwrap();
-                assert_eq!(pair.client_plaintext(), body, "{expected:?} piece {piece}");
-            }
-        }
+            let body = vec![b'x'; 40_000];
+            pair.session.encrypt(&mut pair.incoming, &[&body], &mut pair.outgoing).unwrap();
+            pair.server_to_client().unwrap();
+            assert_eq!(pair.client_plaintext(), body, "{label}");
+        });
     }
 
     #[test]
@@ -659,24 +661,19 @@ mod tests {
 
     #[test]
     fn close_notify_from_client() {
-        for (version, expected) in VERSIONS {
-            let (server, client) = configs(version);
-            for piece in PIECES {
-                let mut pair = Pair::new(&server, &client, piece);
-                pair.handshake();
-                pair.client.writer().write_all(b"last").unwrap();
-                pair.client.send_close_notify();
-                pair.client_to_server().unwrap();
-                assert_eq!(pair.plaintext, b"last", "{expected:?} piece {piece}");
-                assert!(pair.session.is_peer_closed(), "{expected:?} piece {piece}");
+        for_each_connected_pair(|pair, _, label| {
+            pair.client.writer().write_all(b"last").unwrap();
+            pair.client.send_close_notify();
+            pair.client_to_server().unwrap();
+            assert_eq!(pair.plaintext, b"last", "{label}");
+            assert!(pair.session.is_peer_closed(), "{label}");
 
-                // A response may still go out after the client's close_notify, then ours.
-                pair.session.encrypt(&mut pair.incoming, &[b"bye"], &mut pair.outgoing).unwrap();
-                pair.session.queue_close_notify(&mut pair.incoming, &mut pair.outgoing).unwrap();
-                pair.server_to_client().unwrap();
-                assert_eq!(pair.client_plaintext(), b"bye", "{expected:?} piece {piece}");
-            }
-        }
+            // A response may still go out after the client's close_notify, then ours.
+            pair.session.encrypt(&mut pair.incoming, &[b"bye"], &mut pair.outgoing).unwrap();
+            pair.session.queue_close_notify(&mut pair.incoming, &mut pair.outgoing).unwrap();
+            pair.server_to_client().unwrap();
+            assert_eq!(pair.client_plaintext(), b"bye", "{label}");
+        });
     }
 
     #[test]
@@ -759,27 +756,22 @@ mod tests {
 
     #[test]
     fn idle_session_keeps_no_buffer() {
-        for (version, expected) in VERSIONS {
-            let (server, client) = configs(version);
-            for piece in PIECES {
-                let mut pair = Pair::new(&server, &client, piece);
-                pair.handshake();
-                pair.client.writer().write_all(b"one").unwrap();
-                pair.client_to_server().unwrap();
-                assert!(pair.incoming.is_empty(), "{expected:?} piece {piece}");
+        for_each_connected_pair(|pair, _, label| {
+            pair.client.writer().write_all(b"one").unwrap();
+            pair.client_to_server().unwrap();
+            assert!(pair.incoming.is_empty(), "{label}");
 
-                // Every buffer is freed while idle, and the session works on with new ones.
-                pair.incoming = Vec::new();
-                pair.plaintext = Vec::new();
-                pair.outgoing = Vec::new();
-                pair.client.writer().write_all(b"two").unwrap();
-                pair.client_to_server().unwrap();
-                assert_eq!(pair.plaintext, b"two", "{expected:?} piece {piece}");
-                pair.session.encrypt(&mut pair.incoming, &[b"three"], &mut pair.outgoing).unwrap();
-                pair.server_to_client().unwrap();
-                assert_eq!(pair.client_plaintext(), b"three", "{expected:?} piece {piece}");
-            }
-        }
+            // Every buffer is freed while idle, and the session works on with new ones.
+            pair.incoming = Vec::new();
+            pair.plaintext = Vec::new();
+            pair.outgoing = Vec::new();
+            pair.client.writer().write_all(b"two").unwrap();
+            pair.client_to_server().unwrap();
+            assert_eq!(pair.plaintext, b"two", "{label}");
+            pair.session.encrypt(&mut pair.incoming, &[b"three"], &mut pair.outgoing).unwrap();
+            pair.server_to_client().unwrap();
+            assert_eq!(pair.client_plaintext(), b"three", "{label}");
+        });
     }
 
     #[test]
