@@ -5,7 +5,7 @@
 //!
 //! The two directions run as two futures sharing the client socket and, on HTTPS, the TLS
 //! session. Only the upstream-to-client direction writes to the client, so TLS records are never
-//! interleaved; records that reading produced (a session ticket, say) go out with its next write.
+//! interleaved. Records that reading produced (a session ticket, say) go out with its next write.
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
