@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::client_io::{self, ClientIo, StreamError};
+use super::client_io::{ClientIo, StreamError};
 use super::proxy::{self, Exchange};
 use super::spool::Spool;
 use super::tls_session::TlsSession;
@@ -387,11 +387,10 @@ impl Connection {
         }
     }
 
-    /// Frees buffers grown by the last request before the connection waits for the next one.
+    /// Gives the buffers of the last request to the worker's spare list, or frees them when they
+    /// grew large, before the connection waits for the next request. The input is empty here.
     fn release_idle_memory(&mut self) {
-        if self.input.capacity() > client_io::IDLE_BUFFER_BYTES {
-            self.input = Vec::new();
-        }
+        self.io.spare_buffers().give(std::mem::take(&mut self.input));
         self.body.clear();
         self.io.shrink_idle_buffers();
     }

@@ -94,8 +94,8 @@ impl std::error::Error for TlsSessionError {}
 enum Goal<'a> {
     /// Take in all complete records and append their plaintext.
     Process { plaintext: &'a mut Vec<u8> },
-    /// Encrypt the concatenation of the slices.
-    Encrypt { parts: &'a [&'a [u8]] },
+    /// Encrypt the concatenation of the slices, joining a record that spans them in `scratch`.
+    Encrypt { parts: &'a [&'a [u8]], scratch: &'a mut Vec<u8> },
     /// Queue close_notify.
     CloseNotify,
 }
@@ -168,20 +168,21 @@ impl TlsSession {
 
     /// Encrypts the concatenation of `parts` into records appended to `outgoing`, together with
     /// any records rustls queued before them. A record spans part boundaries, so a response head
-    /// and a short body share one record.
+    /// and a short body share one record. Such a record's plaintext is joined in `scratch`, which
+    /// is left empty with its capacity, so that a caller can reuse it instead of allocating.
     ///
     /// # Errors
     /// `HandshakeIncomplete` before the handshake ends, `Closed` after close_notify,
     /// `EncryptExhausted` when the keys allow no more records, and `UnprocessedPlaintext` when
     /// `incoming` has data that [`TlsSession::process`] has not taken.
-    pub fn encrypt(&mut self, incoming: &mut Vec<u8>, parts: &[&[u8]], outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
+    pub fn encrypt(&mut self, incoming: &mut Vec<u8>, parts: &[&[u8]], outgoing: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(), TlsSessionError> {
         if self.close_notify_queued {
             return Err(TlsSessionError::Closed);
         }
         if parts.iter().all(|part| part.is_empty()) {
             return Ok(());
         }
-        self.drive(incoming, outgoing, Goal::Encrypt { parts })
+        self.drive(incoming, outgoing, Goal::Encrypt { parts, scratch })
     }
 
     /// Appends a close_notify alert (RFC 8446 §6.1) to `outgoing`. Does nothing when it was
@@ -252,9 +253,9 @@ impl TlsSession {
                 },
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     self.handshake_complete = true;
-                    match &goal {
+                    match &mut goal {
                         Goal::Process { .. } => Step::Done,
-                        Goal::Encrypt { parts } => match encrypt_parts(&mut traffic, parts, self.record_plaintext, outgoing) {
+                        Goal::Encrypt { parts, scratch } => match encrypt_parts(&mut traffic, parts, self.record_plaintext, outgoing, scratch) {
                             Ok(()) => Step::Done,
                             Err(err) => Step::Failed(err),
                         },
@@ -365,15 +366,16 @@ fn write_with_retry(
 }
 
 /// Encrypts the concatenation of `parts` into `outgoing`, `record_plaintext` bytes per record.
-/// Bytes of a record that spans parts are copied into one scratch record; the rest is encrypted
-/// straight from the caller's slices.
+/// Bytes of a record that spans parts are copied into `joined`, and the rest is encrypted
+/// straight from the caller's slices. `joined` is left empty.
 fn encrypt_parts(
     traffic: &mut WriteTraffic<'_, ServerConnectionData>,
     parts: &[&[u8]],
     record_plaintext: usize,
     outgoing: &mut Vec<u8>,
+    joined: &mut Vec<u8>,
 ) -> Result<(), TlsSessionError> {
-    let mut joined: Vec<u8> = Vec::new();
+    joined.clear();
     let last = parts.len().saturating_sub(1);
     for (index, part) in parts.iter().enumerate() {
         let mut rest: &[u8] = part;
@@ -386,7 +388,7 @@ fn encrypt_parts(
             if joined.len() < record_plaintext {
                 continue;
             }
-            encrypt_into(traffic, &joined, record_plaintext, outgoing)?;
+            encrypt_into(traffic, joined, record_plaintext, outgoing)?;
             joined.clear();
         }
 
@@ -397,14 +399,17 @@ fn encrypt_parts(
         let whole = rest.len() - rest.len() % record_plaintext;
         let (records, tail) = rest.split_at(whole);
         encrypt_into(traffic, records, record_plaintext, outgoing)?;
-        if joined.capacity() == 0 && !tail.is_empty() {
+        if !tail.is_empty() {
             // Enough for the record this tail starts, which for a small response is all of it.
+            // `joined` is empty here, so this reserves only when its capacity is short.
             let remaining: usize = parts.iter().skip(index + 1).map(|part| part.len()).sum();
             joined.reserve_exact(record_plaintext.min(tail.len().saturating_add(remaining)));
         }
         joined.extend_from_slice(tail);
     }
-    encrypt_into(traffic, &joined, record_plaintext, outgoing)
+    let result = encrypt_into(traffic, joined, record_plaintext, outgoing);
+    joined.clear();
+    result
 }
 
 /// Encrypts `plaintext` into records appended to `outgoing`, growing it when rustls reports that
@@ -437,7 +442,7 @@ fn close_notify_into(traffic: &mut WriteTraffic<'_, ServerConnectionData>, outgo
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::{Read, Write};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -452,7 +457,7 @@ mod tests {
     const HANDSHAKE_ROUNDS: usize = 8;
 
     /// Server and client configurations sharing one self-signed certificate for `localhost`.
-    fn configs(version: &'static SupportedProtocolVersion) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    pub(in crate::server) fn configs(version: &'static SupportedProtocolVersion) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         static DIRECTORY_COUNTER: AtomicUsize = AtomicUsize::new(0);
         let certified = match rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]) {
             Ok(certified) => certified,
@@ -489,6 +494,8 @@ mod tests {
         incoming: Vec<u8>,
         plaintext: Vec<u8>,
         outgoing: Vec<u8>,
+        /// Reused across calls, as the server reuses its spare buffers.
+        scratch: Vec<u8>,
         /// Plaintext the client decrypted and has not yet been checked.
         client_received: Vec<u8>,
         piece: usize,
@@ -503,6 +510,7 @@ mod tests {
                 incoming: Vec::new(),
                 plaintext: Vec::new(),
                 outgoing: Vec::new(),
+                scratch: Vec::new(),
                 client_received: Vec::new(),
                 piece,
             }
@@ -610,7 +618,7 @@ mod tests {
             assert!(pair.incoming.is_empty(), "{label}");
 
             let body = vec![b'x'; 40_000];
-            pair.session.encrypt(&mut pair.incoming, &[&body], &mut pair.outgoing).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &[&body], &mut pair.outgoing, &mut pair.scratch).unwrap();
             pair.server_to_client().unwrap();
             assert_eq!(pair.client_plaintext(), body, "{label}");
         });
@@ -623,7 +631,10 @@ mod tests {
         pair.handshake();
 
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
-        pair.session.encrypt(&mut pair.incoming, &[head, b"hello"], &mut pair.outgoing).unwrap();
+        // A reused scratch buffer may hold bytes from elsewhere; none of them may be sent.
+        pair.scratch.extend_from_slice(b"stale");
+        pair.session.encrypt(&mut pair.incoming, &[head, b"hello"], &mut pair.outgoing, &mut pair.scratch).unwrap();
+        assert!(pair.scratch.is_empty(), "the scratch buffer is left empty");
         // RFC 8446 §5.2: a record is a 5-byte header and a payload whose length it gives.
         let length = usize::from(u16::from_be_bytes([pair.outgoing[3], pair.outgoing[4]]));
         assert_eq!(pair.outgoing.len(), 5 + length, "one record");
@@ -643,7 +654,7 @@ mod tests {
             pair.handshake();
             let parts: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, &size)| vec![b'a' + index as u8; size]).collect();
             let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            pair.session.encrypt(&mut pair.incoming, &slices, &mut pair.outgoing).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &slices, &mut pair.outgoing, &mut pair.scratch).unwrap();
 
             let total: usize = sizes.iter().sum();
             let mut records = 0;
@@ -669,7 +680,7 @@ mod tests {
             assert!(pair.session.is_peer_closed(), "{label}");
 
             // A response may still go out after the client's close_notify, then ours.
-            pair.session.encrypt(&mut pair.incoming, &[b"bye"], &mut pair.outgoing).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &[b"bye"], &mut pair.outgoing, &mut pair.scratch).unwrap();
             pair.session.queue_close_notify(&mut pair.incoming, &mut pair.outgoing).unwrap();
             pair.server_to_client().unwrap();
             assert_eq!(pair.client_plaintext(), b"bye", "{label}");
@@ -687,7 +698,7 @@ mod tests {
             let mut chunk = [0u8; 16];
             assert_eq!(pair.client.reader().read(&mut chunk).unwrap(), 0, "{expected:?} clean end");
 
-            let again = pair.session.encrypt(&mut pair.incoming, &[b"late"], &mut pair.outgoing);
+            let again = pair.session.encrypt(&mut pair.incoming, &[b"late"], &mut pair.outgoing, &mut pair.scratch);
             assert!(matches!(again, Err(TlsSessionError::Closed)), "{expected:?} {again:?}");
             pair.session.queue_close_notify(&mut pair.incoming, &mut pair.outgoing).unwrap();
             assert!(pair.outgoing.is_empty(), "{expected:?} second close_notify queued nothing");
@@ -768,7 +779,7 @@ mod tests {
             pair.client.writer().write_all(b"two").unwrap();
             pair.client_to_server().unwrap();
             assert_eq!(pair.plaintext, b"two", "{label}");
-            pair.session.encrypt(&mut pair.incoming, &[b"three"], &mut pair.outgoing).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &[b"three"], &mut pair.outgoing, &mut pair.scratch).unwrap();
             pair.server_to_client().unwrap();
             assert_eq!(pair.client_plaintext(), b"three", "{label}");
         });
@@ -779,7 +790,7 @@ mod tests {
         let (server, client) = configs(&rustls::version::TLS13);
         let mut pair = Pair::new(&server, &client, 64 * 1024);
         pair.client_to_server().unwrap();
-        let result = pair.session.encrypt(&mut pair.incoming, &[b"early"], &mut pair.outgoing);
+        let result = pair.session.encrypt(&mut pair.incoming, &[b"early"], &mut pair.outgoing, &mut pair.scratch);
         assert!(matches!(result, Err(TlsSessionError::HandshakeIncomplete)), "{result:?}");
     }
 
@@ -792,7 +803,7 @@ mod tests {
         pair.client.writer().write_all(b"after update").unwrap();
         pair.client_to_server().unwrap();
         assert_eq!(pair.plaintext, b"after update");
-        pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing).unwrap();
+        pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing, &mut pair.scratch).unwrap();
         pair.server_to_client().unwrap();
         assert_eq!(pair.client_plaintext(), b"reply");
     }
