@@ -216,12 +216,7 @@ fn sigusr1_reopens_access_log() {
     let dir = common::TempDir::new("access-log");
     let log = dir.join("access.log");
     let rotated = dir.join("access.log.1");
-    let ringfront = Config::new()
-        .https(&cert)
-        .http()
-        .workers(1)
-        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
-        .start();
+    let ringfront = start_logging_to(&log, &cert);
     let request = b"GET /before HTTP/1.1\r\nHost: localhost\r\n\r\n";
     common::plain_request(ringfront.http_port(), request);
     wait_for_file_containing(&log, "/before");
@@ -235,6 +230,47 @@ fn sigusr1_reopens_access_log() {
     wait_for_file_containing(&log, "/after");
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert!(!old.contains("/after"), "the rotated file got a new line: {old}");
+}
+
+/// The logged request time runs from the request's first bytes, as nginx's `$request_time`
+/// does, so a client that trickles its head shows up as slow. A pipelined request's time starts
+/// when the previous response is done, not at the earlier read that brought its bytes.
+#[test]
+fn access_log_times_from_first_byte() {
+    let cert = TestCert::generate(&["localhost"]);
+    let dir = common::TempDir::new("request-time");
+    let log = dir.join("access.log");
+    let ringfront = start_logging_to(&log, &cert);
+    let pause = Duration::from_millis(500);
+    let mut connection = common::Connection::plain(ringfront.http_port());
+    connection.send(b"GET /trickled HTTP/1.1\r\n");
+    thread::sleep(pause);
+    connection.send(b"Host: localhost\r\n\r\nGET /pipelined HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(connection.read_response().status, 404);
+    assert_eq!(connection.read_response().status, 404);
+    wait_for_file_containing(&log, "/pipelined");
+
+    let contents = std::fs::read_to_string(&log).unwrap();
+    let request_time = |target: &str| -> f64 {
+        let line = contents.lines().find(|line| line.contains(target)).unwrap_or_else(|| panic!("no line for {target}: {contents}"));
+        let last = line.rsplit(' ').next().unwrap_or_default();
+        last.parse().unwrap_or_else(|err| panic!("no request time at the end of {line:?}: {err}"))
+    };
+    // The server may read the first bytes late on a busy machine, so half the pause is the bound.
+    let trickled = request_time("/trickled");
+    assert!(trickled >= pause.as_secs_f64() / 2.0, "trickled head logged {trickled} s");
+    let pipelined = request_time("/pipelined");
+    assert!(pipelined < pause.as_secs_f64() / 2.0, "pipelined request logged {pipelined} s");
+}
+
+/// Starts one worker with a plain listener that writes its access log to `log`.
+fn start_logging_to(log: &std::path::Path, cert: &TestCert) -> Ringfront {
+    Config::new()
+        .https(cert)
+        .http()
+        .workers(1)
+        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
+        .start()
 }
 
 /// Waits, bounded, until `path` exists and contains `text`.
