@@ -125,6 +125,35 @@ fn chunk_data_without_crlf() {
     );
 }
 
+/// RFC 9112 §7.1.1: chunk extensions that break the `chunk-ext` grammar get 400, and well-formed
+/// ones are discarded while the body still reaches the application.
+#[test]
+fn chunk_extension_grammar() {
+    let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
+    let ringfront = Config::new().http().upstream(&gunicorn).start();
+    let head = b"POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    let well_formed = [
+        head.as_slice(),
+        b"5 ; name = \"v\\\"al\" ;flag\r\nhello\r\n0;last=1\r\n\r\n",
+    ]
+    .concat();
+    let mut connection = Connection::plain(ringfront.http_port());
+    let response = connection.request(&well_formed);
+    assert_eq!(response.status, 200, "well-formed extensions");
+    assert_eq!(response.body, b"hello", "well-formed extensions");
+
+    let empty_name = [head.as_slice(), b"5;\r\nhello\r\n0\r\n\r\n"].concat();
+    let mut connection = Connection::plain(ringfront.http_port());
+    let _ = connection.try_send(&empty_name);
+    let response = connection.read_response();
+    assert_eq!(response.status, 400, "empty extension name");
+    assert!(
+        connection.is_closed_by_peer(),
+        "connection still open after 400"
+    );
+}
+
 #[test]
 fn bare_lf_line_ends() {
     assert_rejected(b"GET /hello HTTP/1.1\nHost: localhost\n\n");

@@ -17,7 +17,7 @@ enum State {
     /// Whitespace after the size, which must lead to a chunk extension (BWS before `;`).
     SizeWhitespace { size: u64 },
     /// Inside the chunk extensions, up to the CR of the chunk-size line.
-    Extension { size: u64 },
+    Extension { size: u64, part: ExtensionPart },
     /// The chunk-size line's CR was read and its LF comes next.
     SizeLf { size: u64 },
     /// Inside chunk data, with this many bytes left.
@@ -40,6 +40,90 @@ enum State {
     Done,
     /// A fault was found. The same error is returned on every later call.
     Failed(RequestError),
+}
+
+/// The position inside the chunk extensions of a chunk-size line, following RFC 9112 §7.1.1:
+///
+/// ```text
+/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExtensionPart {
+    /// After a `;` and any BWS, where a name must start.
+    NameStart,
+    /// Inside a name.
+    Name,
+    /// BWS after a name, which must lead to `=` or `;`.
+    NameWhitespace,
+    /// After a `=` and any BWS, where a value must start.
+    ValueStart,
+    /// Inside a token value.
+    TokenValue,
+    /// Inside a quoted-string value.
+    QuotedValue,
+    /// After a backslash inside a quoted-string value, where the escaped byte comes next.
+    QuotedPair,
+    /// Right after the closing quote of a quoted-string value.
+    QuotedEnd,
+    /// BWS after a value, which must lead to `;`.
+    ValueWhitespace,
+}
+
+impl ExtensionPart {
+    /// Returns whether the chunk-size line may end here, which is only right after a name or a
+    /// value. RFC 9112 §7.1.1 allows BWS only before `;` and around `=`, not before the CRLF.
+    fn may_end_line(self) -> bool {
+        matches!(self, Self::Name | Self::TokenValue | Self::QuotedEnd)
+    }
+
+    /// Returns the position after `byte`, or `None` if the grammar does not allow `byte` here.
+    /// CR and LF are never allowed, because the caller handles the line end.
+    fn next(self, byte: u8) -> Option<Self> {
+        let is_whitespace = matches!(byte, b' ' | b'\t');
+        match self {
+            Self::NameStart if is_whitespace => Some(Self::NameStart),
+            Self::NameStart | Self::Name if is_token_byte(byte) => Some(Self::Name),
+            Self::Name | Self::NameWhitespace if is_whitespace => Some(Self::NameWhitespace),
+            Self::Name | Self::NameWhitespace if byte == b'=' => Some(Self::ValueStart),
+            Self::ValueStart if is_whitespace => Some(Self::ValueStart),
+            Self::ValueStart if byte == b'"' => Some(Self::QuotedValue),
+            Self::ValueStart | Self::TokenValue if is_token_byte(byte) => Some(Self::TokenValue),
+            Self::QuotedValue => match byte {
+                b'"' => Some(Self::QuotedEnd),
+                b'\\' => Some(Self::QuotedPair),
+                _ if is_qdtext(byte) => Some(Self::QuotedValue),
+                _ => None,
+            },
+            Self::QuotedPair if is_quoted_pair_byte(byte) => Some(Self::QuotedValue),
+            Self::TokenValue | Self::QuotedEnd | Self::ValueWhitespace if is_whitespace => {
+                Some(Self::ValueWhitespace)
+            }
+            Self::Name
+            | Self::NameWhitespace
+            | Self::TokenValue
+            | Self::QuotedEnd
+            | Self::ValueWhitespace
+                if byte == b';' =>
+            {
+                Some(Self::NameStart)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Returns whether `byte` may appear unescaped in a quoted string. RFC 9110 §5.6.4:
+/// `qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text`.
+fn is_qdtext(byte: u8) -> bool {
+    matches!(byte, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
+}
+
+/// Returns whether `byte` may follow the backslash of a quoted-pair. RFC 9110 §5.6.4:
+/// `quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )`.
+fn is_quoted_pair_byte(byte: u8) -> bool {
+    matches!(byte, b'\t' | b' '..=b'~' | 0x80..=0xff)
 }
 
 /// Decodes one chunked request body, fed in pieces that may split it at any byte.
@@ -137,7 +221,7 @@ impl ChunkedDecoder {
         let next = match self.state {
             State::Size { size, digits } => self.on_size_byte(size, digits, byte),
             State::SizeWhitespace { size } => self.on_size_whitespace_byte(size, byte),
-            State::Extension { size } => self.on_extension_byte(size, byte),
+            State::Extension { size, part } => self.on_extension_byte(size, part, byte),
             State::SizeLf { size } => self.on_size_line_end(size, byte),
             State::DataCr => match byte {
                 b'\r' => Ok(State::DataLf),
@@ -205,7 +289,10 @@ impl ChunkedDecoder {
             b'\r' => Ok(State::SizeLf { size }),
             b';' => {
                 self.count_line_byte()?;
-                Ok(State::Extension { size })
+                Ok(State::Extension {
+                    size,
+                    part: ExtensionPart::NameStart,
+                })
             }
             b' ' | b'\t' => {
                 self.count_line_byte()?;
@@ -219,26 +306,32 @@ impl ChunkedDecoder {
         self.count_line_byte()?;
         match byte {
             b' ' | b'\t' => Ok(State::SizeWhitespace { size }),
-            b';' => Ok(State::Extension { size }),
+            b';' => Ok(State::Extension {
+                size,
+                part: ExtensionPart::NameStart,
+            }),
             b'\n' => Err(RequestError::BareLf),
             _ => Err(RequestError::InvalidChunkSize),
         }
     }
 
-    /// Accepts the bytes a chunk extension may contain (tokens, quoted strings, `=`, `;` and
-    /// whitespace) up to the CR.
-    // NOTE: only the byte set is checked, not the `chunk-ext` grammar. Extensions are discarded
-    // and the line must still end in CRLF, so a malformed one cannot change the framing.
-    fn on_extension_byte(&mut self, size: u64, byte: u8) -> Result<State, RequestError> {
+    /// Checks one byte of the chunk extensions against their grammar (RFC 9112 §7.1.1) and
+    /// ends the chunk-size line at a CR.
+    fn on_extension_byte(
+        &mut self,
+        size: u64,
+        part: ExtensionPart,
+        byte: u8,
+    ) -> Result<State, RequestError> {
         match byte {
-            b'\r' => Ok(State::SizeLf { size }),
-            b'\n' => Err(RequestError::BareLf),
-            b'\t' | b' '..=b'~' | 0x80..=0xff => {
-                self.count_line_byte()?;
-                Ok(State::Extension { size })
-            }
-            _ => Err(RequestError::InvalidChunkExtension),
+            b'\r' if part.may_end_line() => return Ok(State::SizeLf { size }),
+            b'\n' => return Err(RequestError::BareLf),
+            _ => {}
         }
+
+        let part = part.next(byte).ok_or(RequestError::InvalidChunkExtension)?;
+        self.count_line_byte()?;
+        Ok(State::Extension { size, part })
     }
 
     /// Handles the LF of a chunk-size line: the start of chunk data, or of the trailer section

@@ -160,6 +160,126 @@ fn rejected_body_cases() {
     }
 }
 
+/// Builds two chunked bodies that carry `extension`, one on a chunk with data and one on the last
+/// chunk.
+fn bodies_with_extension(extension: &[u8]) -> [Vec<u8>; 2] {
+    [
+        [b"4".as_slice(), extension, b"\r\nWiki\r\n0\r\n\r\n"].concat(),
+        [b"4\r\nWiki\r\n0".as_slice(), extension, b"\r\n\r\n"].concat(),
+    ]
+}
+
+#[test]
+fn extension_accepted_cases() {
+    let cases: &[&[u8]] = &[
+        b";a",
+        b";a=b",
+        b" ; a = b",
+        b";a=\"x\\\"y\"",
+        b";a;b=c",
+        b"\t;\ta\t=\tb",
+        b";a ;b",
+        b";a=b ;c",
+        b";a=\"b\" ;c",
+        b";a=\"b\";c=d",
+        b";a=\"\"",
+        b";a=\"q d;e=f\"",
+        b";a=\"\\\\\"",
+        b";a=\"\\ \\\t\"",
+        b";a=\"caf\xc3\xa9\"",
+        b";a=\"\x80\xff\"",
+        b";a=\"\\\xff\"",
+        b";!#$%&'*+-.^_`|~09Az=!#$%&'*+-.^_`|~09Az",
+    ];
+    for extension in cases {
+        for body in bodies_with_extension(extension) {
+            let expected = Ok((b"Wiki".to_vec(), body.len(), true));
+            let name = String::from_utf8_lossy(&body);
+            assert_eq!(
+                decode_whole(&body, &Limits::default()),
+                expected,
+                "whole {name:?}"
+            );
+            assert_eq!(
+                decode_in_pieces(&body, &[1], &Limits::default()),
+                expected,
+                "byte by byte {name:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn extension_rejected_cases() {
+    let invalid = RequestError::InvalidChunkExtension;
+    let cases: &[(&[u8], RequestError)] = &[
+        (b";", invalid.clone()),
+        (b"; ", invalid.clone()),
+        (b";;a", invalid.clone()),
+        (b";a;", invalid.clone()),
+        (b";=x", invalid.clone()),
+        (b";a=", invalid.clone()),
+        (b";a= ", invalid.clone()),
+        (b";a==b", invalid.clone()),
+        (b";a=b=c", invalid.clone()),
+        (b";a b", invalid.clone()),
+        (b";a b=c", invalid.clone()),
+        (b";a=b c", invalid.clone()),
+        (b";a ", invalid.clone()),
+        (b";a=b ", invalid.clone()),
+        (b";a=\"b\" ", invalid.clone()),
+        (b";\"q\"", invalid.clone()),
+        (b";a=\"unterminated", invalid.clone()),
+        (b";a=\"x", invalid.clone()),
+        (b";a=\"x\\", invalid.clone()),
+        (b";a=\"b\"c", invalid.clone()),
+        (b";a=\"b\"\"c\"", invalid.clone()),
+        (b";a=b\"c\"", invalid.clone()),
+        (b";a@b", invalid.clone()),
+        (b";a=b,c", invalid.clone()),
+        (b";a=(b)", invalid.clone()),
+        (b";caf\xc3\xa9", invalid.clone()),
+        (b";a=\xff", invalid.clone()),
+        (b";a=\"\x01\"", invalid.clone()),
+        (b";a=\"\x1f\"", invalid.clone()),
+        (b";a=\"\x7f\"", invalid.clone()),
+        (b";a=\"\0\"", invalid.clone()),
+        (b";a=\"\\\x01\"", invalid.clone()),
+        (b";a=\"b\"\x01", invalid.clone()),
+        (b";a\x01", invalid.clone()),
+        (b";a\x7f", invalid.clone()),
+        (b";a=\"x\n", RequestError::BareLf),
+        (b";a=\n", RequestError::BareLf),
+        (b";a\rx", RequestError::BareCr),
+    ];
+    for (extension, expected) in cases {
+        for body in bodies_with_extension(extension) {
+            let name = String::from_utf8_lossy(&body);
+            assert_eq!(
+                decode_whole(&body, &Limits::default()),
+                Err(expected.clone()),
+                "whole {name:?}"
+            );
+            assert_eq!(
+                decode_in_pieces(&body, &[1], &Limits::default()),
+                Err(expected.clone()),
+                "byte by byte {name:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn state_size_bounded() {
+    // Every connection decoding a chunked body stores a `State`, so the extension sub-state must
+    // fit beside the chunk size instead of enlarging the enum past the `Size` variant.
+    let size = std::mem::size_of::<State>();
+    assert!(
+        size <= 3 * std::mem::size_of::<u64>(),
+        "State is {size} bytes"
+    );
+}
+
 #[test]
 fn size_line_limit() {
     let limits = Limits {
@@ -172,6 +292,24 @@ fn size_line_limit() {
         Ok((b"x".to_vec(), at_limit.len(), true))
     );
     let over = b"1;abcdefg\r\nx\r\n0\r\n\r\n";
+    assert_eq!(
+        decode_whole(over, &limits),
+        Err(RequestError::ChunkExtensionTooLong { max: 8 })
+    );
+}
+
+#[test]
+fn size_line_limit_inside_quoted_string() {
+    let limits = Limits {
+        max_chunk_extension_bytes: 8,
+        ..Limits::default()
+    };
+    let at_limit = b"1;a=\"bc\"\r\nx\r\n0\r\n\r\n";
+    assert_eq!(
+        decode_whole(at_limit, &limits),
+        Ok((b"x".to_vec(), at_limit.len(), true))
+    );
+    let over = b"1;a=\"bcd\"\r\nx\r\n0\r\n\r\n";
     assert_eq!(
         decode_whole(over, &limits),
         Err(RequestError::ChunkExtensionTooLong { max: 8 })

@@ -78,7 +78,8 @@ pub enum RequestError {
     ChunkSizeOverflow,
     /// Chunk data not followed by CRLF (RFC 9112 §7.1).
     ChunkNotTerminated,
-    /// A chunk extension with a control character.
+    /// Chunk extensions that do not match the `chunk-ext` grammar of RFC 9112 §7.1.1, such as
+    /// an empty name, a space inside a token, a control byte or an unterminated quoted string.
     InvalidChunkExtension,
     /// A chunk-size line longer than `max_chunk_extension_bytes`.
     ChunkExtensionTooLong { max: usize },
