@@ -10,11 +10,18 @@
 
 mod common;
 
-use std::thread;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::client::EndKind;
-use common::{Config, Connection, Gunicorn, Ringfront, TestCert};
+use common::process::POLL_INTERVAL;
+use common::response;
+use common::{Config, Connection, Gunicorn, Ringfront, TempDir, TestCert, slow};
 
 /// The sample key of RFC 6455 §1.3 and the accept value it must produce.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -286,4 +293,181 @@ fn websocket_client_pongs_reset_idle() {
     assert!(busy_for > 2 * UPGRADE_IDLE, "busy for only {busy_for:?}");
 
     assert_echoed(&mut connection, b"still open");
+}
+
+/// Maximum bytes each side writes into a relay that it never reads from. Ringfront's socket
+/// buffers fill after a few MiB on loopback, so the writes block long before this.
+const FLOOD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Timeout of each write into a full relay. A write that times out shows the buffers are full.
+const FLOOD_WRITE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Maximum time the stalled upstream waits for ringfront's connection, and then keeps it open.
+const STALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// The stalled upstream's response to the upgrade request.
+const STALLED_SWITCH: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+
+/// An upstream on a Unix socket that responds to one upgrade request with a 101, then writes
+/// until its writes block and never reads again. It keeps the connection open until it is
+/// dropped, so ringfront sees neither an end of file nor a write error from it.
+struct StalledUpstream {
+    _dir: TempDir,
+    socket: PathBuf,
+    release: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StalledUpstream {
+    fn start() -> StalledUpstream {
+        let dir = TempDir::new("stall");
+        let socket = dir.join("upstream.sock");
+        let listener = match UnixListener::bind(&socket) {
+            Ok(listener) => listener,
+            Err(error) => panic!("failed to bind {}: {error}", socket.display()),
+        };
+        // Non-blocking accepts let the thread give up when ringfront never connects.
+        if let Err(error) = listener.set_nonblocking(true) {
+            panic!("failed to make {} non-blocking: {error}", socket.display());
+        }
+
+        let (release, released) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            if let Some(stream) = accept_within(&listener, STALL_LIMIT) {
+                let _ = switch_and_flood(&stream);
+                // Keeps the connection open, without reading, until the test drops the sender.
+                let _ = released.recv_timeout(STALL_LIMIT);
+            }
+        });
+        StalledUpstream {
+            _dir: dir,
+            socket,
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StalledUpstream {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn accept_within(listener: &UnixListener, limit: Duration) -> Option<UnixStream> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((stream, _)) => return Some(stream),
+            Err(_) => thread::sleep(POLL_INTERVAL),
+        }
+    }
+    None
+}
+
+/// Reads the request head, responds with [`STALLED_SWITCH`] and floods the connection.
+fn switch_and_flood(mut stream: &UnixStream) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(STALL_LIMIT))?;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !common::contains_bytes(&head, b"\r\n\r\n") {
+        let count = stream.read(&mut chunk)?;
+        if count == 0 || head.len() > 64 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..count]);
+    }
+
+    stream.write_all(STALLED_SWITCH)?;
+    stream.set_write_timeout(Some(FLOOD_WRITE_TIMEOUT))?;
+    flood(&mut stream);
+    Ok(())
+}
+
+/// Writes to `writer` until a write fails or times out, at most [`FLOOD_LIMIT`] bytes. Returns
+/// whether a write failed before the limit, which means the peer's buffers are full.
+fn flood(writer: &mut impl Write) -> bool {
+    let block = [0x5a; 64 * 1024];
+    let mut written = 0;
+    while written < FLOOD_LIMIT {
+        match writer.write(&block) {
+            Ok(count) => written += count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Waits up to `limit` for ringfront to drop `stream` without reading from it, because a read
+/// would let ringfront's blocked write proceed. One-byte probe writes time out while the
+/// connection is open. They fail once ringfront has closed it, which sends a reset because the
+/// client's bytes are still unread. Returns the time to the close, or `None` if it stayed open.
+fn wait_for_reset_without_reading(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    if let Err(error) = stream.set_write_timeout(Some(Duration::from_millis(50))) {
+        panic!("failed to set the write timeout: {error}");
+    }
+    while started.elapsed() < limit {
+        match stream.write(b"x") {
+            Err(error) if response::is_timeout(&error) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Some(started.elapsed()),
+            // The buffers had room after all, so probe again after a pause.
+            Ok(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    None
+}
+
+/// Both peers write into the relay and neither reads, so ringfront blocks writing each way and
+/// no byte moves in either direction. The idle timeout must still end the relay.
+#[test]
+fn websocket_blocked_writes_idle_closed() {
+    let upstream = StalledUpstream::start();
+    let timeout = format!("\"{}ms\"", UPGRADE_IDLE.as_millis());
+    let ringfront = Config::new()
+        .workers(1)
+        .http()
+        .upstream_socket(&upstream.socket)
+        .upstream_setting("upgrade_idle_timeout", &timeout)
+        .start();
+
+    let mut stream = slow::connect_with_receive_buffer(ringfront.http_port(), 4096);
+    if let Err(error) = stream.write_all(&handshake()) {
+        panic!("failed to send the handshake: {error}");
+    }
+    let mut buffer = Vec::new();
+    let deadline = Instant::now() + SLACK;
+    let switching = match response::read_response(&mut stream, &mut buffer, true, deadline) {
+        Ok(switching) => switching,
+        Err(error) => panic!("no 101: {error}"),
+    };
+    assert_eq!(switching.status, 101);
+
+    let flood_started = Instant::now();
+    if let Err(error) = stream.set_write_timeout(Some(FLOOD_WRITE_TIMEOUT)) {
+        panic!("failed to set the write timeout: {error}");
+    }
+    let blocked = flood(&mut stream);
+    let blocked_after = flood_started.elapsed();
+    assert!(
+        blocked,
+        "ringfront took {FLOOD_LIMIT} bytes without blocking"
+    );
+
+    let limit = UPGRADE_IDLE + SLACK;
+    let Some(closed_after) = wait_for_reset_without_reading(&mut stream, limit) else {
+        panic!("relay still open {limit:?} after both directions blocked");
+    };
+    let lifetime = blocked_after + closed_after;
+    assert!(
+        lifetime >= UPGRADE_IDLE,
+        "closed {lifetime:?} after the flood began"
+    );
 }
