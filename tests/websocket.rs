@@ -1,10 +1,27 @@
 //! WebSocket through the proxy: the handshake reaches Gunicorn (a threaded worker running
 //! flask-sock), its 101 reaches the client, and frames then flow both ways over HTTPS and plain
-//! HTTP until the client closes.
+//! HTTP until the client closes, or until `upstream.upgrade_idle_timeout` passes with neither side
+//! sending.
+//!
+//! The idle tests use a timeout of one second, so each finishes in a few seconds. Their lower
+//! bounds on elapsed time need no tolerance because the client starts its clock before it sends
+//! what restarts ringfront's idle clock. Their upper bounds allow [`SLACK`] for a machine busy
+//! with other tests.
 
 mod common;
 
-use common::{Config, Connection, Gunicorn, Ringfront, TestCert};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::client::EndKind;
+use common::process::POLL_INTERVAL;
+use common::response;
+use common::{Config, Connection, Gunicorn, Ringfront, TempDir, TestCert, slow};
 
 /// The sample key of RFC 6455 §1.3 and the accept value it must produce.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -17,9 +34,15 @@ struct Fixture {
 }
 
 fn start() -> Fixture {
+    start_with(Config::new())
+}
+
+/// Starts Gunicorn, then ringfront with `config` plus an HTTPS and a plain HTTP listener in front
+/// of it.
+fn start_with(config: Config) -> Fixture {
     let gunicorn = Gunicorn::start("testapp:app", 1, "gthread");
     let cert = TestCert::generate(&["localhost"]);
-    let ringfront = Config::new().https(&cert).http().upstream(&gunicorn).start();
+    let ringfront = config.https(&cert).http().upstream(&gunicorn).start();
     Fixture { ringfront, cert, _gunicorn: gunicorn }
 }
 
@@ -41,21 +64,30 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// Runs the handshake on `connection`, then sends text messages one at a time, each echoed
-/// before the next, and a close; returns the close frame the server answered with.
-fn echo_session(mut connection: Connection) -> Vec<u8> {
+/// Sends the handshake on `connection` and checks the 101 that switches it to WebSocket.
+fn switch_protocols(connection: &mut Connection) {
     connection.send(&handshake());
     let switching = connection.read_head_response();
     assert_eq!(switching.status, 101);
     assert_eq!(switching.header("sec-websocket-accept"), Some(ACCEPT));
     assert!(switching.header_has_token("connection", "upgrade"));
     assert_eq!(switching.header("upgrade").map(str::to_ascii_lowercase).as_deref(), Some("websocket"));
+}
 
+/// Sends `message` in a text frame and checks that the app echoes it in an unmasked text frame.
+fn assert_echoed(connection: &mut Connection, message: &[u8]) {
+    connection.send(&client_frame(0x1, message));
+    let echo = connection.read_bytes(2 + message.len());
+    assert_eq!(echo[..2], [0x81, message.len() as u8]);
+    assert_eq!(&echo[2..], message);
+}
+
+/// Runs the handshake on `connection`, then sends text messages one at a time, each echoed
+/// before the next, and a close; returns the close frame the server answered with.
+fn echo_session(mut connection: Connection) -> Vec<u8> {
+    switch_protocols(&mut connection);
     for message in [&b"hello"[..], b"again", &[b'x'; 100]] {
-        connection.send(&client_frame(0x1, message));
-        let echo = connection.read_bytes(2 + message.len());
-        assert_eq!(echo[..2], [0x81, message.len() as u8]);
-        assert_eq!(&echo[2..], message);
+        assert_echoed(&mut connection, message);
     }
     connection.send(&client_frame(0x8, &[0x03, 0xe8]));
     connection.read_until_close()
@@ -94,4 +126,348 @@ fn upgrade_declined_is_relayed() {
     let response = connection.read_response();
     assert_eq!(response.status, 400);
     assert_eq!(response.header("server"), Some("gunicorn"));
+}
+
+/// `upstream.upgrade_idle_timeout` in the idle tests.
+const UPGRADE_IDLE: Duration = Duration::from_secs(1);
+
+/// Time past the idle timeout within which ringfront must have closed the relay.
+const SLACK: Duration = Duration::from_secs(3);
+
+/// Pause between two frames of a busy session: a fifth of [`UPGRADE_IDLE`], so that a loaded
+/// machine does not stretch a gap to the timeout.
+const FRAME_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Number of frames a busy session sends, [`FRAME_INTERVAL`] apart, which span more than twice
+/// [`UPGRADE_IDLE`].
+const BUSY_FRAMES: usize = 13;
+
+/// Maximum wait for an access log line: ringfront writes its buffered lines once a second, and
+/// the rest is margin for a busy machine.
+const LOG_WAIT: Duration = Duration::from_secs(4);
+
+fn start_idle() -> Fixture {
+    let timeout = format!("\"{}ms\"", UPGRADE_IDLE.as_millis());
+    start_with(Config::new().upstream_setting("upgrade_idle_timeout", &timeout))
+}
+
+/// Waits up to [`LOG_WAIT`] for a line of ringfront's output that contains `needle` and returns
+/// it.
+fn wait_for_log_line(ringfront: &Ringfront, needle: &str) -> String {
+    let deadline = Instant::now() + LOG_WAIT;
+    loop {
+        let output = ringfront.output();
+        if let Some(line) = output.lines().find(|line| line.contains(needle)) {
+            return line.to_owned();
+        }
+        if Instant::now() >= deadline {
+            panic!("no output line contains {needle:?} after {LOG_WAIT:?}:\n{output}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Returns the request time in seconds, the last field of an access log line.
+fn request_seconds(line: &str) -> f64 {
+    let field = line.rsplit(' ').next().unwrap_or_default();
+    match field.parse() {
+        Ok(seconds) => seconds,
+        Err(error) => panic!("invalid request time {field:?} in {line:?}: {error}"),
+    }
+}
+
+/// Opens a WebSocket on `connection` and sends nothing. Ringfront must end the stream after the
+/// idle timeout without sending a byte, because it relays frames and never makes one. It must
+/// also log the request as a 101 that lasted at least the timeout, with no bytes relayed.
+fn assert_idle_session_closed(ringfront: &Ringfront, mut connection: Connection) {
+    let opened = Instant::now();
+    switch_protocols(&mut connection);
+    let switched_after = opened.elapsed();
+
+    let end = connection.wait_for_end(UPGRADE_IDLE + SLACK);
+    let lifetime = switched_after + end.elapsed;
+
+    assert_eq!(end.kind, EndKind::EndOfFile, "ended after {lifetime:?}");
+    assert!(
+        end.received.is_empty(),
+        "bytes before the end: {:?}",
+        end.received
+    );
+    assert!(
+        lifetime >= UPGRADE_IDLE,
+        "closed after {lifetime:?}, before the {UPGRADE_IDLE:?} timeout"
+    );
+    assert!(lifetime < UPGRADE_IDLE + SLACK, "closed after {lifetime:?}");
+
+    let line = wait_for_log_line(ringfront, "\"GET /ws HTTP/1.1\" 101 0 ");
+    let logged = request_seconds(&line);
+    assert!(
+        logged >= UPGRADE_IDLE.as_secs_f64(),
+        "request time {logged} s in {line:?}"
+    );
+}
+
+#[test]
+fn websocket_idle_closed_over_plain() {
+    let fixture = start_idle();
+    let connection = Connection::plain(fixture.ringfront.http_port());
+    assert_idle_session_closed(&fixture.ringfront, connection);
+}
+
+/// Over TLS, an end of file reaches the client only after ringfront's close_notify.
+#[test]
+fn websocket_idle_closed_over_tls() {
+    let fixture = start_idle();
+    let connection = Connection::https(fixture.ringfront.https_port(), &fixture.cert);
+    assert_idle_session_closed(&fixture.ringfront, connection);
+}
+
+/// Exchanges a text message every [`FRAME_INTERVAL`] for more than twice the idle timeout, and
+/// each is echoed. Once the client stops, the relay closes no earlier than the timeout after the
+/// last message, so each exchange restarted the idle clock.
+fn assert_traffic_resets_idle(mut connection: Connection) {
+    switch_protocols(&mut connection);
+    let started = Instant::now();
+    let mut last_sent = started;
+    for index in 0..BUSY_FRAMES {
+        thread::sleep(FRAME_INTERVAL);
+        last_sent = Instant::now();
+        assert_echoed(&mut connection, format!("message {index}").as_bytes());
+    }
+    let busy_for = started.elapsed();
+    assert!(busy_for > 2 * UPGRADE_IDLE, "busy for only {busy_for:?}");
+
+    let waited_before = last_sent.elapsed();
+    let end = connection.wait_for_end(UPGRADE_IDLE + SLACK);
+    let quiet_for = waited_before + end.elapsed;
+    assert_eq!(
+        end.kind,
+        EndKind::EndOfFile,
+        "ended {quiet_for:?} after the last message"
+    );
+    assert!(
+        end.received.is_empty(),
+        "bytes before the end: {:?}",
+        end.received
+    );
+    assert!(
+        quiet_for >= UPGRADE_IDLE,
+        "closed {quiet_for:?} after the last message"
+    );
+    assert!(
+        quiet_for < UPGRADE_IDLE + SLACK,
+        "closed {quiet_for:?} after the last message"
+    );
+}
+
+#[test]
+fn websocket_traffic_resets_idle_over_plain() {
+    let fixture = start_idle();
+    assert_traffic_resets_idle(Connection::plain(fixture.ringfront.http_port()));
+}
+
+#[test]
+fn websocket_traffic_resets_idle_over_tls() {
+    let fixture = start_idle();
+    assert_traffic_resets_idle(Connection::https(
+        fixture.ringfront.https_port(),
+        &fixture.cert,
+    ));
+}
+
+/// The timeout needs silence both ways. The client alone sends unsolicited pongs for more than
+/// twice the timeout, and the app sends nothing back (RFC 6455 §5.5.3: a pong may serve as a
+/// one-way heartbeat and gets no response). The relay stays open and still echoes a message.
+#[test]
+fn websocket_client_pongs_reset_idle() {
+    let fixture = start_idle();
+    let mut connection = Connection::plain(fixture.ringfront.http_port());
+    switch_protocols(&mut connection);
+
+    let started = Instant::now();
+    for index in 0..BUSY_FRAMES {
+        thread::sleep(FRAME_INTERVAL);
+        connection.send(&client_frame(0xA, format!("beat {index}").as_bytes()));
+    }
+    let busy_for = started.elapsed();
+    assert!(busy_for > 2 * UPGRADE_IDLE, "busy for only {busy_for:?}");
+
+    assert_echoed(&mut connection, b"still open");
+}
+
+/// Maximum bytes each side writes into a relay that it never reads from. Ringfront's socket
+/// buffers fill after a few MiB on loopback, so the writes block long before this.
+const FLOOD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Timeout of each write into a full relay. A write that times out shows the buffers are full.
+const FLOOD_WRITE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Maximum time the stalled upstream waits for ringfront's connection, and then keeps it open.
+const STALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// The stalled upstream's response to the upgrade request.
+const STALLED_SWITCH: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+
+/// An upstream on a Unix socket that responds to one upgrade request with a 101, then writes
+/// until its writes block and never reads again. It keeps the connection open until it is
+/// dropped, so ringfront sees neither an end of file nor a write error from it.
+struct StalledUpstream {
+    _dir: TempDir,
+    socket: PathBuf,
+    release: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StalledUpstream {
+    fn start() -> StalledUpstream {
+        let dir = TempDir::new("stall");
+        let socket = dir.join("upstream.sock");
+        let listener = match UnixListener::bind(&socket) {
+            Ok(listener) => listener,
+            Err(error) => panic!("failed to bind {}: {error}", socket.display()),
+        };
+        // Non-blocking accepts let the thread give up when ringfront never connects.
+        if let Err(error) = listener.set_nonblocking(true) {
+            panic!("failed to make {} non-blocking: {error}", socket.display());
+        }
+
+        let (release, released) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            if let Some(stream) = accept_within(&listener, STALL_LIMIT) {
+                let _ = switch_and_flood(&stream);
+                // Keeps the connection open, without reading, until the test drops the sender.
+                let _ = released.recv_timeout(STALL_LIMIT);
+            }
+        });
+        StalledUpstream {
+            _dir: dir,
+            socket,
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StalledUpstream {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn accept_within(listener: &UnixListener, limit: Duration) -> Option<UnixStream> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((stream, _)) => return Some(stream),
+            Err(_) => thread::sleep(POLL_INTERVAL),
+        }
+    }
+    None
+}
+
+/// Reads the request head, responds with [`STALLED_SWITCH`] and floods the connection.
+fn switch_and_flood(mut stream: &UnixStream) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(STALL_LIMIT))?;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !common::contains_bytes(&head, b"\r\n\r\n") {
+        let count = stream.read(&mut chunk)?;
+        if count == 0 || head.len() > 64 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..count]);
+    }
+
+    stream.write_all(STALLED_SWITCH)?;
+    stream.set_write_timeout(Some(FLOOD_WRITE_TIMEOUT))?;
+    flood(&mut stream);
+    Ok(())
+}
+
+/// Writes to `writer` until a write fails or times out, at most [`FLOOD_LIMIT`] bytes. Returns
+/// whether a write failed before the limit, which means the peer's buffers are full.
+fn flood(writer: &mut impl Write) -> bool {
+    let block = [0x5a; 64 * 1024];
+    let mut written = 0;
+    while written < FLOOD_LIMIT {
+        match writer.write(&block) {
+            Ok(count) => written += count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Waits up to `limit` for ringfront to drop `stream` without reading from it, because a read
+/// would let ringfront's blocked write proceed. One-byte probe writes time out while the
+/// connection is open. They fail once ringfront has closed it, which sends a reset because the
+/// client's bytes are still unread. Returns the time to the close, or `None` if it stayed open.
+fn wait_for_reset_without_reading(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    if let Err(error) = stream.set_write_timeout(Some(Duration::from_millis(50))) {
+        panic!("failed to set the write timeout: {error}");
+    }
+    while started.elapsed() < limit {
+        match stream.write(b"x") {
+            Err(error) if response::is_timeout(&error) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Some(started.elapsed()),
+            // The buffers had room after all, so probe again after a pause.
+            Ok(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    None
+}
+
+/// Both peers write into the relay and neither reads, so ringfront blocks writing each way and
+/// no byte moves in either direction. The idle timeout must still end the relay.
+#[test]
+fn websocket_blocked_writes_idle_closed() {
+    let upstream = StalledUpstream::start();
+    let timeout = format!("\"{}ms\"", UPGRADE_IDLE.as_millis());
+    let ringfront = Config::new()
+        .workers(1)
+        .http()
+        .upstream_socket(&upstream.socket)
+        .upstream_setting("upgrade_idle_timeout", &timeout)
+        .start();
+
+    let mut stream = slow::connect_with_receive_buffer(ringfront.http_port(), 4096);
+    if let Err(error) = stream.write_all(&handshake()) {
+        panic!("failed to send the handshake: {error}");
+    }
+    let mut buffer = Vec::new();
+    let deadline = Instant::now() + SLACK;
+    let switching = match response::read_response(&mut stream, &mut buffer, true, deadline) {
+        Ok(switching) => switching,
+        Err(error) => panic!("no 101: {error}"),
+    };
+    assert_eq!(switching.status, 101);
+
+    let flood_started = Instant::now();
+    if let Err(error) = stream.set_write_timeout(Some(FLOOD_WRITE_TIMEOUT)) {
+        panic!("failed to set the write timeout: {error}");
+    }
+    let blocked = flood(&mut stream);
+    let blocked_after = flood_started.elapsed();
+    assert!(
+        blocked,
+        "ringfront took {FLOOD_LIMIT} bytes without blocking"
+    );
+
+    let limit = UPGRADE_IDLE + SLACK;
+    let Some(closed_after) = wait_for_reset_without_reading(&mut stream, limit) else {
+        panic!("relay still open {limit:?} after both directions blocked");
+    };
+    let lifetime = blocked_after + closed_after;
+    assert!(
+        lifetime >= UPGRADE_IDLE,
+        "closed {lifetime:?} after the flood began"
+    );
 }

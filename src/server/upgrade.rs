@@ -1,7 +1,8 @@
 //! Protocol upgrades (WebSocket and other `Upgrade` requests, RFC 9110 §7.8): the request goes to
 //! the upstream on a connection of its own; only when the upstream sends 101 does the client
 //! get the 101, and from then on bytes are copied both ways until either side closes or both stay
-//! silent for `upstream.upgrade_idle_timeout`.
+//! silent for `upstream.upgrade_idle_timeout`. Silent means no read completes in either
+//! direction, so the timeout also ends a relay whose writes are blocked both ways.
 //!
 //! The two directions run as two futures sharing the client socket and, on HTTPS, the TLS
 //! session. Only the upstream-to-client direction writes to the client, so TLS records are never
@@ -138,8 +139,8 @@ pub async fn handle(
     UpgradeOutcome::Relayed { status: 101, bytes_to_client }
 }
 
-/// Copies bytes both ways until a side closes or fails, or neither sends for `idle`. Returns the
-/// bytes sent to the client.
+/// Copies bytes both ways until a side closes or fails, or no read completes in either direction
+/// for `idle`, also while writes are blocked. Returns the bytes sent to the client.
 async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> u64 {
     let tls = tls.map(RefCell::new);
     let last_activity = Cell::new(Instant::now());
@@ -151,10 +152,30 @@ async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &Upstrea
     to_client.get()
 }
 
-/// Whether a direction whose read just timed out should give up: only when the other direction
-/// was quiet for the whole idle period too.
+/// Whether a direction whose read or write has waited `idle` should give up: only when the other
+/// direction was quiet for the whole idle period too.
 fn is_idle(last_activity: &Cell<Instant>, idle: Duration) -> bool {
     last_activity.get().elapsed() >= idle
+}
+
+/// Runs a relay write to completion, or returns `None` once it has waited at least `idle` and
+/// [`is_idle`] holds. After each check the same write goes on, because a restarted one would
+/// send its first bytes twice. Without this, a client and an upstream that both write and never
+/// read would block both directions forever.
+async fn write_unless_idle<F: Future>(
+    write: F,
+    idle: Duration,
+    last_activity: &Cell<Instant>,
+) -> Option<F::Output> {
+    let mut write = std::pin::pin!(write);
+    loop {
+        if let Some(output) = rt::timeout(idle, write.as_mut()).await {
+            return Some(output);
+        }
+        if is_idle(last_activity, idle) {
+            return None;
+        }
+    }
 }
 
 async fn copy_client_to_upstream(
@@ -165,7 +186,7 @@ async fn copy_client_to_upstream(
     idle: Duration,
     last_activity: &Cell<Instant>,
 ) {
-    if !pending.is_empty() && !write_upstream(upstream, pending).await {
+    if !pending.is_empty() && !write_upstream(upstream, pending, idle, last_activity).await {
         return;
     }
     loop {
@@ -192,7 +213,10 @@ async fn copy_client_to_upstream(
                 }
             },
         };
-        if !plaintext.is_empty() && !write_upstream(upstream, plaintext).await {
+        if plaintext.is_empty() {
+            continue;
+        }
+        if !write_upstream(upstream, plaintext, idle, last_activity).await {
             return;
         }
     }
@@ -227,16 +251,21 @@ async fn copy_upstream_to_client(
             },
         };
         let mut writer = client;
-        let BufResult(result, _) = writer.write_all(bytes).await;
-        if result.is_err() {
+        let written = write_unless_idle(writer.write_all(bytes), idle, last_activity).await;
+        if !matches!(written, Some(BufResult(Ok(()), _))) {
             return;
         }
     }
 }
 
-async fn write_upstream(upstream: &UpstreamStream, bytes: Vec<u8>) -> bool {
-    let BufResult(result, _) = upstream.write_all_shared(bytes).await;
-    result.is_ok()
+async fn write_upstream(
+    upstream: &UpstreamStream,
+    bytes: Vec<u8>,
+    idle: Duration,
+    last_activity: &Cell<Instant>,
+) -> bool {
+    let written = write_unless_idle(upstream.write_all_shared(bytes), idle, last_activity).await;
+    matches!(written, Some(BufResult(Ok(()), _)))
 }
 
 /// Feeds ciphertext to the session and returns the plaintext it yields, or `None` once the

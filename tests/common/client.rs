@@ -23,6 +23,29 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time [`Connection::is_closed_by_peer`] waits for the server to close.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How the server ended a connection, as seen by [`Connection::wait_for_end`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    /// End of file. Over TLS, rustls reports it only after the server's close_notify.
+    EndOfFile,
+    /// A read error that ends the stream, such as a reset or a TLS stream that ended without
+    /// close_notify.
+    Error(io::ErrorKind),
+    /// Still open when the call returned: the time limit passed, or more than
+    /// [`response::MAX_RESPONSE_BYTES`] arrived.
+    Open,
+}
+
+/// The result of [`Connection::wait_for_end`].
+#[derive(Debug)]
+pub struct StreamEnd {
+    pub kind: EndKind,
+    /// Bytes the server sent before the end, including bytes buffered by earlier calls.
+    pub received: Vec<u8>,
+    /// Time from the call to the end, or to the return if the connection stayed open.
+    pub elapsed: Duration,
+}
+
 enum Transport {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
@@ -286,6 +309,48 @@ impl Connection {
             }
         }
         std::mem::take(&mut self.buffer)
+    }
+
+    /// Reads until the server ends the connection or `limit` passes, and reports how it ended.
+    /// Unlike [`Connection::is_closed_by_peer`], it distinguishes an end of file from a reset, and
+    /// it keeps reading past bytes that arrive first.
+    ///
+    /// # Panics
+    /// Panics if the socket's read timeout cannot be set.
+    pub fn wait_for_end(&mut self, limit: Duration) -> StreamEnd {
+        let started = Instant::now();
+        let deadline = started + limit;
+        let mut received = std::mem::take(&mut self.buffer);
+        let mut chunk = [0u8; 4096];
+        let kind = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || received.len() > response::MAX_RESPONSE_BYTES {
+                break EndKind::Open;
+            }
+            self.set_read_timeout(left);
+            match self.transport.read(&mut chunk) {
+                Ok(0) => break EndKind::EndOfFile,
+                Ok(count) => received.extend_from_slice(&chunk[..count]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if response::is_timeout(&error) => {}
+                Err(error) => break EndKind::Error(error.kind()),
+            }
+        };
+        let elapsed = started.elapsed();
+        self.set_read_timeout(IO_TIMEOUT);
+        StreamEnd {
+            kind,
+            received,
+            elapsed,
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) {
+        // A zero timeout is an error for `set_read_timeout`.
+        let timeout = timeout.max(Duration::from_millis(1));
+        if let Err(error) = self.transport.tcp().set_read_timeout(Some(timeout)) {
+            panic!("failed to set the read timeout: {error}");
+        }
     }
 
     /// Reads exactly `count` bytes (after any already buffered) within [`IO_TIMEOUT`] per read.
