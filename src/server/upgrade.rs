@@ -158,18 +158,15 @@ fn is_idle(last_activity: &Cell<Instant>, idle: Duration) -> bool {
     last_activity.get().elapsed() >= idle
 }
 
-/// Runs a relay write to completion, or returns `None` once it has waited at least `idle` and
-/// [`is_idle`] holds. After each check the same write goes on, because a restarted one would
-/// send its first bytes twice. Without this, a client and an upstream that both write and never
-/// read would block both directions forever.
-async fn write_unless_idle<F: Future>(
-    write: F,
-    idle: Duration,
-    last_activity: &Cell<Instant>,
-) -> Option<F::Output> {
-    let mut write = std::pin::pin!(write);
+/// Runs a relay read or write to completion, or returns `None` once it has waited at least
+/// `idle` and [`is_idle`] holds. After each check the same operation goes on. A write started
+/// again would send its first bytes twice, and a read dropped and started again could lose what
+/// arrived while its cancellation was under way. Without the check on writes, a client and an
+/// upstream that both write and never read would block both directions forever.
+async fn unless_idle<F: Future>(operation: F, idle: Duration, last_activity: &Cell<Instant>) -> Option<F::Output> {
+    let mut operation = std::pin::pin!(operation);
     loop {
-        if let Some(output) = rt::timeout(idle, write.as_mut()).await {
+        if let Some(output) = rt::timeout(idle, operation.as_mut()).await {
             return Some(output);
         }
         if is_idle(last_activity, idle) {
@@ -191,11 +188,8 @@ async fn copy_client_to_upstream(
     }
     loop {
         let mut reader = client;
-        let Some(BufResult(result, received)) = rt::timeout(idle, reader.read(Vec::with_capacity(RELAY_CHUNK))).await else {
-            if is_idle(last_activity, idle) {
-                return;
-            }
-            continue;
+        let Some(BufResult(result, received)) = unless_idle(reader.read(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity).await else {
+            return;
         };
         last_activity.set(Instant::now());
         match result {
@@ -231,11 +225,8 @@ async fn copy_upstream_to_client(
     sent: &Cell<u64>,
 ) {
     loop {
-        let Some(BufResult(result, received)) = rt::timeout(idle, upstream.read_shared(Vec::with_capacity(RELAY_CHUNK))).await else {
-            if is_idle(last_activity, idle) {
-                return;
-            }
-            continue;
+        let Some(BufResult(result, received)) = unless_idle(upstream.read_shared(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity).await else {
+            return;
         };
         last_activity.set(Instant::now());
         let count = match result {
@@ -251,7 +242,7 @@ async fn copy_upstream_to_client(
             },
         };
         let mut writer = client;
-        let written = write_unless_idle(writer.write_all(bytes), idle, last_activity).await;
+        let written = unless_idle(writer.write_all(bytes), idle, last_activity).await;
         if !matches!(written, Some(BufResult(Ok(()), _))) {
             return;
         }
@@ -264,7 +255,7 @@ async fn write_upstream(
     idle: Duration,
     last_activity: &Cell<Instant>,
 ) -> bool {
-    let written = write_unless_idle(upstream.write_all_shared(bytes), idle, last_activity).await;
+    let written = unless_idle(upstream.write_all_shared(bytes), idle, last_activity).await;
     matches!(written, Some(BufResult(Ok(()), _)))
 }
 
