@@ -323,14 +323,7 @@ impl StalledUpstream {
     fn start() -> StalledUpstream {
         let dir = TempDir::new("stall");
         let socket = dir.join("upstream.sock");
-        let listener = match UnixListener::bind(&socket) {
-            Ok(listener) => listener,
-            Err(error) => panic!("failed to bind {}: {error}", socket.display()),
-        };
-        // Non-blocking accepts let the thread give up when ringfront never connects.
-        if let Err(error) = listener.set_nonblocking(true) {
-            panic!("failed to make {} non-blocking: {error}", socket.display());
-        }
+        let listener = common::process::bind_polled_unix_listener(&socket);
 
         let (release, released) = mpsc::channel::<()>();
         let thread = thread::spawn(move || {

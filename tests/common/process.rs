@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -237,4 +238,20 @@ pub fn kill_and_reap(child: &mut Child) {
         let _ = child.kill();
     }
     let _ = child.wait();
+}
+
+/// Binds a Unix listener at `socket` with non-blocking accepts, so that the thread accepting on
+/// it can stop, or give up, between polls.
+///
+/// # Panics
+/// Panics if the socket cannot be bound or made non-blocking.
+pub fn bind_polled_unix_listener(socket: &Path) -> UnixListener {
+    let listener = match UnixListener::bind(socket) {
+        Ok(listener) => listener,
+        Err(error) => panic!("failed to bind {}: {error}", socket.display()),
+    };
+    if let Err(error) = listener.set_nonblocking(true) {
+        panic!("failed to make {} non-blocking: {error}", socket.display());
+    }
+    listener
 }

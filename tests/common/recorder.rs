@@ -69,14 +69,7 @@ impl RecordingUpstream {
     pub fn start() -> RecordingUpstream {
         let dir = TempDir::new("rec");
         let socket = dir.join("upstream.sock");
-        let listener = match UnixListener::bind(&socket) {
-            Ok(listener) => listener,
-            Err(error) => panic!("failed to bind {}: {error}", socket.display()),
-        };
-        // Non-blocking accepts let the thread notice `stop` between polls.
-        if let Err(error) = listener.set_nonblocking(true) {
-            panic!("failed to make {} non-blocking: {error}", socket.display());
-        }
+        let listener = super::process::bind_polled_unix_listener(&socket);
 
         let shared = Arc::new(Shared::default());
         let acceptor = {

@@ -50,14 +50,7 @@ impl StubUpstream {
     }
 
     fn bind(socket: PathBuf, dir: Option<TempDir>) -> StubUpstream {
-        let listener = match UnixListener::bind(&socket) {
-            Ok(listener) => listener,
-            Err(error) => panic!("failed to bind {}: {error}", socket.display()),
-        };
-        // Non-blocking accepts let the thread notice `stop` between polls.
-        if let Err(error) = listener.set_nonblocking(true) {
-            panic!("failed to make {} non-blocking: {error}", socket.display());
-        }
+        let listener = super::process::bind_polled_unix_listener(&socket);
 
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
