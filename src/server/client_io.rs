@@ -74,12 +74,12 @@ impl From<io::Error> for StreamError {
 }
 
 /// Byte buffers that connections gave back on going idle, for the next requests of the same
-/// worker: the request input, the output, and on TLS the ciphertext, the decrypted plaintext
-/// and the record being joined. An idle connection then keeps none of them. A request takes
+/// worker: the request input, the output, and on TLS the decrypted plaintext and the record
+/// being joined. An idle connection then keeps none of them. A request takes
 /// spare ones when the list has them, and allocates only when the list is empty or its bytes
 /// outgrow the buffer. A 1 KiB response's buffer is larger than glibc's per-thread cache takes
 /// (1,032 bytes), and allocating it cost about 0.5k instructions per request in callgrind. The
-/// TLS buffers cost another 0.8k.
+/// TLS buffers cost another 0.7k.
 #[derive(Default)]
 pub struct SpareBuffers {
     buffers: RefCell<Vec<Vec<u8>>>,
@@ -233,20 +233,25 @@ impl ClientIo {
     }
 
     async fn receive_ciphertext(&mut self, deadline: Instant) -> Result<usize, StreamError> {
-        if self.tls_in.capacity() == 0 {
-            self.tls_in = self.spare.take();
-        }
         receive_until(&mut self.stream, &mut self.timer, &mut self.tls_in, deadline).await
     }
 
     /// Releases buffer memory a connection kept from its last request, so an idle keep-alive
-    /// connection costs little more than its socket and TLS session. Each empty buffer goes to
-    /// the worker's spare list: the wait may last the whole keep-alive time, and keeping the
-    /// output buffer alone cost about 1.5 KiB of an idle TLS connection's 11 KiB in one
-    /// measurement. The ciphertext buffer may go too, because the session keeps no offsets into
-    /// an empty buffer.
+    /// connection costs little more than its socket and TLS session. The wait may last the whole
+    /// keep-alive time, and keeping the output buffer alone cost about 1.5 KiB of an idle TLS
+    /// connection's 11 KiB in one measurement.
+    ///
+    /// The empty plaintext and output buffers go to the worker's spare list. The empty
+    /// ciphertext buffer is freed instead, because the session keeps no offsets into an empty
+    /// buffer and its next read allocates one of exactly the received size.
+    // NOTE: recycling the ciphertext buffer too saved about 0.1k instructions per TLS request,
+    // but raised the idle memory of `scripts/bench.sh` from 8.8 to 10.4 KiB per connection, in
+    // three runs each. malloc_trim returned none of the difference, and the cause was not found.
     pub fn shrink_idle_buffers(&mut self) {
-        for buffer in [&mut self.tls_in, &mut self.tls_plaintext, &mut self.out] {
+        if self.tls_in.is_empty() {
+            self.tls_in = Vec::new();
+        }
+        for buffer in [&mut self.tls_plaintext, &mut self.out] {
             // `Vec::` because compio's `IoBuf` also has an `is_empty`, for `&'static mut` buffers.
             if Vec::is_empty(buffer) {
                 self.spare.give(std::mem::take(buffer));
@@ -553,8 +558,8 @@ mod tests {
         });
     }
 
-    /// A TLS connection's buffers (ciphertext, plaintext, the joined record, output) go to the
-    /// spare list at idle, and its next requests take them back instead of allocating others.
+    /// A TLS connection's buffers (plaintext, the joined record, output) go to the spare list at
+    /// idle, and its next requests take them back instead of allocating others.
     /// The handshake's output buffer is larger than the list keeps, so the count settles from
     /// the second request on.
     #[test]
@@ -601,7 +606,7 @@ mod tests {
                 idle_counts.push(spare.buffers.borrow().len());
             }
             assert_eq!(client.join().expect("the client thread"), [*b"pong"; 3]);
-            assert_eq!(idle_counts[1], 4, "the second idle gave back all four buffers");
+            assert_eq!(idle_counts[1], 3, "the second idle gave back all three buffers");
             assert_eq!(idle_counts[2], idle_counts[1], "the third request took its buffers from the list");
         });
     }
