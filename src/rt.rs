@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use compio::BufResult;
-pub use compio::buf::{IntoInner, IoBuf, IoBufMut};
+pub use compio::buf::{IntoInner, IoBuf, IoBufMut, Slice};
 pub use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub use compio::net::{TcpListener, TcpStream, UnixStream};
 pub use compio::runtime::Runtime;
@@ -324,6 +324,20 @@ fn set_pipe_capacity(pipe: &impl std::os::fd::AsRawFd, bytes: usize) {
 /// Returns the file descriptor of a runtime socket, for the few calls compio does not wrap.
 pub fn raw_fd(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
     socket.as_raw_fd()
+}
+
+/// Returns how many bytes written to the socket `fd` its peer has not taken yet: for TCP the
+/// bytes not sent or not acknowledged, for a Unix stream the bytes not read. `None` when the
+/// kernel does not report it. A count that falls while a send waits shows that the peer is reading.
+pub fn unsent_bytes(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux, `linux/sockios.h`) writes one int through the
+    // pointer, which points at `queued`, alive for the whole call.
+    let result = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &raw mut queued) };
+    if result != 0 {
+        return None;
+    }
+    usize::try_from(queued).ok()
 }
 
 /// Peeks at one byte of `fd` without blocking and without consuming it: `Ok(0)` means the peer

@@ -364,6 +364,17 @@ fn accept_within(listener: &UnixListener, limit: Duration) -> Option<UnixStream>
 
 /// Reads the request head, responds with [`STALLED_SWITCH`] and floods the connection.
 fn switch_and_flood(mut stream: &UnixStream) -> io::Result<()> {
+    if !switch_protocols_upstream(stream)? {
+        return Ok(());
+    }
+    stream.set_write_timeout(Some(FLOOD_WRITE_TIMEOUT))?;
+    flood(&mut stream);
+    Ok(())
+}
+
+/// Reads the request head on a test upstream's `stream` and responds with [`STALLED_SWITCH`].
+/// Returns `false` when the head did not arrive whole.
+fn switch_protocols_upstream(mut stream: &UnixStream) -> io::Result<bool> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(STALL_LIMIT))?;
     let mut head = Vec::new();
@@ -371,15 +382,12 @@ fn switch_and_flood(mut stream: &UnixStream) -> io::Result<()> {
     while !common::contains_bytes(&head, b"\r\n\r\n") {
         let count = stream.read(&mut chunk)?;
         if count == 0 || head.len() > 64 * 1024 {
-            return Ok(());
+            return Ok(false);
         }
         head.extend_from_slice(&chunk[..count]);
     }
-
     stream.write_all(STALLED_SWITCH)?;
-    stream.set_write_timeout(Some(FLOOD_WRITE_TIMEOUT))?;
-    flood(&mut stream);
-    Ok(())
+    Ok(true)
 }
 
 /// Writes to `writer` until a write fails or times out, at most [`FLOOD_LIMIT`] bytes. Returns
@@ -397,25 +405,31 @@ fn flood(writer: &mut impl Write) -> bool {
     false
 }
 
-/// Waits up to `limit` for ringfront to drop `stream` without reading from it, because a read
-/// would let ringfront's blocked write proceed. One-byte probe writes time out while the
-/// connection is open. They fail once ringfront has closed it, which sends a reset because the
-/// client's bytes are still unread. Returns the time to the close, or `None` if it stayed open.
+/// Waits up to `limit` for ringfront to drop `stream` without reading from or writing to it: a
+/// read would let ringfront's blocked write proceed, and a write that ringfront reads counts as
+/// traffic. Ringfront's close sends a reset, because the client's bytes are still unread, and
+/// the socket then reports the error. Returns the time to the close, or `None` if it stayed open.
 fn wait_for_reset_without_reading(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
-    if let Err(error) = stream.set_write_timeout(Some(Duration::from_millis(50))) {
-        panic!("failed to set the write timeout: {error}");
-    }
     while started.elapsed() < limit {
-        match stream.write(b"x") {
-            Err(error) if response::is_timeout(&error) => {}
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Some(started.elapsed()),
-            // The buffers had room after all, so probe again after a pause.
-            Ok(_) => thread::sleep(Duration::from_millis(50)),
+        match stream.take_error() {
+            Ok(None) => thread::sleep(Duration::from_millis(50)),
+            Ok(Some(_)) | Err(_) => return Some(started.elapsed()),
         }
     }
     None
+}
+
+/// Starts one worker with a plain listener in front of the test upstream at `socket`, with the
+/// idle timeout of the idle tests.
+fn start_relay_to(socket: &std::path::Path) -> Ringfront {
+    let timeout = format!("\"{}ms\"", UPGRADE_IDLE.as_millis());
+    Config::new()
+        .workers(1)
+        .http()
+        .upstream_socket(socket)
+        .upstream_setting("upgrade_idle_timeout", &timeout)
+        .start()
 }
 
 /// Both peers write into the relay and neither reads, so ringfront blocks writing each way and
@@ -423,13 +437,7 @@ fn wait_for_reset_without_reading(stream: &mut TcpStream, limit: Duration) -> Op
 #[test]
 fn websocket_blocked_writes_idle_closed() {
     let upstream = StalledUpstream::start();
-    let timeout = format!("\"{}ms\"", UPGRADE_IDLE.as_millis());
-    let ringfront = Config::new()
-        .workers(1)
-        .http()
-        .upstream_socket(&upstream.socket)
-        .upstream_setting("upgrade_idle_timeout", &timeout)
-        .start();
+    let ringfront = start_relay_to(&upstream.socket);
 
     let mut stream = slow::connect_with_receive_buffer(ringfront.http_port(), 4096);
     if let Err(error) = stream.write_all(&handshake()) {
@@ -463,4 +471,92 @@ fn websocket_blocked_writes_idle_closed() {
         lifetime >= UPGRADE_IDLE,
         "closed {lifetime:?} after the flood began"
     );
+}
+
+/// Bytes the sending upstream relays to the slow reader: more than loopback socket buffers hold,
+/// so ringfront's write to the client waits on the client's reads.
+const SLOW_READ_TOTAL: usize = 16 * 1024 * 1024;
+
+/// The slow reader's pace: [`SLOW_READ_PIECE`] bytes every [`SLOW_READ_PAUSE`], about 200 KB/s,
+/// for [`SLOW_READ_TIME`], three times the idle timeout.
+const SLOW_READ_PIECE: usize = 20 * 1024;
+const SLOW_READ_PAUSE: Duration = Duration::from_millis(100);
+const SLOW_READ_TIME: Duration = Duration::from_secs(3);
+
+/// An upstream on a Unix socket that responds to one upgrade request with a 101, then writes
+/// `bytes` and closes.
+struct SendingUpstream {
+    _dir: TempDir,
+    socket: PathBuf,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SendingUpstream {
+    fn start(bytes: Vec<u8>) -> SendingUpstream {
+        let dir = TempDir::new("sending");
+        let socket = dir.join("upstream.sock");
+        let listener = common::process::bind_polled_unix_listener(&socket);
+        let thread = thread::spawn(move || {
+            if let Some(mut stream) = accept_within(&listener, STALL_LIMIT) {
+                let switched = switch_protocols_upstream(&stream).unwrap_or(false);
+                if switched && stream.set_write_timeout(Some(STALL_LIMIT)).is_ok() {
+                    let _ = stream.write_all(&bytes);
+                }
+            }
+        });
+        SendingUpstream { _dir: dir, socket, thread: Some(thread) }
+    }
+}
+
+impl Drop for SendingUpstream {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A client that reads slowly but steadily keeps the relay open, although ringfront's write to
+/// it waits for room in the socket buffer longer than the idle timeout. Every byte arrives.
+#[test]
+fn websocket_slow_reader_kept_open() {
+    let sent = common::noise_bytes(SLOW_READ_TOTAL);
+    let upstream = SendingUpstream::start(sent.clone());
+    let ringfront = start_relay_to(&upstream.socket);
+
+    let mut stream = slow::connect(ringfront.http_port());
+    if let Err(error) = stream.write_all(&handshake()) {
+        panic!("failed to send the handshake: {error}");
+    }
+    let mut received = Vec::new();
+    let switching = match response::read_response(&mut stream, &mut received, true, Instant::now() + SLACK) {
+        Ok(switching) => switching,
+        Err(error) => panic!("no 101: {error}"),
+    };
+    assert_eq!(switching.status, 101);
+
+    let mut piece = vec![0u8; SLOW_READ_PIECE];
+    let slow_started = Instant::now();
+    let mut ended = false;
+    while slow_started.elapsed() < SLOW_READ_TIME && !ended {
+        match stream.read(&mut piece) {
+            Ok(0) => ended = true,
+            Ok(count) => received.extend_from_slice(&piece[..count]),
+            Err(error) => panic!("read failed after {} bytes: {error}", received.len()),
+        }
+        thread::sleep(SLOW_READ_PAUSE);
+    }
+    assert!(!ended, "the relay ended after {} of {SLOW_READ_TOTAL} bytes, while the client read", received.len());
+
+    let deadline = Instant::now() + SLACK * 5;
+    while !ended && Instant::now() < deadline {
+        match stream.read(&mut piece) {
+            Ok(0) => ended = true,
+            Ok(count) => received.extend_from_slice(&piece[..count]),
+            Err(error) => panic!("read failed after {} bytes: {error}", received.len()),
+        }
+    }
+    assert!(ended, "no end of stream after {} bytes", received.len());
+    assert_eq!(received.len(), sent.len());
+    assert!(received == sent, "the relayed bytes differ from the upstream's");
 }

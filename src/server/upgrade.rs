@@ -1,8 +1,9 @@
 //! Protocol upgrades (WebSocket and other `Upgrade` requests, RFC 9110 §7.8): the request goes to
 //! the upstream on a connection of its own; only when the upstream sends 101 does the client
 //! get the 101, and from then on bytes are copied both ways until either side closes or both stay
-//! silent for `upstream.upgrade_idle_timeout`. Silent means no read completes in either
-//! direction, so the timeout also ends a relay whose writes are blocked both ways.
+//! silent for `upstream.upgrade_idle_timeout`. Silent means that no read completes in either
+//! direction and no peer takes bytes written to it, so the timeout also ends a relay whose
+//! writes are blocked both ways.
 //!
 //! The two directions run as two futures sharing the client socket and, on HTTPS, the TLS
 //! session. Only the upstream-to-client direction writes to the client, so TLS records are never
@@ -16,7 +17,7 @@ use super::proxy::ProxyError;
 use super::tls_session::TlsSessionError;
 use super::upstream::{UpstreamStream, Upstreams};
 use crate::http::{self, Forwarded, RequestHead, ResponseDecoder, ResponseEvent, ResponseLimits};
-use crate::rt::{self, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
+use crate::rt::{self, AsyncRead, AsyncWrite, BufResult, IntoInner, IoBuf, Slice, TcpStream};
 
 /// Bytes read per step in each direction of an upgraded connection.
 const RELAY_CHUNK: usize = 16 * 1024;
@@ -139,8 +140,8 @@ pub async fn handle(
     UpgradeOutcome::Relayed { status: 101, bytes_to_client }
 }
 
-/// Copies bytes both ways until a side closes or fails, or no read completes in either direction
-/// for `idle`, also while writes are blocked. Returns the bytes sent to the client.
+/// Copies bytes both ways until a side closes or fails, or the relay is silent for `idle`, also
+/// while writes are blocked. Returns the bytes sent to the client.
 async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> u64 {
     let tls = tls.map(RefCell::new);
     let last_activity = Cell::new(Instant::now());
@@ -163,16 +164,66 @@ fn is_idle(last_activity: &Cell<Instant>, idle: Duration) -> bool {
 /// again would send its first bytes twice, and a read dropped and started again could lose what
 /// arrived while its cancellation was under way. Without the check on writes, a client and an
 /// upstream that both write and never read would block both directions forever.
-async fn unless_idle<F: Future>(operation: F, idle: Duration, last_activity: &Cell<Instant>) -> Option<F::Output> {
+///
+/// `unsent` gives the bytes the written socket's peer has not taken yet (`None` for a read). A
+/// waiting send adds none, so a count lower than at the last check shows that the peer reads,
+/// and counts as activity. A slow reader then keeps the relay open even though the kernel ends
+/// the send only once much of the send buffer is free, which may take longer than `idle`.
+async fn unless_idle<F: Future>(
+    operation: F,
+    idle: Duration,
+    last_activity: &Cell<Instant>,
+    unsent: impl Fn() -> Option<usize>,
+) -> Option<F::Output> {
     let mut operation = std::pin::pin!(operation);
+    let mut last_unsent = unsent();
     loop {
         if let Some(output) = rt::timeout(idle, operation.as_mut()).await {
             return Some(output);
         }
+        let now_unsent = unsent();
+        if let (Some(now), Some(before)) = (now_unsent, last_unsent)
+            && now < before
+        {
+            last_activity.set(Instant::now());
+        }
+        last_unsent = now_unsent;
         if is_idle(last_activity, idle) {
             return None;
         }
     }
+}
+
+/// Writes all of `bytes` with one `send` after another, each under [`unless_idle`], so that
+/// `unsent` is compared only while a send waits. Each completed send counts as activity.
+/// Returns `false` when a send fails or moves nothing, or when the relay went idle while one
+/// waited.
+async fn write_all_unless_idle<S, F>(
+    mut bytes: Vec<u8>,
+    idle: Duration,
+    last_activity: &Cell<Instant>,
+    mut send: S,
+    unsent: impl Fn() -> Option<usize>,
+) -> bool
+where
+    S: FnMut(Slice<Vec<u8>>) -> F,
+    F: Future<Output = BufResult<usize, Slice<Vec<u8>>>>,
+{
+    let mut written = 0;
+    while written < bytes.len() {
+        let Some(BufResult(result, piece)) = unless_idle(send(bytes.slice(written..)), idle, last_activity, &unsent).await else {
+            return false;
+        };
+        bytes = piece.into_inner();
+        match result {
+            Ok(0) | Err(_) => return false,
+            Ok(count) => {
+                written += count;
+                last_activity.set(Instant::now());
+            }
+        }
+    }
+    true
 }
 
 async fn copy_client_to_upstream(
@@ -188,7 +239,7 @@ async fn copy_client_to_upstream(
     }
     loop {
         let mut reader = client;
-        let Some(BufResult(result, received)) = unless_idle(reader.read(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity).await else {
+        let Some(BufResult(result, received)) = unless_idle(reader.read(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity, || None).await else {
             return;
         };
         last_activity.set(Instant::now());
@@ -225,7 +276,7 @@ async fn copy_upstream_to_client(
     sent: &Cell<u64>,
 ) {
     loop {
-        let Some(BufResult(result, received)) = unless_idle(upstream.read_shared(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity).await else {
+        let Some(BufResult(result, received)) = unless_idle(upstream.read_shared(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity, || None).await else {
             return;
         };
         last_activity.set(Instant::now());
@@ -241,9 +292,12 @@ async fn copy_upstream_to_client(
                 Err(_) => return,
             },
         };
-        let mut writer = client;
-        let written = unless_idle(writer.write_all(bytes), idle, last_activity).await;
-        if !matches!(written, Some(BufResult(Ok(()), _))) {
+        let send = |piece| {
+            let mut writer = client;
+            async move { writer.write(piece).await }
+        };
+        let unsent = || rt::unsent_bytes(rt::raw_fd(client));
+        if !write_all_unless_idle(bytes, idle, last_activity, send, unsent).await {
             return;
         }
     }
@@ -255,8 +309,8 @@ async fn write_upstream(
     idle: Duration,
     last_activity: &Cell<Instant>,
 ) -> bool {
-    let written = unless_idle(upstream.write_all_shared(bytes), idle, last_activity).await;
-    matches!(written, Some(BufResult(Ok(()), _)))
+    let send = |piece| upstream.write_shared(piece);
+    write_all_unless_idle(bytes, idle, last_activity, send, || upstream.unsent_bytes()).await
 }
 
 /// Feeds ciphertext to the session and returns the plaintext it yields, or `None` once the

@@ -51,17 +51,26 @@ impl UpstreamStream {
         }
     }
 
-    /// Writes all of `buffer` through a shared reference, so another task may read meanwhile.
-    pub async fn write_all_shared<B: IoBuf>(&self, buffer: B) -> BufResult<(), B> {
+    /// Writes some of `buffer` with one send, through a shared reference, so another task may
+    /// read meanwhile.
+    pub async fn write_shared<B: IoBuf>(&self, buffer: B) -> BufResult<usize, B> {
         match self {
             UpstreamStream::Unix(stream) => {
                 let mut writer = stream;
-                writer.write_all(buffer).await
+                crate::rt::AsyncWrite::write(&mut writer, buffer).await
             }
             UpstreamStream::Tcp(stream) => {
                 let mut writer = stream;
-                writer.write_all(buffer).await
+                crate::rt::AsyncWrite::write(&mut writer, buffer).await
             }
+        }
+    }
+
+    /// Returns the bytes written to this connection that the upstream has not read yet.
+    pub fn unsent_bytes(&self) -> Option<usize> {
+        match self {
+            UpstreamStream::Unix(stream) => crate::rt::unsent_bytes(crate::rt::raw_fd(stream)),
+            UpstreamStream::Tcp(stream) => crate::rt::unsent_bytes(crate::rt::raw_fd(stream)),
         }
     }
 
