@@ -7,7 +7,11 @@
 # instructions, not time, so the figure does not move with the machine's load. It measures the
 # code's own cost, without the kernel's work.
 #
-# Usage: scripts/profile.sh [plain|tls|redirect ...]   (default: all three)
+# The nginx-* cases count Debian's nginx the same way: one process (no master), the same file,
+# certificate and requests, and the instructions of its event loop (ngx_process_events_and_timers).
+#
+# Usage: scripts/profile.sh [plain|tls|redirect|nginx-plain|nginx-tls|nginx-redirect ...]
+#        (default: plain, tls and redirect)
 # Settings: REQUESTS (20000), CONNECTIONS (8), BASE_PORT (24500, uses BASE_PORT+1 to +3).
 # The callgrind output files stay in target/profile/ (under CARGO_TARGET_DIR when set) for
 # callgrind_annotate.
@@ -39,6 +43,9 @@ fail() {
 
 missing=()
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+if [[ " ${cases[*]} " == *" nginx-"* ]]; then
+    command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+fi
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ((${#missing[@]} > 0)); then
@@ -95,16 +102,67 @@ prefix = "/static/"
 dir = "$work/static"
 EOF
 
+# nginx with the static-file settings of scripts/bench.sh, as one process without a master so
+# that callgrind counts the worker's instructions. That process keeps the invoking user, so it
+# can read the temporary directory.
+mkdir -p "$work/nginx"
+cat >"$work/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 1s;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    client_body_temp_path $work/nginx/client_body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+
+    server {
+        listen 127.0.0.1:$redirect_port;
+        return 301 https://\$host\$request_uri;
+    }
+
+    server {
+        listen 127.0.0.1:$http_port;
+        listen 127.0.0.1:$https_port ssl;
+        root $work;
+    }
+}
+EOF
+
 for case in "${cases[@]}"; do
     case "$case" in
-        plain) url="http://127.0.0.1:$http_port/static/1k.txt" ;;
-        tls) url="https://127.0.0.1:$https_port/static/1k.txt" ;;
-        redirect) url="http://127.0.0.1:$redirect_port/static/1k.txt" ;;
-        *) fail "unknown case $case (expected plain, tls or redirect)" ;;
+        plain | nginx-plain) url="http://127.0.0.1:$http_port/static/1k.txt" ;;
+        tls | nginx-tls) url="https://127.0.0.1:$https_port/static/1k.txt" ;;
+        redirect | nginx-redirect) url="http://127.0.0.1:$redirect_port/static/1k.txt" ;;
+        *) fail "unknown case $case (expected plain, tls or redirect, alone or after nginx-)" ;;
+    esac
+    case "$case" in
+        nginx-*)
+            server=(nginx -c "$work/nginx.conf" -p "$work/nginx")
+            # The event loop's inclusive count leaves out start-up, as the worker thread's does.
+            counted='ngx_process_events_and_timers'
+            ;;
+        *)
+            server=("$binary" --config "$work/ringfront.toml")
+            counted=':ringfront::server::worker::run( \[|$)'
+            ;;
     esac
     output="$out_dir/callgrind.$case.out"
-    valgrind --tool=callgrind --callgrind-out-file="$output" \
-        "$binary" --config "$work/ringfront.toml" >"$work/valgrind.log" 2>&1 &
+    valgrind --tool=callgrind --callgrind-out-file="$output" "${server[@]}" >"$work/valgrind.log" 2>&1 &
     server_pid=$!
     started=""
     for _ in $(seq $((STARTUP_SECONDS * 10))); do
@@ -114,7 +172,7 @@ for case in "${cases[@]}"; do
         fi
         sleep 0.1
     done
-    [[ -n "$started" ]] || fail "ringfront under valgrind did not answer $url: $(cat "$work/valgrind.log")"
+    [[ -n "$started" ]] || fail "${server[0]} under valgrind did not answer $url: $(cat "$work/valgrind.log")"
 
     result="$(timeout 600 h2load --h1 -n "$REQUESTS" -c "$CONNECTIONS" "$url" 2>&1)" || fail "h2load failed: $result"
     grep -Eq "status codes: [0-9]+ 2xx, [0-9]+ 3xx" <<<"$result" || fail "h2load printed no status counts: $result"
@@ -129,9 +187,9 @@ for case in "${cases[@]}"; do
     # The worker thread's inclusive count: main-thread start-up (TLS key generation, entropy
     # seeding) and the blocking pool are left out. The one probe request above is counted too.
     worker="$(callgrind_annotate --inclusive=yes "$output" 2>/dev/null |
-        awk '$0 ~ /:ringfront::server::worker::run( \[|$)/ { gsub(",", "", $1); if ($1 + 0 > max) max = $1 + 0 }
+        awk -v pattern="$counted" '$0 ~ pattern { gsub(",", "", $1); if ($1 + 0 > max) max = $1 + 0 }
              END { if (max > 0) print max }')"
-    [[ "$worker" =~ ^[0-9]+$ ]] || fail "no ringfront::server::worker::run in $output"
+    [[ "$worker" =~ ^[0-9]+$ ]] || fail "no function matching $counted in $output"
     awk -v w="$worker" -v n="$REQUESTS" -v c="$case" \
         'BEGIN { printf "%s: %.1fk instructions per request (%d over %d requests)\n", c, w / n / 1000, w, n }'
 done
