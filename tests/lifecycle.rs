@@ -263,6 +263,23 @@ fn access_log_times_from_first_byte() {
     assert!(pipelined < pause.as_secs_f64() / 2.0, "pipelined request logged {pipelined} s");
 }
 
+/// An error response sent before a head was parsed is logged with its body's length, as every
+/// other line is, not with the length of the whole response.
+#[test]
+fn access_log_error_counts_body() {
+    let cert = TestCert::generate(&["localhost"]);
+    let dir = common::TempDir::new("error-bytes");
+    let log = dir.join("access.log");
+    let ringfront = start_logging_to(&log, &cert);
+    let response = common::plain_request(ringfront.http_port(), b"GET /a b c HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 400);
+    let expected = format!("\" 400 {} ", response.body.len());
+    wait_for_file_containing(&log, "\" 400 ");
+
+    let contents = std::fs::read_to_string(&log).unwrap();
+    assert!(contents.contains(&expected), "no line with {expected:?}: {contents}");
+}
+
 /// Starts one worker with a plain listener that writes its access log to `log`.
 fn start_logging_to(log: &std::path::Path, cert: &TestCert) -> Ringfront {
     Config::new()

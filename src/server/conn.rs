@@ -675,19 +675,24 @@ impl Connection {
     async fn send_error(&mut self, status: u16, request: Option<&RequestHead>, started: Instant) -> Result<(), StreamError> {
         let date = self.context.date();
         let mut out = Vec::with_capacity(256);
-        http::error_response(status, true, &date, &mut out);
+        let body_start = http::error_response(status, true, &date, &mut out);
         self.io.queue(&out)?;
         self.io.flush().await?;
         let (method, target) = request.map_or(("-", "-"), |request| (request.method.as_str(), request.target.as_str()));
+        let version = match request.map(|request| request.version) {
+            Some(Version::Http10) => "HTTP/1.0",
+            Some(Version::Http11) | None => "HTTP/1.1",
+        };
         let mut log = self.context.access_log.borrow_mut();
         log.record(&Entry {
             client: self.peer.ip(),
             date: &date,
             method,
             target,
-            version: "HTTP/1.1",
+            version,
             status,
-            body_bytes: out.len() as u64,
+            // The body alone, as on every other line and in nginx's `$body_bytes_sent`.
+            body_bytes: out.len().saturating_sub(body_start) as u64,
             referer: None,
             user_agent: None,
             duration: started.elapsed(),
