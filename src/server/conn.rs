@@ -611,7 +611,7 @@ impl Connection {
     }
 
     async fn serve_static(&mut self, target: StaticTarget<'_>, request: &RequestHead, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
-        // The request's start stands in for the current time, which saves a clock read per
+        // The request's start is used as the current time, which saves a clock read per
         // request: it only delays a revalidation that falls due while the request arrived.
         let mut outcome = self.context.files.borrow_mut().respond(&target, request, started);
         if let Outcome::Load(job) = outcome {
