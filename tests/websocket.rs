@@ -484,7 +484,7 @@ const SLOW_READ_PAUSE: Duration = Duration::from_millis(100);
 const SLOW_READ_TIME: Duration = Duration::from_secs(3);
 
 /// An upstream on a Unix socket that responds to one upgrade request with a 101, then writes
-/// `bytes` and closes.
+/// each of its parts after the pause given with it, and closes.
 struct SendingUpstream {
     _dir: TempDir,
     socket: PathBuf,
@@ -492,15 +492,21 @@ struct SendingUpstream {
 }
 
 impl SendingUpstream {
-    fn start(bytes: Vec<u8>) -> SendingUpstream {
+    fn start(parts: Vec<(Duration, Vec<u8>)>) -> SendingUpstream {
         let dir = TempDir::new("sending");
         let socket = dir.join("upstream.sock");
         let listener = common::process::bind_polled_unix_listener(&socket);
         let thread = thread::spawn(move || {
             if let Some(mut stream) = accept_within(&listener, STALL_LIMIT) {
                 let switched = switch_protocols_upstream(&stream).unwrap_or(false);
-                if switched && stream.set_write_timeout(Some(STALL_LIMIT)).is_ok() {
-                    let _ = stream.write_all(&bytes);
+                if !switched || stream.set_write_timeout(Some(STALL_LIMIT)).is_err() {
+                    return;
+                }
+                for (pause, bytes) in parts {
+                    thread::sleep(pause);
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -516,14 +522,9 @@ impl Drop for SendingUpstream {
     }
 }
 
-/// A client that reads slowly but steadily keeps the relay open, although ringfront's write to
-/// it waits for room in the socket buffer longer than the idle timeout. Every byte arrives.
-#[test]
-fn websocket_slow_reader_kept_open() {
-    let sent = common::noise_bytes(SLOW_READ_TOTAL);
-    let upstream = SendingUpstream::start(sent.clone());
-    let ringfront = start_relay_to(&upstream.socket);
-
+/// Opens a plain connection to `ringfront`, sends the upgrade request and checks its 101.
+/// Returns the connection and the relayed bytes that arrived with the 101.
+fn open_relayed(ringfront: &Ringfront) -> (TcpStream, Vec<u8>) {
     let mut stream = slow::connect(ringfront.http_port());
     if let Err(error) = stream.write_all(&handshake()) {
         panic!("failed to send the handshake: {error}");
@@ -534,6 +535,18 @@ fn websocket_slow_reader_kept_open() {
         Err(error) => panic!("no 101: {error}"),
     };
     assert_eq!(switching.status, 101);
+    (stream, received)
+}
+
+/// A client that reads slowly but steadily keeps the relay open, although ringfront's write to
+/// it waits for room in the socket buffer longer than the idle timeout. Every byte arrives.
+#[test]
+fn websocket_slow_reader_kept_open() {
+    let sent = common::noise_bytes(SLOW_READ_TOTAL);
+    let upstream = SendingUpstream::start(vec![(Duration::ZERO, sent.clone())]);
+    let ringfront = start_relay_to(&upstream.socket);
+
+    let (mut stream, mut received) = open_relayed(&ringfront);
 
     let mut piece = vec![0u8; SLOW_READ_PIECE];
     let slow_started = Instant::now();
@@ -559,4 +572,35 @@ fn websocket_slow_reader_kept_open() {
     assert!(ended, "no end of stream after {} bytes", received.len());
     assert_eq!(received.len(), sent.len());
     assert!(received == sent, "the relayed bytes differ from the upstream's");
+}
+
+/// A client draining a backlog that ringfront already handed to the kernel keeps the relay open
+/// while neither peer sends: the upstream pauses longer than the idle timeout, and its later
+/// bytes still arrive.
+#[test]
+fn websocket_draining_client_kept_open() {
+    let backlog = common::noise_bytes(1024 * 1024);
+    let late = common::pattern_bytes(1000);
+    let pause = UPGRADE_IDLE + UPGRADE_IDLE / 2;
+    let upstream = SendingUpstream::start(vec![(Duration::ZERO, backlog.clone()), (pause, late.clone())]);
+    let ringfront = start_relay_to(&upstream.socket);
+
+    let (mut stream, mut received) = open_relayed(&ringfront);
+
+    // About 400 KB/s, so the 1 MiB backlog takes longer than the pause to drain.
+    let mut piece = vec![0u8; 2 * SLOW_READ_PIECE];
+    let deadline = Instant::now() + SLACK * 5;
+    let mut ended = false;
+    while !ended && Instant::now() < deadline {
+        match stream.read(&mut piece) {
+            Ok(0) => ended = true,
+            Ok(count) => received.extend_from_slice(&piece[..count]),
+            Err(error) => panic!("read failed after {} bytes: {error}", received.len()),
+        }
+        thread::sleep(SLOW_READ_PAUSE);
+    }
+    assert!(ended, "no end of stream after {} bytes", received.len());
+    assert_eq!(received.len(), backlog.len() + late.len());
+    assert!(received[..backlog.len()] == backlog[..], "the backlog differs from the upstream's");
+    assert!(received[backlog.len()..] == late[..], "the late bytes differ from the upstream's");
 }

@@ -1,9 +1,9 @@
 //! Protocol upgrades (WebSocket and other `Upgrade` requests, RFC 9110 §7.8): the request goes to
 //! the upstream on a connection of its own; only when the upstream sends 101 does the client
 //! get the 101, and from then on bytes are copied both ways until either side closes or both stay
-//! silent for `upstream.upgrade_idle_timeout`. Silent means that no read completes in either
-//! direction and no peer takes bytes written to it, so the timeout also ends a relay whose
-//! writes are blocked both ways.
+//! silent for `upstream.upgrade_idle_timeout`. Silent means that no read or send completes in
+//! either direction and no peer takes bytes already sent to it, so the timeout also ends a relay
+//! whose writes are blocked both ways.
 //!
 //! The two directions run as two futures sharing the client socket and, on HTTPS, the TLS
 //! session. Only the upstream-to-client direction writes to the client, so TLS records are never
@@ -144,74 +144,112 @@ pub async fn handle(
 /// while writes are blocked. Returns the bytes sent to the client.
 async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> u64 {
     let tls = tls.map(RefCell::new);
-    let last_activity = Cell::new(Instant::now());
+    let activity = Activity::new(client, upstream, idle);
     let to_client = Cell::new(0u64);
 
-    let upward = copy_client_to_upstream(client, tls.as_ref(), upstream, pending, idle, &last_activity);
-    let downward = copy_upstream_to_client(client, tls.as_ref(), upstream, idle, &last_activity, &to_client);
+    let upward = copy_client_to_upstream(client, tls.as_ref(), upstream, pending, &activity);
+    let downward = copy_upstream_to_client(client, tls.as_ref(), upstream, &activity, &to_client);
     futures_util::future::select(std::pin::pin!(upward), std::pin::pin!(downward)).await;
     to_client.get()
 }
 
-/// Whether a direction whose read or write has waited `idle` should give up: only when the other
-/// direction was quiet for the whole idle period too.
-fn is_idle(last_activity: &Cell<Instant>, idle: Duration) -> bool {
-    last_activity.get().elapsed() >= idle
+/// The relay's traffic as both directions see it: when bytes last moved, and how many bytes each
+/// socket's peer had not taken yet at the last check.
+///
+/// Completed reads and sends count as traffic. So does a peer taking bytes out of its socket's
+/// send queue, which the unsent count shows (SIOCOUTQ). A client still draining a backlog that
+/// ringfront already handed to the kernel thus keeps the relay open. So does a slow reader while
+/// a send waits, although the kernel ends the send only once much of the buffer is free.
+/// Each completed send takes the count again, so between that and a check only the peer changes
+/// it, and any fall means that the peer read.
+struct Activity<'a> {
+    last: Cell<Instant>,
+    idle: Duration,
+    client: &'a TcpStream,
+    upstream: &'a UpstreamStream,
+    client_unsent: Cell<Option<usize>>,
+    upstream_unsent: Cell<Option<usize>>,
 }
 
-/// Runs a relay read or write to completion, or returns `None` once it has waited at least
-/// `idle` and [`is_idle`] holds. After each check the same operation goes on. A write started
-/// again would send its first bytes twice, and a read dropped and started again could lose what
-/// arrived while its cancellation was under way. Without the check on writes, a client and an
-/// upstream that both write and never read would block both directions forever.
-///
-/// `unsent` gives the bytes the written socket's peer has not taken yet (`None` for a read). A
-/// waiting send adds none, so a count lower than at the last check shows that the peer reads,
-/// and counts as activity. A slow reader then keeps the relay open even though the kernel ends
-/// the send only once much of the send buffer is free, which may take longer than `idle`.
-async fn unless_idle<F: Future>(
-    operation: F,
-    idle: Duration,
-    last_activity: &Cell<Instant>,
-    unsent: impl Fn() -> Option<usize>,
-) -> Option<F::Output> {
+impl<'a> Activity<'a> {
+    fn new(client: &'a TcpStream, upstream: &'a UpstreamStream, idle: Duration) -> Activity<'a> {
+        Activity {
+            last: Cell::new(Instant::now()),
+            idle,
+            client,
+            upstream,
+            client_unsent: Cell::new(rt::unsent_bytes(rt::raw_fd(client))),
+            upstream_unsent: Cell::new(upstream.unsent_bytes()),
+        }
+    }
+
+    fn record(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// Records a completed send to `peer`, and takes its socket's unsent count afresh.
+    fn record_send(&self, peer: Peer) {
+        self.record();
+        match peer {
+            Peer::Client => self.client_unsent.set(rt::unsent_bytes(rt::raw_fd(self.client))),
+            Peer::Upstream => self.upstream_unsent.set(self.upstream.unsent_bytes()),
+        }
+    }
+
+    /// Returns whether the relay has been silent for the idle timeout, after counting what the
+    /// peers took from their sockets since the last check.
+    fn is_idle(&self) -> bool {
+        let counts = [
+            (&self.client_unsent, rt::unsent_bytes(rt::raw_fd(self.client))),
+            (&self.upstream_unsent, self.upstream.unsent_bytes()),
+        ];
+        for (before, now) in counts {
+            if let (Some(now), Some(before)) = (now, before.get())
+                && now < before
+            {
+                self.record();
+            }
+            before.set(now);
+        }
+        self.last.get().elapsed() >= self.idle
+    }
+}
+
+/// The side of the relay that a send goes to.
+#[derive(Clone, Copy)]
+enum Peer {
+    Client,
+    Upstream,
+}
+
+/// Runs a relay read or write to completion, or returns `None` once it has waited at least the
+/// idle timeout and [`Activity::is_idle`] holds. After each check the same operation goes on. A
+/// write started again would send its first bytes twice, and a read dropped and started again
+/// could lose what arrived while its cancellation was under way. Without the check on writes, a
+/// client and an upstream that both write and never read would block both directions forever.
+async fn unless_idle<F: Future>(operation: F, activity: &Activity<'_>) -> Option<F::Output> {
     let mut operation = std::pin::pin!(operation);
-    let mut last_unsent = unsent();
     loop {
-        if let Some(output) = rt::timeout(idle, operation.as_mut()).await {
+        if let Some(output) = rt::timeout(activity.idle, operation.as_mut()).await {
             return Some(output);
         }
-        let now_unsent = unsent();
-        if let (Some(now), Some(before)) = (now_unsent, last_unsent)
-            && now < before
-        {
-            last_activity.set(Instant::now());
-        }
-        last_unsent = now_unsent;
-        if is_idle(last_activity, idle) {
+        if activity.is_idle() {
             return None;
         }
     }
 }
 
-/// Writes all of `bytes` with one `send` after another, each under [`unless_idle`], so that
-/// `unsent` is compared only while a send waits. Each completed send counts as activity.
-/// Returns `false` when a send fails or moves nothing, or when the relay went idle while one
-/// waited.
-async fn write_all_unless_idle<S, F>(
-    mut bytes: Vec<u8>,
-    idle: Duration,
-    last_activity: &Cell<Instant>,
-    mut send: S,
-    unsent: impl Fn() -> Option<usize>,
-) -> bool
+/// Writes all of `bytes` to `peer` with one `send` after another, each under [`unless_idle`],
+/// and records each completed send as traffic. Returns `false` when a send fails or moves
+/// nothing, or when the relay went idle while one waited.
+async fn write_all_unless_idle<S, F>(mut bytes: Vec<u8>, peer: Peer, activity: &Activity<'_>, mut send: S) -> bool
 where
     S: FnMut(Slice<Vec<u8>>) -> F,
     F: Future<Output = BufResult<usize, Slice<Vec<u8>>>>,
 {
     let mut written = 0;
     while written < bytes.len() {
-        let Some(BufResult(result, piece)) = unless_idle(send(bytes.slice(written..)), idle, last_activity, &unsent).await else {
+        let Some(BufResult(result, piece)) = unless_idle(send(bytes.slice(written..)), activity).await else {
             return false;
         };
         bytes = piece.into_inner();
@@ -219,7 +257,7 @@ where
             Ok(0) | Err(_) => return false,
             Ok(count) => {
                 written += count;
-                last_activity.set(Instant::now());
+                activity.record_send(peer);
             }
         }
     }
@@ -231,18 +269,17 @@ async fn copy_client_to_upstream(
     tls: Option<&RefCell<RelayTls<'_>>>,
     upstream: &UpstreamStream,
     pending: Vec<u8>,
-    idle: Duration,
-    last_activity: &Cell<Instant>,
+    activity: &Activity<'_>,
 ) {
-    if !pending.is_empty() && !write_upstream(upstream, pending, idle, last_activity).await {
+    if !pending.is_empty() && !write_upstream(upstream, pending, activity).await {
         return;
     }
     loop {
         let mut reader = client;
-        let Some(BufResult(result, received)) = unless_idle(reader.read(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity, || None).await else {
+        let Some(BufResult(result, received)) = unless_idle(reader.read(Vec::with_capacity(RELAY_CHUNK)), activity).await else {
             return;
         };
-        last_activity.set(Instant::now());
+        activity.record();
         match result {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
@@ -261,7 +298,7 @@ async fn copy_client_to_upstream(
         if plaintext.is_empty() {
             continue;
         }
-        if !write_upstream(upstream, plaintext, idle, last_activity).await {
+        if !write_upstream(upstream, plaintext, activity).await {
             return;
         }
     }
@@ -271,15 +308,14 @@ async fn copy_upstream_to_client(
     client: &TcpStream,
     tls: Option<&RefCell<RelayTls<'_>>>,
     upstream: &UpstreamStream,
-    idle: Duration,
-    last_activity: &Cell<Instant>,
+    activity: &Activity<'_>,
     sent: &Cell<u64>,
 ) {
     loop {
-        let Some(BufResult(result, received)) = unless_idle(upstream.read_shared(Vec::with_capacity(RELAY_CHUNK)), idle, last_activity, || None).await else {
+        let Some(BufResult(result, received)) = unless_idle(upstream.read_shared(Vec::with_capacity(RELAY_CHUNK)), activity).await else {
             return;
         };
-        last_activity.set(Instant::now());
+        activity.record();
         let count = match result {
             Ok(0) | Err(_) => return,
             Ok(count) => count,
@@ -296,21 +332,14 @@ async fn copy_upstream_to_client(
             let mut writer = client;
             async move { writer.write(piece).await }
         };
-        let unsent = || rt::unsent_bytes(rt::raw_fd(client));
-        if !write_all_unless_idle(bytes, idle, last_activity, send, unsent).await {
+        if !write_all_unless_idle(bytes, Peer::Client, activity, send).await {
             return;
         }
     }
 }
 
-async fn write_upstream(
-    upstream: &UpstreamStream,
-    bytes: Vec<u8>,
-    idle: Duration,
-    last_activity: &Cell<Instant>,
-) -> bool {
-    let send = |piece| upstream.write_shared(piece);
-    write_all_unless_idle(bytes, idle, last_activity, send, || upstream.unsent_bytes()).await
+async fn write_upstream(upstream: &UpstreamStream, bytes: Vec<u8>, activity: &Activity<'_>) -> bool {
+    write_all_unless_idle(bytes, Peer::Upstream, activity, |piece| upstream.write_shared(piece)).await
 }
 
 /// Feeds ciphertext to the session and returns the plaintext it yields, or `None` once the
