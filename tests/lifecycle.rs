@@ -264,20 +264,26 @@ fn access_log_times_from_first_byte() {
 }
 
 /// An error response sent before a head was parsed is logged with its body's length, as every
-/// other line is, not with the length of the whole response.
+/// other line is, not with the length of the whole response. When the request line arrived
+/// whole, the line gives its method, target and version; otherwise dashes.
 #[test]
 fn access_log_error_counts_body() {
     let cert = TestCert::generate(&["localhost"]);
     let dir = common::TempDir::new("error-bytes");
     let log = dir.join("access.log");
     let ringfront = start_logging_to(&log, &cert);
-    let response = common::plain_request(ringfront.http_port(), b"GET /a b c HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(response.status, 400);
-    let expected = format!("\" 400 {} ", response.body.len());
-    wait_for_file_containing(&log, "\" 400 ");
+    let malformed = common::plain_request(ringfront.http_port(), b"GET /a b c HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(malformed.status, 400);
+    let bad_field = b"POST /bad-length HTTP/1.0\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n";
+    let bad_length = common::plain_request(ringfront.http_port(), bad_field);
+    assert_eq!(bad_length.status, 400);
+    wait_for_file_containing(&log, "/bad-length");
 
     let contents = std::fs::read_to_string(&log).unwrap();
-    assert!(contents.contains(&expected), "no line with {expected:?}: {contents}");
+    let malformed_line = format!("\"- - HTTP/1.1\" 400 {} ", malformed.body.len());
+    assert!(contents.contains(&malformed_line), "no line with {malformed_line:?}: {contents}");
+    let bad_length_line = format!("\"POST /bad-length HTTP/1.0\" 400 {} ", bad_length.body.len());
+    assert!(contents.contains(&bad_length_line), "no line with {bad_length_line:?}: {contents}");
 }
 
 /// Starts one worker with a plain listener that writes its access log to `log`.

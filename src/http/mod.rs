@@ -33,7 +33,7 @@ pub use decoder::{Event, RequestDecoder};
 pub use error::RequestError;
 pub use head_buffers::MAX_RECYCLED_HEAD_BYTES;
 pub use limits::Limits;
-pub use parse::parse_request_head;
+pub use parse::{RejectedRequestLine, parse_request_head, rejected_request_line};
 pub use request::{BodyFraming, Header, RequestHead, Version};
 pub use response::{DateCache, connection_field, error_response, reason_phrase, status_has_no_body, write_head};
 pub use upstream::{

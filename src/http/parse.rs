@@ -896,6 +896,47 @@ fn is_target_byte(byte: u8) -> bool {
     matches!(byte, b'!'..=b'~') && byte != b'#'
 }
 
+/// The request line of a rejected request, for its access log line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RejectedRequestLine {
+    pub method: String,
+    pub target: String,
+    pub version: Version,
+}
+
+/// Returns the request line at the start of `buf` when it is complete within `max_line_bytes`
+/// and well formed (`token SP target SP HTTP/1.0` or `HTTP/1.1`), after the empty lines RFC 9112
+/// §2.2 allows before it. For the access log of a request whose head was rejected after its
+/// first line arrived, such as a 400 for a bad field or a 431, which the decoder reports before
+/// it returns a head.
+pub fn rejected_request_line(buf: &[u8], max_line_bytes: usize) -> Option<RejectedRequestLine> {
+    let mut rest = buf;
+    while let Some(after) = rest.strip_prefix(b"\r\n") {
+        rest = after;
+    }
+    let window = rest.get(..rest.len().min(max_line_bytes.saturating_add(2)))?;
+    let line_end = memchr(b'\n', window)?;
+    let line = window.get(..line_end)?.strip_suffix(b"\r")?;
+
+    let mut parts = line.splitn(3, |&byte| byte == b' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let version = match version {
+        b"HTTP/1.0" => Version::Http10,
+        b"HTTP/1.1" => Version::Http11,
+        _ => return None,
+    };
+    let method_ok = !method.is_empty() && method.iter().all(|&byte| is_token_byte(byte));
+    let target_ok = !target.is_empty() && target.iter().all(|&byte| matches!(byte, b'!'..=b'~'));
+    if !method_ok || !target_ok {
+        return None;
+    }
+    Some(RejectedRequestLine {
+        method: std::str::from_utf8(method).ok()?.to_owned(),
+        target: std::str::from_utf8(target).ok()?.to_owned(),
+        version,
+    })
+}
+
 fn ascii_str(bytes: &[u8], error: RequestError) -> Result<&str, RequestError> {
     std::str::from_utf8(bytes).map_err(|_| error)
 }

@@ -829,3 +829,33 @@ fn uri_limit_error_independent_of_split() {
         assert_eq!(scanner.parse(input, &limits), expected, "split at {end}");
     }
 }
+
+#[test]
+fn rejected_request_line_table() {
+    let found = |method: &str, target: &str, version| {
+        Some(RejectedRequestLine { method: method.to_owned(), target: target.to_owned(), version })
+    };
+    let cases: [(&[u8], Option<RejectedRequestLine>); 10] = [
+        (b"GET /a HTTP/1.0\r\nContent-Length: x\r\n\r\n", found("GET", "/a", Version::Http10)),
+        (b"POST /b?c=d HTTP/1.1\r\n", found("POST", "/b?c=d", Version::Http11)),
+        (b"\r\n\r\nGET / HTTP/1.1\r\n", found("GET", "/", Version::Http11)),
+        (b"GET /a HTTP/1.1", None),
+        (b"GET /a HTTP/1.1\n", None),
+        (b"GET  /a HTTP/1.1\r\n", None),
+        (b"GET /a b HTTP/1.1\r\n", None),
+        (b"GET /a HTTP/2.0\r\n", None),
+        (b"G\x01T /a HTTP/1.1\r\n", None),
+        (b"GET /\xff HTTP/1.1\r\n", None),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(rejected_request_line(input, 64), expected, "{:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn rejected_request_line_bounded() {
+    let line = b"GET /0123456789 HTTP/1.1\r\n";
+    let length = line.len() - 2;
+    assert!(rejected_request_line(line, length).is_some(), "a line of exactly the bound");
+    assert!(rejected_request_line(line, length - 1).is_none(), "a line one byte over the bound");
+}

@@ -185,7 +185,8 @@ impl Connection {
                 Ok(step) => step,
                 Err(err) => {
                     tracing::debug!(reason = err.reason(), status = err.status(), "request rejected");
-                    Box::pin(self.send_error(err.status(), head.as_ref(), started)).await?;
+                    let rejected = self.rejected_line(head.as_ref(), unread);
+                    Box::pin(self.send_error(err.status(), head.as_ref(), rejected, started)).await?;
                     return Ok(Close::Linger);
                 }
             };
@@ -205,7 +206,7 @@ impl Connection {
                 Event::Body => {
                     if let Err(err) = self.body.spill_if_full(&self.temp_dir()).await {
                         tracing::error!(error = %err, "cannot buffer a request body in a temporary file");
-                        Box::pin(self.send_error(500, head.as_ref(), started)).await?;
+                        Box::pin(self.send_error(500, head.as_ref(), None, started)).await?;
                         return Ok(Close::Linger);
                     }
                 }
@@ -270,7 +271,8 @@ impl Connection {
                                 return Ok(Close::Quiet);
                             }
                             // RFC 9110 §15.5.9: tell the client why the connection goes away.
-                            Box::pin(self.send_error(408, head.as_ref(), started)).await?;
+                            let rejected = self.rejected_line(head.as_ref(), &self.input);
+                            Box::pin(self.send_error(408, head.as_ref(), rejected, started)).await?;
                             return Ok(Close::Linger);
                         }
                         ReadOutcome::Failed(err) => return Err(err),
@@ -672,16 +674,31 @@ impl Connection {
         Ok(keep_alive)
     }
 
-    async fn send_error(&mut self, status: u16, request: Option<&RequestHead>, started: Instant) -> Result<(), StreamError> {
+    /// Returns the request line at the start of `unread` for the log of an error response, when no
+    /// head was parsed but its first line arrived.
+    fn rejected_line(&self, head: Option<&RequestHead>, unread: &[u8]) -> Option<http::RejectedRequestLine> {
+        if head.is_some() {
+            return None;
+        }
+        http::rejected_request_line(unread, self.context.shared.config.limits.max_head_bytes)
+    }
+
+    /// Sends an error response and closes. `request` is the parsed head if there is one, and
+    /// `rejected` the request line of a head rejected before it was parsed, for the log line.
+    async fn send_error(&mut self, status: u16, request: Option<&RequestHead>, rejected: Option<http::RejectedRequestLine>, started: Instant) -> Result<(), StreamError> {
         let date = self.context.date();
         let mut out = Vec::with_capacity(256);
         let body_start = http::error_response(status, true, &date, &mut out);
         self.io.queue(&out)?;
         self.io.flush().await?;
-        let (method, target) = request.map_or(("-", "-"), |request| (request.method.as_str(), request.target.as_str()));
-        let version = match request.map(|request| request.version) {
-            Some(Version::Http10) => "HTTP/1.0",
-            Some(Version::Http11) | None => "HTTP/1.1",
+        let (method, target, version) = match (request, &rejected) {
+            (Some(request), _) => (request.method.as_str(), request.target.as_str(), request.version),
+            (None, Some(line)) => (line.method.as_str(), line.target.as_str(), line.version),
+            (None, None) => ("-", "-", Version::Http11),
+        };
+        let version = match version {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
         };
         let mut log = self.context.access_log.borrow_mut();
         log.record(&Entry {
