@@ -178,8 +178,10 @@ fn request_seconds(line: &str) -> f64 {
 
 /// Opens a WebSocket on `connection` and sends nothing. Ringfront must end the stream after the
 /// idle timeout without sending a byte, because it relays frames and never makes one. It must
-/// also log the request as a 101 that lasted at least the timeout, with no bytes relayed.
+/// also log the request as a 101 that lasted at least the timeout, with no bytes relayed, and
+/// with the time the relay ended, as nginx logs the time a request ends.
 fn assert_idle_session_closed(ringfront: &Ringfront, mut connection: Connection) {
+    let opened_second = unix_second(std::time::SystemTime::now());
     let opened = Instant::now();
     switch_protocols(&mut connection);
     let switched_after = opened.elapsed();
@@ -205,6 +207,19 @@ fn assert_idle_session_closed(ringfront: &Ringfront, mut connection: Connection)
         logged >= UPGRADE_IDLE.as_secs_f64(),
         "request time {logged} s in {line:?}"
     );
+    let date = line.split(['[', ']']).nth(1).unwrap_or_default();
+    let logged_at = match httpdate::parse_http_date(date) {
+        Ok(time) => unix_second(time),
+        Err(error) => panic!("invalid date {date:?} in {line:?}: {error}"),
+    };
+    assert!(
+        logged_at >= opened_second + UPGRADE_IDLE.as_secs(),
+        "logged at {date}, less than the timeout after the session opened"
+    );
+}
+
+fn unix_second(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 #[test]

@@ -498,7 +498,9 @@ impl Connection {
         let outcome = upgrade::handle(upstreams, &mut self.io, request, upgrade, &forwarded, pending, &date).await;
         match outcome {
             UpgradeOutcome::Relayed { status, bytes_to_client } => {
-                self.log(request, status, bytes_to_client, &date, started);
+                // Logged when the relay ends, with that time as nginx does, so that the file's
+                // lines stay in time order however long a session lasts.
+                self.log(request, status, bytes_to_client, &self.context.date(), started);
                 Ok(true)
             }
             UpgradeOutcome::Declined { head, body } => {
