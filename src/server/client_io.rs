@@ -119,6 +119,8 @@ pub struct ClientIo {
     send_timeout: Duration,
     /// Bounds every read by the caller's deadline and every write by `send_timeout`.
     timer: rt::Timer,
+    /// Set by [`ClientIo::abandon`]: close without sending anything more.
+    abandoned: bool,
 }
 
 impl ClientIo {
@@ -132,6 +134,7 @@ impl ClientIo {
             spare,
             send_timeout,
             timer: rt::Timer::default(),
+            abandoned: false,
         }
     }
 
@@ -392,10 +395,29 @@ impl ClientIo {
         (&self.stream, tls)
     }
 
+    /// Returns whether bytes already sent still wait in the socket for the client, or wait in
+    /// the output buffer: the client is not keeping up. Unknown counts as waiting.
+    pub fn has_unsent_bytes(&self) -> bool {
+        !self.out.is_empty() || rt::unsent_bytes(rt::raw_fd(&self.stream)).is_none_or(|count| count > 0)
+    }
+
+    /// Drops what is queued, and makes [`ClientIo::close`] close the socket without a
+    /// close_notify and without waiting: for a client that stopped taking bytes, whom a last
+    /// flush would keep open for the whole send timeout.
+    pub fn abandon(&mut self) {
+        self.out.clear();
+        self.abandoned = true;
+    }
+
     /// Sends a TLS close_notify (RFC 8446 §6.1) when the connection is TLS, flushes, and shuts the
     /// socket's write side so the client sees the end of the stream. With `linger`, unread client
-    /// bytes are drained first: use it when the client may still be sending a request.
+    /// bytes are drained first: use it when the client may still be sending a request. After
+    /// [`ClientIo::abandon`] it only closes the socket.
     pub async fn close(mut self, linger: bool) {
+        if self.abandoned {
+            let _ = self.stream.close().await;
+            return;
+        }
         if let Some(tls) = self.tls.as_mut() {
             // A failure here only means no close_notify goes out; the socket closes anyway.
             tls.queue_close_notify(&mut self.tls_in, &mut self.out).ok();
@@ -608,6 +630,61 @@ mod tests {
             assert_eq!(client.join().expect("the client thread"), [*b"pong"; 3]);
             assert_eq!(idle_counts[1], 3, "the second idle gave back all three buffers");
             assert_eq!(idle_counts[2], idle_counts[1], "the third request took its buffers from the list");
+        });
+    }
+
+    /// A TLS connection whose client stopped reading closes at once after `abandon`. A plain
+    /// close would queue a close_notify behind the backlog and wait the send timeout to flush it.
+    #[test]
+    fn abandon_closes_without_flush() {
+        let (server_config, client_config) = crate::server::tls_session::tests::configs(&rustls::version::TLS13);
+        let runtime = crate::rt::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback listener");
+            let address = listener.local_addr().expect("a bound address");
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                // Small buffers at both ends, so that the backlog below fills them for certain.
+                let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+                socket.set_recv_buffer_size(4096).expect("a receive buffer size");
+                socket.connect(&address.into()).expect("a connection");
+                let mut socket = std::net::TcpStream::from(socket);
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("a server name");
+                let mut session = rustls::ClientConnection::new(client_config, name).expect("a client session");
+                while session.is_handshaking() {
+                    session.complete_io(&mut socket).expect("a handshake");
+                }
+                // Reads nothing more until the test is done.
+                let _ = released.recv_timeout(Duration::from_secs(20));
+            });
+
+            let send_timeout = Duration::from_secs(3);
+            let (accepted, _) = listener.accept().await.expect("an accepted connection");
+            socket2::SockRef::from(&accepted).set_send_buffer_size(16 * 1024).expect("a send buffer size");
+            let session = TlsSession::new(server_config).expect("a server session");
+            let mut io = ClientIo::new(accepted, Some(session), send_timeout, Rc::new(SpareBuffers::default()));
+            io.handshake(Instant::now() + send_timeout).await.expect("a handshake");
+            // More than both buffers hold, so the client's silence blocks the send.
+            io.queue(&vec![b'x'; 1024 * 1024]).expect("queued");
+            let flushed = crate::rt::timeout(Duration::from_millis(500), io.flush()).await;
+            assert!(flushed.is_none(), "the kernel took the whole backlog");
+            assert!(io.has_unsent_bytes(), "the client took nothing, so bytes wait");
+            // The cancelled send may have left a little room, which a close_notify would fit
+            // into. Filling it makes the test not depend on that timing.
+            let socket = socket2::SockRef::from(&io.stream);
+            for _ in 0..100_000 {
+                if socket.send_with_flags(&[0; 64], libc::MSG_DONTWAIT).is_err() {
+                    break;
+                }
+            }
+
+            io.abandon();
+            let started = Instant::now();
+            io.close(false).await;
+            let waited = started.elapsed();
+            drop(release);
+            client.join().expect("the client thread");
+            assert!(waited < send_timeout / 3, "close waited {waited:?}");
         });
     }
 

@@ -135,14 +135,20 @@ pub async fn handle(
     }
 
     let (stream, tls) = io.split_for_relay();
-    let bytes_to_client = relay(stream, tls, &lease.stream, pending, settings.upgrade_idle_timeout).await;
+    let (bytes_to_client, went_idle) = relay(stream, tls, &lease.stream, pending, settings.upgrade_idle_timeout).await;
     upstreams.discard(lease);
+    if went_idle && io.has_unsent_bytes() {
+        // The client took nothing for the whole idle timeout. A close_notify would wait behind
+        // the bytes it has not taken, and hold the connection for the send timeout.
+        io.abandon();
+    }
     UpgradeOutcome::Relayed { status: 101, bytes_to_client }
 }
 
 /// Copies bytes both ways until a side closes or fails, or the relay is silent for `idle`, also
-/// while writes are blocked. Returns the bytes sent to the client.
-async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> u64 {
+/// while writes are blocked. Returns the bytes sent to the client, and whether the relay ended
+/// because it went silent.
+async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &UpstreamStream, pending: Vec<u8>, idle: Duration) -> (u64, bool) {
     let tls = tls.map(RefCell::new);
     let activity = Activity::new(client, upstream, idle);
     let to_client = Cell::new(0u64);
@@ -150,7 +156,7 @@ async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &Upstrea
     let upward = copy_client_to_upstream(client, tls.as_ref(), upstream, pending, &activity);
     let downward = copy_upstream_to_client(client, tls.as_ref(), upstream, &activity, &to_client);
     futures_util::future::select(std::pin::pin!(upward), std::pin::pin!(downward)).await;
-    to_client.get()
+    (to_client.get(), activity.went_idle.get())
 }
 
 /// The relay's traffic as both directions see it: when bytes last moved, and how many bytes each
@@ -160,11 +166,15 @@ async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &Upstrea
 /// send queue, which the unsent count shows (SIOCOUTQ). A client still draining a backlog that
 /// ringfront already handed to the kernel thus keeps the relay open. So does a slow reader while
 /// a send waits, although the kernel ends the send only once much of the buffer is free.
-/// Each completed send takes the count again, so between that and a check only the peer changes
-/// it, and any fall means that the peer read.
+/// Each completed send takes the count again, so between that and a check only the peer's side
+/// changes it. On TCP the count also falls when the peer's kernel acknowledges bytes the
+/// application has not read yet, so the first check after a send may credit the peer once for
+/// bytes it only buffered.
 struct Activity<'a> {
     last: Cell<Instant>,
     idle: Duration,
+    /// Set when an operation gave up because the relay was silent for `idle`.
+    went_idle: Cell<bool>,
     client: &'a TcpStream,
     upstream: &'a UpstreamStream,
     client_unsent: Cell<Option<usize>>,
@@ -176,6 +186,7 @@ impl<'a> Activity<'a> {
         Activity {
             last: Cell::new(Instant::now()),
             idle,
+            went_idle: Cell::new(false),
             client,
             upstream,
             client_unsent: Cell::new(rt::unsent_bytes(rt::raw_fd(client))),
@@ -194,6 +205,12 @@ impl<'a> Activity<'a> {
             Peer::Client => self.client_unsent.set(rt::unsent_bytes(rt::raw_fd(self.client))),
             Peer::Upstream => self.upstream_unsent.set(self.upstream.unsent_bytes()),
         }
+    }
+
+    /// Returns how long an operation waits before the next check: the rest of the idle timeout
+    /// counted from the last traffic, so a silent relay ends about one timeout after it.
+    fn until_check(&self) -> Duration {
+        self.idle.saturating_sub(self.last.get().elapsed())
     }
 
     /// Returns whether the relay has been silent for the idle timeout, after counting what the
@@ -222,18 +239,20 @@ enum Peer {
     Upstream,
 }
 
-/// Runs a relay read or write to completion, or returns `None` once it has waited at least the
-/// idle timeout and [`Activity::is_idle`] holds. After each check the same operation goes on. A
+/// Runs a relay read or write to completion, or returns `None` once [`Activity::is_idle`] holds
+/// at one of its checks, each made when the idle timeout has passed since the last traffic.
+/// After each check the same operation goes on. A
 /// write started again would send its first bytes twice, and a read dropped and started again
 /// could lose what arrived while its cancellation was under way. Without the check on writes, a
 /// client and an upstream that both write and never read would block both directions forever.
 async fn unless_idle<F: Future>(operation: F, activity: &Activity<'_>) -> Option<F::Output> {
     let mut operation = std::pin::pin!(operation);
     loop {
-        if let Some(output) = rt::timeout(activity.idle, operation.as_mut()).await {
+        if let Some(output) = rt::timeout(activity.until_check(), operation.as_mut()).await {
             return Some(output);
         }
         if activity.is_idle() {
+            activity.went_idle.set(true);
             return None;
         }
     }
