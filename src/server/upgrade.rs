@@ -159,6 +159,9 @@ async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &Upstrea
     (to_client.get(), activity.went_idle.get())
 }
 
+/// Idle checks per `upstream.upgrade_idle_timeout` at least; see [`Activity::until_check`].
+const CHECKS_PER_TIMEOUT: u32 = 4;
+
 /// The relay's traffic as both directions see it: when bytes last moved, and how many bytes each
 /// socket's peer had not taken yet at the last check.
 ///
@@ -169,7 +172,7 @@ async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &Upstrea
 /// Each completed send takes the count again, so between that and a check only the peer's side
 /// changes it. On TCP the count also falls when the peer's kernel acknowledges bytes the
 /// application has not read yet, so the first check after a send may credit the peer once for
-/// bytes it only buffered.
+/// bytes it only buffered. [`Activity::until_check`] keeps that credit small.
 struct Activity<'a> {
     last: Cell<Instant>,
     idle: Duration,
@@ -208,9 +211,13 @@ impl<'a> Activity<'a> {
     }
 
     /// Returns how long an operation waits before the next check: the rest of the idle timeout
-    /// counted from the last traffic, so a silent relay ends about one timeout after it.
+    /// counted from the last traffic, and at most a quarter of the timeout. On TCP the peer's
+    /// kernel acknowledges the last bytes sent within moments, and the next check credits that
+    /// once as the peer taking bytes. Checking at least four times per timeout places that
+    /// credit early, so a silent relay ends within about 1.25 timeouts of its last traffic
+    /// instead of two.
     fn until_check(&self) -> Duration {
-        self.idle.saturating_sub(self.last.get().elapsed())
+        self.idle.saturating_sub(self.last.get().elapsed()).min(self.idle / CHECKS_PER_TIMEOUT)
     }
 
     /// Returns whether the relay has been silent for the idle timeout, after counting what the
@@ -240,7 +247,7 @@ enum Peer {
 }
 
 /// Runs a relay read or write to completion, or returns `None` once [`Activity::is_idle`] holds
-/// at one of its checks, each made when the idle timeout has passed since the last traffic.
+/// at one of its checks, made as [`Activity::until_check`] says.
 /// After each check the same operation goes on. A
 /// write started again would send its first bytes twice, and a read dropped and started again
 /// could lose what arrived while its cancellation was under way. Without the check on writes, a
