@@ -159,7 +159,8 @@ async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &Upstrea
     (to_client.get(), activity.went_idle.get())
 }
 
-/// Idle checks per `upstream.upgrade_idle_timeout` at least; see [`Activity::until_check`].
+/// The fewest idle checks made per `upstream.upgrade_idle_timeout`; see
+/// [`Activity::until_check`].
 const CHECKS_PER_TIMEOUT: u32 = 4;
 
 /// The relay's traffic as both directions see it: when bytes last moved, and how many bytes each
