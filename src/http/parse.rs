@@ -920,11 +920,7 @@ pub fn rejected_request_line(buf: &[u8], max_line_bytes: usize) -> Option<Reject
 
     let mut parts = line.splitn(3, |&byte| byte == b' ');
     let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    let version = match version {
-        b"HTTP/1.0" => Version::Http10,
-        b"HTTP/1.1" => Version::Http11,
-        _ => return None,
-    };
+    let version = parse_version(version).ok()?;
     let method_ok = !method.is_empty() && method.iter().all(|&byte| is_token_byte(byte));
     let target_ok = !target.is_empty() && target.iter().all(|&byte| matches!(byte, b'!'..=b'~'));
     if !method_ok || !target_ok {

@@ -698,17 +698,13 @@ impl Connection {
             (None, Some(line)) => (line.method.as_str(), line.target.as_str(), line.version),
             (None, None) => ("-", "-", Version::Http11),
         };
-        let version = match version {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
-        };
         let mut log = self.context.access_log.borrow_mut();
         log.record(&Entry {
             client: self.peer.ip(),
             date: &date,
             method,
             target,
-            version,
+            version: version.as_str(),
             status,
             // The body alone, as on every other line and in nginx's `$body_bytes_sent`.
             body_bytes: out.len().saturating_sub(body_start) as u64,
@@ -729,10 +725,7 @@ impl Connection {
             date,
             method: &request.method,
             target: &request.target,
-            version: match request.version {
-                Version::Http10 => "HTTP/1.0",
-                Version::Http11 => "HTTP/1.1",
-            },
+            version: request.version.as_str(),
             status,
             body_bytes,
             referer: request.header("referer"),
