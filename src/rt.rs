@@ -113,7 +113,8 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Outp
 /// operation: about 2k instructions per keep-alive request (a read and a write) in a callgrind
 /// profile. A connection's deadlines nearly always move forward, so this keeps one timer armed
 /// for its earliest deadline and re-arms it only when it fires before the deadline now in force,
-/// or when a new deadline comes before the armed one. An idle connection has one armed timer, as with [`timeout`].
+/// or when a new deadline comes before the armed one. An idle connection has one armed timer, as
+/// with [`timeout`].
 #[derive(Default)]
 pub struct Timer {
     armed: Option<Pin<Box<dyn Future<Output = ()>>>>,

@@ -83,7 +83,7 @@ fn assert_echoed(connection: &mut Connection, message: &[u8]) {
 }
 
 /// Runs the handshake on `connection`, then sends text messages one at a time, each echoed
-/// before the next, and a close; returns the close frame the server answered with.
+/// before the next, and a close; returns the close frame the server sent back.
 fn echo_session(mut connection: Connection) -> Vec<u8> {
     switch_protocols(&mut connection);
     for message in [&b"hello"[..], b"again", &[b'x'; 100]] {
@@ -326,7 +326,7 @@ const STALLED_SWITCH: &[u8] =
 
 /// An upstream on a Unix socket that responds to one upgrade request with a 101, then writes
 /// until its writes block and never reads again. It keeps the connection open until it is
-/// dropped, so ringfront sees neither an end of file nor a write error from it.
+/// dropped, so ringfront gets neither an end of file nor a write error from it.
 struct StalledUpstream {
     _dir: TempDir,
     socket: PathBuf,

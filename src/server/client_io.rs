@@ -75,11 +75,11 @@ impl From<io::Error> for StreamError {
 
 /// Byte buffers that connections gave back on going idle, for the next requests of the same
 /// worker: the request input, the output, and on TLS the decrypted plaintext and the record
-/// being joined. An idle connection then keeps none of them. A request takes
-/// spare ones when the list has them, and allocates only when the list is empty or its bytes
-/// outgrow the buffer. A 1 KiB response's buffer is larger than glibc's per-thread cache takes
-/// (1,032 bytes), and allocating it cost about 0.5k instructions per request in callgrind. The
-/// TLS buffers cost another 0.7k.
+/// being joined. An idle connection then keeps none of them. A request takes spare ones when the
+/// list has them, and allocates only when the list is empty or its bytes outgrow the buffer. A
+/// 1 KiB response's buffer is larger than glibc's per-thread cache takes (1,032 bytes), and
+/// allocating it cost about 0.5k instructions per request in callgrind. The TLS buffers cost
+/// another 0.7k.
 #[derive(Default)]
 pub struct SpareBuffers {
     buffers: RefCell<Vec<Vec<u8>>>,
@@ -262,7 +262,7 @@ impl ClientIo {
         }
     }
 
-    /// The worker's spare buffers, for the caller's own buffers of the connection.
+    /// Returns the worker's spare buffers, for the connection buffers that the caller owns.
     pub fn spare_buffers(&self) -> &SpareBuffers {
         &self.spare
     }
@@ -526,9 +526,7 @@ fn classify_first_bytes(received: &[u8]) -> FirstBytes {
 #[cfg(test)]
 mod tests {
     use std::rc::Rc;
-    use std::time::Duration;
-
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use super::{ClientIo, FirstBytes, IDLE_BUFFER_BYTES, MAX_SPARE_BUFFERS, SpareBuffers, TlsSession, classify_first_bytes};
     use crate::rt::{AsyncRead, BufResult, TcpListener, TcpStream};

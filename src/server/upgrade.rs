@@ -159,7 +159,7 @@ async fn relay(client: &TcpStream, tls: Option<RelayTls<'_>>, upstream: &Upstrea
     (to_client.get(), activity.went_idle.get())
 }
 
-/// The fewest idle checks made per `upstream.upgrade_idle_timeout`; see
+/// Minimum number of idle checks per `upstream.upgrade_idle_timeout`; see
 /// [`Activity::until_check`].
 const CHECKS_PER_TIMEOUT: u32 = 4;
 
@@ -181,20 +181,41 @@ struct Activity<'a> {
     went_idle: Cell<bool>,
     client: &'a TcpStream,
     upstream: &'a UpstreamStream,
+    /// The unsent count of each socket at the last check or completed send, by [`Peer`].
     client_unsent: Cell<Option<usize>>,
     upstream_unsent: Cell<Option<usize>>,
 }
 
 impl<'a> Activity<'a> {
     fn new(client: &'a TcpStream, upstream: &'a UpstreamStream, idle: Duration) -> Activity<'a> {
-        Activity {
+        let activity = Activity {
             last: Cell::new(Instant::now()),
             idle,
             went_idle: Cell::new(false),
             client,
             upstream,
-            client_unsent: Cell::new(rt::unsent_bytes(rt::raw_fd(client))),
-            upstream_unsent: Cell::new(upstream.unsent_bytes()),
+            client_unsent: Cell::new(None),
+            upstream_unsent: Cell::new(None),
+        };
+        for peer in [Peer::Client, Peer::Upstream] {
+            activity.unsent_at_check(peer).set(activity.unsent(peer));
+        }
+        activity
+    }
+
+    /// Returns the bytes that `peer` has not taken yet from its socket.
+    fn unsent(&self, peer: Peer) -> Option<usize> {
+        match peer {
+            Peer::Client => rt::unsent_bytes(rt::raw_fd(self.client)),
+            Peer::Upstream => self.upstream.unsent_bytes(),
+        }
+    }
+
+    /// Returns where the unsent count of `peer`'s socket at the last check is kept.
+    fn unsent_at_check(&self, peer: Peer) -> &Cell<Option<usize>> {
+        match peer {
+            Peer::Client => &self.client_unsent,
+            Peer::Upstream => &self.upstream_unsent,
         }
     }
 
@@ -205,10 +226,7 @@ impl<'a> Activity<'a> {
     /// Records a completed send to `peer`, and takes its socket's unsent count afresh.
     fn record_send(&self, peer: Peer) {
         self.record();
-        match peer {
-            Peer::Client => self.client_unsent.set(rt::unsent_bytes(rt::raw_fd(self.client))),
-            Peer::Upstream => self.upstream_unsent.set(self.upstream.unsent_bytes()),
-        }
+        self.unsent_at_check(peer).set(self.unsent(peer));
     }
 
     /// Returns how long an operation waits before the next check: the rest of the idle timeout
@@ -224,17 +242,14 @@ impl<'a> Activity<'a> {
     /// Returns whether the relay has been silent for the idle timeout, after counting what the
     /// peers took from their sockets since the last check.
     fn is_idle(&self) -> bool {
-        let counts = [
-            (&self.client_unsent, rt::unsent_bytes(rt::raw_fd(self.client))),
-            (&self.upstream_unsent, self.upstream.unsent_bytes()),
-        ];
-        for (before, now) in counts {
-            if let (Some(now), Some(before)) = (now, before.get())
+        for peer in [Peer::Client, Peer::Upstream] {
+            let now = self.unsent(peer);
+            let before = self.unsent_at_check(peer).replace(now);
+            if let (Some(now), Some(before)) = (now, before)
                 && now < before
             {
                 self.record();
             }
-            before.set(now);
         }
         self.last.get().elapsed() >= self.idle
     }
@@ -247,12 +262,12 @@ enum Peer {
     Upstream,
 }
 
-/// Runs a relay read or write to completion, or returns `None` once [`Activity::is_idle`] holds
-/// at one of its checks, made as [`Activity::until_check`] says.
-/// After each check the same operation goes on. A
-/// write started again would send its first bytes twice, and a read dropped and started again
-/// could lose what arrived while its cancellation was under way. Without the check on writes, a
-/// client and an upstream that both write and never read would block both directions forever.
+/// Runs a relay read or write to completion, or returns `None` once [`Activity::is_idle`] is
+/// true at one of the checks that [`Activity::until_check`] times. After each check the same
+/// operation goes on. A write started again would send its first bytes twice, and a read dropped
+/// and started again could lose what arrived while its cancellation was under way. Without the
+/// check on writes, a client and an upstream that both write and never read would block both
+/// directions forever.
 async fn unless_idle<F: Future>(operation: F, activity: &Activity<'_>) -> Option<F::Output> {
     let mut operation = std::pin::pin!(operation);
     loop {
