@@ -30,6 +30,10 @@ pub struct Config {
     pub error_pages: Vec<(u16, Vec<u8>)>,
 }
 
+/// Largest `server.receive_buffers`: io_uring numbers a pool's buffers with 16 bits and needs
+/// a power of two, so 32768 is the largest pool it can hold.
+pub const MAX_RECEIVE_BUFFERS: u16 = 32_768;
+
 /// `[server]`: process-wide settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -47,6 +51,9 @@ pub struct ServerSettings {
     /// Open client connections per worker. At the limit the longest idle keep-alive connection is
     /// closed to make room; with none idle, new connections are closed at once.
     pub max_connections: usize,
+    /// Buffers in each worker's receive pool, rounded up to a power of two. Receives take one
+    /// only when data arrives, and when all are taken, a receive uses a buffer of its own.
+    pub receive_buffers: u16,
 }
 
 impl Default for ServerSettings {
@@ -57,6 +64,7 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".to_owned(),
             max_connections: 10_000,
+            receive_buffers: 512,
         }
     }
 }
@@ -755,6 +763,12 @@ impl Checker<'_> {
         if raw.server.max_connections == 0 {
             return Err(self.error_without_line("server.max_connections", "must be at least 1".to_owned()));
         }
+        if !(1..=MAX_RECEIVE_BUFFERS).contains(&raw.server.receive_buffers) {
+            return Err(self.error_without_line(
+                "server.receive_buffers",
+                format!("{} is out of range: use 1 to {MAX_RECEIVE_BUFFERS}", raw.server.receive_buffers),
+            ));
+        }
         if raw.limits.max_headers == 0 {
             return Err(self.error_without_line("limits.max_headers", "must be at least 1".to_owned()));
         }
@@ -965,6 +979,17 @@ mod tests {
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[static_cache]\ngzip_level = 13\n";
         let err = parse(text).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("static_cache.gzip_level"));
+    }
+
+    #[test]
+    fn receive_buffers_out_of_range() {
+        for value in ["0", "32769"] {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nreceive_buffers = {value}\n");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("server.receive_buffers"), "{value}");
+        }
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nreceive_buffers = 32768\n";
+        assert_eq!(parse(text).unwrap().server.receive_buffers, 32_768);
     }
 
     #[test]

@@ -25,10 +25,10 @@ pub use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub use compio::net::{TcpListener, TcpStream, UnixStream};
 pub use compio::runtime::Runtime;
 
-/// Buffers of each worker's provided-buffer pool, and their size. A receive takes a buffer only
-/// when data arrives, so an idle connection keeps none. The data is copied out and the buffer
-/// returned at once, so the pool only needs to cover the receives completing in one loop turn.
-const RECEIVE_POOL_BUFFERS: u16 = 512;
+/// Size of each buffer in a worker's provided-buffer pool. A receive takes a buffer only when
+/// data arrives, so an idle connection keeps none. The data is copied out and the buffer
+/// returned at once, so the pool (`server.receive_buffers`) only needs to cover the receives
+/// completing in one loop turn.
 const RECEIVE_POOL_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Pending submissions the ring holds. Sized for thousands of connections per worker, each with
@@ -43,10 +43,10 @@ const RING_ENTRIES: u32 = 4096;
 ///
 /// # Errors
 /// Fails when neither io_uring nor the polling driver can be set up.
-pub fn build_worker_runtime() -> io::Result<Runtime> {
+pub fn build_worker_runtime(receive_buffers: u16) -> io::Result<Runtime> {
     let mut proactor = compio::driver::ProactorBuilder::new();
     proactor.capacity(RING_ENTRIES).coop_taskrun(true).taskrun_flag(true);
-    if let Some(buffers) = std::num::NonZero::new(RECEIVE_POOL_BUFFERS) {
+    if let Some(buffers) = std::num::NonZero::new(receive_buffers) {
         proactor.buffer_pool_size(buffers).buffer_pool_buffer_len(RECEIVE_POOL_BUFFER_BYTES);
     }
     Runtime::builder().with_proactor(proactor).build()
@@ -55,8 +55,8 @@ pub fn build_worker_runtime() -> io::Result<Runtime> {
 /// Receives from `stream` and appends what arrived to `input`. Returns 0 at end of stream.
 ///
 /// The receive uses the worker's provided-buffer pool, so no memory is tied to a connection
-/// while it waits for data. When the pool is empty (ENOBUFS), it falls back to a receive into
-/// `input` itself, reserving `fallback_bytes`.
+/// while it waits for data. When the pool is empty, it falls back to a receive into `input`
+/// itself, reserving `fallback_bytes`.
 ///
 /// # Errors
 /// The receive error.
@@ -70,7 +70,7 @@ pub async fn receive_into(stream: &mut TcpStream, input: &mut Vec<u8>, fallback_
             Ok(received.len())
         }
         Ok(None) => Ok(0),
-        Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+        Err(err) if is_pool_empty(&err) => {
             input.reserve(fallback_bytes);
             let BufResult(result, buffer) = stream.append(std::mem::take(input)).await;
             *input = buffer;
@@ -78,6 +78,13 @@ pub async fn receive_into(stream: &mut TcpStream, input: &mut Vec<u8>, fallback_
         }
         Err(err) => Err(err),
     }
+}
+
+/// Returns whether a receive failed because the provided-buffer pool had no free buffer. The
+/// kernel reports ENOBUFS, which compio turns into `ResourceBusy` with a message of its own. Its
+/// polling driver reports the same kind.
+fn is_pool_empty(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::ResourceBusy || err.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 /// Returns "io_uring" or "polling" for the running worker's driver, for the start-up log.

@@ -865,3 +865,50 @@ fn slow_client_crowd() {
         "{fds_after} descriptors open, {idle_fds} when idle"
     );
 }
+
+/// With a receive pool of one buffer, requests arriving together find the pool empty, and each
+/// receive must fall back to a buffer of its own instead of failing the connection. Handshakes
+/// and requests both go through the pool.
+#[test]
+fn empty_receive_pool_falls_back() {
+    const CONNECTIONS: usize = 32;
+    let site = site();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = tls_config(&site, &cert)
+        .server("receive_buffers", "1")
+        .start();
+    let expected = site.read("static/style.css");
+
+    // Handshakes in parallel, so that their records also arrive together.
+    let port = ringfront.https_port();
+    let mut connections: Vec<Connection> = thread::scope(|scope| {
+        let handshakes: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut connection = Connection::https(port, &cert);
+                    connection.handshake().map(|()| connection)
+                })
+            })
+            .collect();
+        handshakes
+            .into_iter()
+            .enumerate()
+            .map(|(index, handshake)| match handshake.join().expect("handshake thread") {
+                Ok(connection) => connection,
+                Err(error) => panic!("TLS connection {index}: handshake failed: {error}"),
+            })
+            .collect()
+    });
+    connections.extend((0..CONNECTIONS).map(|_| Connection::plain(ringfront.http_port())));
+
+    for round in 0..3 {
+        for connection in &mut connections {
+            connection.send(STYLE_REQUEST);
+        }
+        for (index, connection) in connections.iter_mut().enumerate() {
+            let response = connection.read_response();
+            assert_eq!(response.status, 200, "round {round}, connection {index}");
+            assert!(response.body == expected, "round {round}, connection {index}: body differs");
+        }
+    }
+}

@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn spool_spills_and_reads_back() {
-        let runtime = crate::rt::build_worker_runtime().unwrap();
+        let runtime = crate::rt::build_worker_runtime(crate::config::ServerSettings::default().receive_buffers).unwrap();
         runtime.block_on(async {
             let dir = std::env::temp_dir();
             let mut spool = Spool::new(1000);

@@ -94,7 +94,7 @@ impl WorkerContext {
 // `scripts/profile.sh` finds the worker's instructions in a callgrind profile.
 #[inline(never)]
 pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigger: ShutdownTrigger) {
-    let runtime = match rt::build_worker_runtime() {
+    let runtime = match rt::build_worker_runtime(shared.config.server.receive_buffers) {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(worker = id, error = %err, "cannot create the worker's runtime");
