@@ -87,6 +87,59 @@ fn is_pool_empty(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::ResourceBusy || err.raw_os_error() == Some(libc::ENOBUFS)
 }
 
+/// A receive that owns its handle to the socket, so that it can be moved while in flight. A
+/// keep-alive connection starts one when it goes idle. If the connection stays idle, it hands
+/// the receive over to the smaller future that waits in its place (see `server::conn`).
+/// Dropping a receive cancels it, and bytes that arrive during the cancellation can be lost, so
+/// a receive that must not lose bytes is moved, never dropped and restarted.
+///
+/// It takes a buffer from the provided-buffer pool like [`receive_into`], and one of
+/// `fallback_bytes` of its own when the pool is empty. Its future is boxed (one allocation per
+/// receive) because an `async` block's type cannot be named in a struct field.
+pub struct OwnedReceive(Pin<Box<dyn Future<Output = io::Result<Received>>>>);
+
+/// The bytes an [`OwnedReceive`] got, none at end of stream.
+pub enum Received {
+    Pooled(compio::driver::BufferRef),
+    Owned(Vec<u8>),
+}
+
+impl Received {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Received::Pooled(buffer) => buffer.as_init(),
+            Received::Owned(buffer) => buffer,
+        }
+    }
+}
+
+impl OwnedReceive {
+    pub fn start(stream: &TcpStream, fallback_bytes: usize) -> OwnedReceive {
+        use compio::io::AsyncReadManaged;
+
+        let mut stream = stream.clone();
+        OwnedReceive(Box::pin(async move {
+            match stream.read_managed(0).await {
+                Ok(Some(buffer)) => Ok(Received::Pooled(buffer)),
+                Ok(None) => Ok(Received::Owned(Vec::new())),
+                Err(err) if is_pool_empty(&err) => {
+                    let BufResult(result, buffer) = stream.read(Vec::with_capacity(fallback_bytes)).await;
+                    result.map(|_| Received::Owned(buffer))
+                }
+                Err(err) => Err(err),
+            }
+        }))
+    }
+}
+
+impl Future for OwnedReceive {
+    type Output = io::Result<Received>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// Returns "io_uring" or "polling" for the running worker's driver, for the start-up log.
 pub fn driver_name() -> &'static str {
     if Runtime::with_current(|runtime| runtime.driver_type().is_iouring()) { "io_uring" } else { "polling" }

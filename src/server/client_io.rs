@@ -215,6 +215,49 @@ impl ClientIo {
         }
     }
 
+    /// Returns whether a read can return without receiving: decrypted bytes, or the client's
+    /// close_notify, wait in the TLS session.
+    pub fn has_buffered_input(&self) -> bool {
+        !self.tls_plaintext.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.is_peer_closed())
+    }
+
+    /// Starts the receive that waits for the next request on an idle connection. Unlike
+    /// [`ClientIo::read`], it can be moved to another future while it waits; see
+    /// [`rt::OwnedReceive`]. Pass what it gets to [`ClientIo::read_received`].
+    pub fn start_idle_receive(&self) -> rt::OwnedReceive {
+        rt::OwnedReceive::start(&self.stream, READ_CHUNK)
+    }
+
+    /// Waits for `receive` until `deadline`. `None` means the deadline passed, with the receive
+    /// still in flight.
+    pub async fn wait_for(&mut self, receive: &mut rt::OwnedReceive, deadline: Instant) -> Option<io::Result<rt::Received>> {
+        self.timer.until(deadline, receive).await
+    }
+
+    /// Takes the bytes of a finished [`ClientIo::start_idle_receive`], then reads on as
+    /// [`ClientIo::read`] does until plaintext arrives.
+    ///
+    /// # Errors
+    /// As [`ClientIo::read`].
+    pub async fn read_received(&mut self, received: rt::Received, input: &mut Vec<u8>, deadline: Instant) -> Result<usize, StreamError> {
+        let bytes = received.as_slice();
+        if self.tls.is_none() {
+            if input.capacity() == 0 {
+                *input = self.spare.take();
+            }
+            input.extend_from_slice(bytes);
+            return Ok(bytes.len());
+        }
+        if bytes.is_empty() {
+            // As in `read`: RFC 8446 §6.1, an end without close_notify.
+            return Err(StreamError::Closed);
+        }
+        self.tls_in.extend_from_slice(bytes);
+        drop(received);
+        self.process_ciphertext().await?;
+        self.read(input, deadline).await
+    }
+
     /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext, and
     /// `Ok(Some(0))` that the client sent close_notify.
     fn take_plaintext(&mut self, input: &mut Vec<u8>) -> Result<Option<usize>, StreamError> {

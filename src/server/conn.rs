@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::client_io::{ClientIo, StreamError};
 use super::proxy::{self, Exchange};
@@ -36,47 +36,91 @@ const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind, handle: ConnectionHandle) {
-    let timeouts = context.shared.config.timeouts.clone();
-    let tls = match kind {
-        ListenerKind::Https => match TlsSession::new(Arc::clone(context.shared.tls())) {
-            Ok(session) => Some(session),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot create a TLS session");
-                return;
-            }
-        },
-        ListenerKind::Redirect | ListenerKind::Http => None,
-    };
-    let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let mut io = ClientIo::new(stream, tls, timeouts.send, Rc::clone(&context.spare_buffers));
-    let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
-
-    if io.is_tls() {
-        // Boxed, like the other rare paths, so that the connection's future, which every idle
-        // connection keeps, is sized by the request loop and not by the handshake.
-        if let Err(err) = Box::pin(io.handshake(Instant::now() + timeouts.handshake)).await {
-            Box::pin(close_failed_handshake(io, &context, err)).await;
+    let Some(mut parked) = Parked::open(context, stream, peer, kind, handle) else { return };
+    if parked.io.is_tls() {
+        // Boxed, like the other rare paths, so that the future every idle connection keeps is
+        // not sized by the handshake.
+        let deadline = Instant::now() + parked.context.shared.config.timeouts.handshake;
+        if let Err(err) = Box::pin(parked.io.handshake(deadline)).await {
+            Box::pin(close_failed_handshake(parked.io, &parked.context, err)).await;
             return;
         }
     }
+    let mut woken = None;
+    loop {
+        // Boxed: the request loop's future is most of a busy connection's memory, and a
+        // parked connection frees it.
+        let Some((idle, mut wait)) = Box::pin(Connection::resume(parked, woken.take()).run()).await else { return };
+        parked = idle;
+        match parked.wait(&mut wait).await {
+            Some(received) => woken = Some((received, wait.deadline)),
+            None => {
+                drop(wait);
+                Box::pin(parked.io.close(false)).await;
+                return;
+            }
+        }
+    }
+}
 
-    let mut connection = Connection {
-        context,
-        io,
-        peer,
-        local,
-        kind,
-        input: Vec::new(),
-        decoder: RequestDecoder::new(http::Limits::default()),
-        body: Spool::new(body_buffer_bytes),
-        handle,
-        deadline: None,
-        scratch: Vec::new(),
-        served: 0,
-    };
-    connection.decoder = RequestDecoder::new(connection.limits());
-    let linger = connection.run().await;
-    Box::pin(connection.io.close(linger)).await;
+/// How long a keep-alive connection waits for its next request in the request loop before it
+/// parks: it gives up the request loop's future (2.8 KiB, see `connection_futures_stay_small`)
+/// and its request decoder, and waits in the small future of [`serve`], with its socket, TLS
+/// session and in-flight receive. Waking from there costs one allocation of that future and a
+/// new decoder, so the wait is long enough that a client sending requests back to back never
+/// parks.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// A keep-alive connection waiting for its next request outside the request loop (see
+/// [`PARK_AFTER`]). Holds what the connection keeps between requests.
+struct Parked {
+    context: Rc<WorkerContext>,
+    io: ClientIo,
+    peer: SocketAddr,
+    local: SocketAddr,
+    kind: ListenerKind,
+    handle: ConnectionHandle,
+    served: u64,
+}
+
+impl Parked {
+    /// Sets up a new connection, with a TLS session on the HTTPS listener. `None` when rustls
+    /// cannot make a session.
+    fn open(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind, handle: ConnectionHandle) -> Option<Parked> {
+        let tls = match kind {
+            ListenerKind::Https => match TlsSession::new(Arc::clone(context.shared.tls())) {
+                Ok(session) => Some(session),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot create a TLS session");
+                    return None;
+                }
+            },
+            ListenerKind::Redirect | ListenerKind::Http => None,
+        };
+        let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let io = ClientIo::new(stream, tls, context.shared.config.timeouts.send, Rc::clone(&context.spare_buffers));
+        Some(Parked { context, io, peer, local, kind, handle, served: 0 })
+    }
+
+    /// Waits for the first bytes of the next request. `None` when the idle time ends, the
+    /// worker stops, the connection is evicted or the receive fails: the connection is then
+    /// closed, as from the request loop's idle wait.
+    async fn wait(&mut self, wait: &mut IdleWait) -> Option<rt::Received> {
+        let received = std::pin::pin!(self.io.wait_for(&mut wait.receive, wait.deadline));
+        let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
+        match futures_util::future::select(received, stop).await {
+            futures_util::future::Either::Left((Some(Ok(received)), _)) => Some(received),
+            _ => None,
+        }
+    }
+}
+
+/// The wait of a parked connection.
+struct IdleWait {
+    /// The receive started when the connection went idle, still in flight.
+    receive: rt::OwnedReceive,
+    /// When the connection's idle time ends.
+    deadline: Instant,
 }
 
 
@@ -125,6 +169,11 @@ struct Connection {
     scratch: Vec<u8>,
     /// Requests this connection has responded to so far.
     served: u64,
+    /// The bytes that woke a parked connection, and the deadline of the idle wait they ended,
+    /// which also bounds the rest of their read.
+    woken: Option<(rt::Received, Instant)>,
+    /// The idle wait the request loop hands over when the connection parks.
+    parking: Option<IdleWait>,
 }
 
 /// Where the connection is between requests, which decides the read timeout and how an end of
@@ -146,6 +195,8 @@ enum Close {
     /// Close after draining what the client may still be sending, so our last response is not
     /// destroyed by a reset.
     Linger,
+    /// Stay open, parked: idle for [`PARK_AFTER`] with time left before the idle timeout.
+    Park,
 }
 
 impl Connection {
@@ -160,16 +211,49 @@ impl Connection {
         }
     }
 
-    /// Runs the request loop; returns whether the close should linger.
-    async fn run(&mut self) -> bool {
-        match self.request_loop().await {
+    /// Builds the request loop's state around what a connection keeps between requests.
+    fn resume(parked: Parked, woken: Option<(rt::Received, Instant)>) -> Connection {
+        let Parked { context, io, peer, local, kind, handle, served } = parked;
+        let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
+        let mut connection = Connection {
+            context,
+            io,
+            peer,
+            local,
+            kind,
+            input: Vec::new(),
+            decoder: RequestDecoder::new(http::Limits::default()),
+            body: Spool::new(body_buffer_bytes),
+            handle,
+            deadline: None,
+            scratch: Vec::new(),
+            served,
+            woken,
+            parking: None,
+        };
+        connection.decoder = RequestDecoder::new(connection.limits());
+        connection
+    }
+
+    /// Runs the request loop. Closes the connection and returns `None` when it ends, or returns
+    /// what the connection keeps, with its idle wait, when it parks.
+    async fn run(mut self) -> Option<(Parked, IdleWait)> {
+        let linger = match self.request_loop().await {
             Ok(Close::Quiet) => false,
             Ok(Close::Linger) => true,
+            Ok(Close::Park) => {
+                let Connection { context, io, peer, local, kind, handle, served, parking, .. } = self;
+                let wait = parking?;
+                return Some((Parked { context, io, peer, local, kind, handle, served }, wait));
+            }
             Err(err) => {
                 tracing::debug!(error = %err, "connection ended");
                 false
             }
-        }
+        };
+        self.parking = None;
+        Box::pin(self.io.close(linger)).await;
+        None
     }
 
     async fn request_loop(&mut self) -> Result<Close, StreamError> {
@@ -266,6 +350,7 @@ impl Connection {
                             }
                         }
                         ReadOutcome::End => return Ok(Close::Quiet),
+                        ReadOutcome::Park => return Ok(Close::Park),
                         ReadOutcome::TimedOut => {
                             if phase == ReadPhase::Idle {
                                 return Ok(Close::Quiet);
@@ -309,20 +394,13 @@ impl Connection {
             }
         };
 
-        let read = {
-            let read = std::pin::pin!(self.io.read(&mut self.input, now + limit));
-            if phase == ReadPhase::Idle {
-                self.handle.idle_since.set(Some(now));
-                let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
-                let read = match futures_util::future::select(read, stop).await {
-                    futures_util::future::Either::Left((read, _)) => read,
-                    futures_util::future::Either::Right(_) => return ReadOutcome::End,
-                };
-                self.handle.idle_since.set(None);
-                read
-            } else {
-                read.await
+        let read = if phase == ReadPhase::Idle && !self.io.has_buffered_input() {
+            match self.wait_idle(now, now + limit).await {
+                Ok((received, deadline)) => self.io.read_received(received, &mut self.input, deadline).await,
+                Err(outcome) => return outcome,
             }
+        } else {
+            self.io.read(&mut self.input, now + limit).await
         };
         match read {
             Ok(0) => ReadOutcome::End,
@@ -330,6 +408,42 @@ impl Connection {
             Err(StreamError::TimedOut) => ReadOutcome::TimedOut,
             Err(StreamError::Closed) => ReadOutcome::End,
             Err(err) => ReadOutcome::Failed(err),
+        }
+    }
+
+    /// Waits for the first bytes of the next request, at most until `deadline`, and returns them
+    /// with the deadline that bounds the rest of the read. Ends with `Park` when [`PARK_AFTER`]
+    /// passes first, leaving the receive in flight in `self.parking`. A connection resumed from
+    /// parking gets the bytes that woke it.
+    async fn wait_idle(&mut self, now: Instant, deadline: Instant) -> Result<(rt::Received, Instant), ReadOutcome> {
+        if let Some(woken) = self.woken.take() {
+            self.handle.idle_since.set(None);
+            return Ok(woken);
+        }
+        self.handle.idle_since.set(Some(now));
+        let mut receive = self.io.start_idle_receive();
+        let park_at = now + PARK_AFTER;
+        let parks = park_at < deadline;
+        let received = {
+            let wait = std::pin::pin!(self.io.wait_for(&mut receive, if parks { park_at } else { deadline }));
+            let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
+            match futures_util::future::select(wait, stop).await {
+                futures_util::future::Either::Left((received, _)) => received,
+                futures_util::future::Either::Right(_) => return Err(ReadOutcome::End),
+            }
+        };
+        match received {
+            Some(Ok(received)) => {
+                self.handle.idle_since.set(None);
+                Ok((received, deadline))
+            }
+            Some(Err(err)) => Err(ReadOutcome::Failed(StreamError::Io(err))),
+            None if parks => {
+                tracing::debug!("idle; parking the connection");
+                self.parking = Some(IdleWait { receive, deadline });
+                Err(ReadOutcome::Park)
+            }
+            None => Err(ReadOutcome::TimedOut),
         }
     }
 
@@ -739,6 +853,8 @@ enum ReadOutcome {
     Data,
     End,
     TimedOut,
+    /// Idle for [`PARK_AFTER`]: the connection parks.
+    Park,
     Failed(StreamError),
 }
 
@@ -759,22 +875,30 @@ fn html_body(status: u16) -> Vec<u8> {
 mod tests {
     use super::{REDIRECT_BODY, REDIRECT_BODY_LENGTH};
 
-    /// The bound on the connection future: 2,288 bytes with rustc 1.95 in both test and release
-    /// builds, 2,464 before the failed-handshake close was boxed, and 5,072 before the other rare
-    /// paths were.
-    const MAX_CONNECTION_FUTURE_BYTES: usize = 3 * 1024;
+    /// The bound on the future every connection keeps, also while parked: 736 bytes with rustc
+    /// 1.95. Before connections parked, it held the request loop too, and was 2,288 bytes.
+    const MAX_CONNECTION_FUTURE_BYTES: usize = 1024;
 
-    /// Every open connection keeps its task's future, so its size is part of each idle
-    /// connection's memory. Rare paths are boxed to keep it small, and this catches a change
-    /// that puts a large future back inline.
+    /// The bound on the request loop's future, which a connection keeps while busy and for
+    /// `PARK_AFTER` once idle: 2,872 bytes with rustc 1.95.
+    const MAX_REQUEST_LOOP_FUTURE_BYTES: usize = 4 * 1024;
+
+    /// Every open connection keeps its task's future, and a busy one also the request loop's,
+    /// so their sizes are part of each connection's memory. Rare paths are boxed to keep them
+    /// small, and this catches a change that puts a large future back inline.
     #[test]
-    fn connection_future_stays_small() {
-        fn future_size<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
+    fn connection_futures_stay_small() {
+        fn serve_size<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
             std::mem::size_of::<F>()
         }
-        let size = future_size(super::serve);
-        eprintln!("connection future: {size} bytes");
-        assert!(size <= MAX_CONNECTION_FUTURE_BYTES, "{size} bytes");
+        fn run_size<A, F>(_: fn(A) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let connection = serve_size(super::serve);
+        let request_loop = run_size(super::Connection::run);
+        eprintln!("connection future: {connection} bytes, request loop future: {request_loop} bytes");
+        assert!(connection <= MAX_CONNECTION_FUTURE_BYTES, "connection future: {connection} bytes");
+        assert!(request_loop <= MAX_REQUEST_LOOP_FUTURE_BYTES, "request loop future: {request_loop} bytes");
     }
 
     #[test]

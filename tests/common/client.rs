@@ -201,6 +201,32 @@ impl Connection {
         self.transport.flush()
     }
 
+    /// Writes `bytes` in two writes with `pause` between them. Over TLS, `bytes` go into one
+    /// record and the split falls inside it, so the server first receives part of a record.
+    ///
+    /// # Panics
+    /// Panics if a write fails.
+    pub fn send_split(&mut self, bytes: &[u8], pause: Duration) {
+        let wire = match &mut self.transport {
+            Transport::Plain(_) => bytes.to_vec(),
+            Transport::Tls(stream) => {
+                let mut wire = Vec::new();
+                let written = stream.conn.writer().write_all(bytes);
+                written.unwrap_or_else(|error| panic!("rustls did not take the bytes: {error}"));
+                while stream.conn.wants_write() {
+                    let encrypted = stream.conn.write_tls(&mut wire);
+                    encrypted.unwrap_or_else(|error| panic!("rustls did not encrypt: {error}"));
+                }
+                wire
+            }
+        };
+        let (first, second) = wire.split_at(wire.len() / 2);
+        let mut socket = self.transport.tcp();
+        socket.write_all(first).unwrap_or_else(|error| panic!("failed to send the first part: {error}"));
+        std::thread::sleep(pause);
+        socket.write_all(second).unwrap_or_else(|error| panic!("failed to send the second part: {error}"));
+    }
+
     /// Writes all of `bytes`.
     ///
     /// # Panics

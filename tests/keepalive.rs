@@ -1,0 +1,155 @@
+//! Keep-alive connections idle past the point where the server parks them: after one second
+//! without a request, a connection leaves the request loop and waits in a smaller future, with
+//! its receive still in flight. A parked connection serves its next request whole, plain and
+//! over TLS, also when that request arrives in pieces or with a second one behind it. It closes
+//! at its keep-alive timeout, gives way to a new connection at `server.max_connections`, and
+//! ends when the server shuts down.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::client::EndKind;
+use common::{Config, Connection, Ringfront, Site, TestCert};
+
+/// Idle time after which the connection has parked: the server parks after one second.
+const PARK_WAIT: Duration = Duration::from_millis(1500);
+
+/// Pause between the two parts of a split request.
+const SPLIT_PAUSE: Duration = Duration::from_millis(200);
+
+const STYLE_REQUEST: &[u8] = b"GET /static/style.css HTTP/1.1\r\nHost: localhost\r\n\r\n";
+const PAGE_REQUEST: &[u8] = b"GET /static/sub/page.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+/// The debug line of a connection that parks.
+const PARK_LINE: &str = "parking the connection";
+
+/// ringfront with one worker, plain and TLS listeners serving `site`, `keepalive`, and debug
+/// logging for [`PARK_LINE`].
+fn start(site: &Site, cert: &TestCert, keepalive: &str) -> Ringfront {
+    Config::new()
+        .workers(1)
+        .http()
+        .https(cert)
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", keepalive)
+        .server("log_level", "\"ringfront=debug,info\"")
+        .start()
+}
+
+/// Opens a plain and a TLS connection to `ringfront`, each with its name for messages.
+fn both_transports(ringfront: &Ringfront, cert: &TestCert) -> [(&'static str, Connection); 2] {
+    [
+        ("plain", Connection::plain(ringfront.http_port())),
+        ("TLS", Connection::https(ringfront.https_port(), cert)),
+    ]
+}
+
+#[test]
+fn parked_connection_serves_next_request() {
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start(&site, &cert, "\"10s\"");
+    let style = site.read("static/style.css");
+    let page = site.read("static/sub/page.txt");
+
+    for (transport, mut connection) in both_transports(&ringfront, &cert) {
+        assert_eq!(connection.request(STYLE_REQUEST).status, 200, "{transport}: first request");
+
+        thread::sleep(PARK_WAIT);
+        let response = connection.request(PAGE_REQUEST);
+        assert_eq!(response.status, 200, "{transport}: whole request");
+        assert!(response.body == page, "{transport}: whole request: body differs");
+
+        thread::sleep(PARK_WAIT);
+        connection.send_split(STYLE_REQUEST, SPLIT_PAUSE);
+        let response = connection.read_response();
+        assert_eq!(response.status, 200, "{transport}: split request");
+        assert!(response.body == style, "{transport}: split request: body differs");
+
+        thread::sleep(PARK_WAIT);
+        connection.send(&[STYLE_REQUEST, PAGE_REQUEST].concat());
+        let first = connection.read_response();
+        let second = connection.read_response();
+        assert_eq!(first.status, 200, "{transport}: first pipelined request");
+        assert!(first.body == style, "{transport}: first pipelined request: body differs");
+        assert_eq!(second.status, 200, "{transport}: second pipelined request");
+        assert!(second.body == page, "{transport}: second pipelined request: body differs");
+    }
+    let parked = ringfront.output().matches(PARK_LINE).count();
+    assert!(parked >= 6, "{parked} parking lines, expected 3 per connection");
+}
+
+#[test]
+fn parked_connection_closes_at_keepalive() {
+    const KEEPALIVE: Duration = Duration::from_secs(3);
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start(&site, &cert, "\"3s\"");
+
+    for (transport, mut connection) in both_transports(&ringfront, &cert) {
+        assert_eq!(connection.request(STYLE_REQUEST).status, 200, "{transport}");
+
+        let end = connection.wait_for_end(KEEPALIVE * 3);
+
+        assert_eq!(end.kind, EndKind::EndOfFile, "{transport}: ended by {:?}", end.kind);
+        assert!(end.received.is_empty(), "{transport}: {:?}", String::from_utf8_lossy(&end.received));
+        // The client's clock starts after the response, a little after the server's.
+        assert!(
+            end.elapsed + Duration::from_millis(300) >= KEEPALIVE,
+            "{transport}: closed after {:?}",
+            end.elapsed
+        );
+    }
+}
+
+#[test]
+fn parked_connection_evicted_for_new_one() {
+    let site = Site::create();
+    let ringfront = Config::new()
+        .workers(1)
+        .http()
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", "\"10s\"")
+        .server("max_connections", "2")
+        .start();
+    let port = ringfront.http_port();
+
+    let mut oldest = Connection::plain(port);
+    assert_eq!(oldest.request(STYLE_REQUEST).status, 200, "oldest");
+    thread::sleep(Duration::from_millis(100));
+    let mut newer = Connection::plain(port);
+    assert_eq!(newer.request(STYLE_REQUEST).status, 200, "newer");
+    thread::sleep(PARK_WAIT);
+
+    let mut third = Connection::plain(port);
+    assert_eq!(third.request(STYLE_REQUEST).status, 200, "third");
+    assert!(oldest.is_closed_by_peer(), "the connection idle the longest stayed open");
+    assert_eq!(newer.request(STYLE_REQUEST).status, 200, "newer, after the eviction");
+}
+
+#[test]
+fn shutdown_closes_parked_connection() {
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let mut ringfront = Config::new()
+        .workers(1)
+        .https(&cert)
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", "\"60s\"")
+        .server("shutdown_grace", "\"30s\"")
+        .start();
+    let mut connection = Connection::https(ringfront.https_port(), &cert);
+    assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+    thread::sleep(PARK_WAIT);
+
+    let started = Instant::now();
+    let status = ringfront.terminate();
+
+    assert!(status.success(), "exit status {status}");
+    // Without the parked connection closing, the exit would wait for the 30 s grace period.
+    assert!(started.elapsed() < Duration::from_secs(10), "exit took {:?}", started.elapsed());
+    let end = connection.wait_for_end(Duration::from_secs(5));
+    assert_eq!(end.kind, EndKind::EndOfFile, "ended by {:?}", end.kind);
+}
