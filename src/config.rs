@@ -104,23 +104,23 @@ impl Default for LimitSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutSettings {
     /// From accept to the end of the TLS handshake.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "timeout")]
     pub handshake: Duration,
     /// From the first byte of a request to the end of its head, however the bytes trickle in.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "timeout")]
     pub request_head: Duration,
     /// Between two reads of a request body.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "timeout")]
     pub body_read: Duration,
     /// From the end of the head to the end of the body, so a body sent a byte at a time cannot
     /// hold a connection for ever.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "timeout")]
     pub request_body: Duration,
     /// An idle keep-alive connection waiting for its next request.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "timeout")]
     pub keepalive: Duration,
     /// One write to a client that stopped reading.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "timeout")]
     pub send: Duration,
 }
 
@@ -387,11 +387,11 @@ struct RawUpstream {
     servers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default = "default_balance")]
     balance: Balance,
-    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_connect_timeout", deserialize_with = "timeout")]
     connect_timeout: Duration,
-    #[serde(default = "default_read_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_read_timeout", deserialize_with = "timeout")]
     read_timeout: Duration,
-    #[serde(default = "default_send_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_send_timeout", deserialize_with = "timeout")]
     send_timeout: Duration,
     #[serde(default = "default_keepalive")]
     keepalive: usize,
@@ -406,7 +406,7 @@ struct RawUpstream {
     temp_dir: Option<PathBuf>,
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
-    #[serde(default = "default_upgrade_idle_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_upgrade_idle_timeout", deserialize_with = "timeout")]
     upgrade_idle_timeout: Duration,
 }
 
@@ -469,6 +469,16 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
             ))
         }),
     }
+}
+
+/// Parses a duration as [`duration`] does and rejects zero, for the timeouts: a zero timeout
+/// would end every read, write or wait at once.
+fn timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let value = duration(deserializer)?;
+    if value.is_zero() {
+        return Err(de::Error::custom("invalid timeout 0: use a duration above zero, such as \"10s\""));
+    }
+    Ok(value)
 }
 
 /// Parses `"<digits><unit>"` with unit `ms`, `s`, `m` or `h`.
@@ -538,9 +548,44 @@ impl Checker<'_> {
         ConfigError {
             file: self.file.to_owned(),
             line,
-            key: None,
+            key: err.span().and_then(|span| self.key_at(span.start)),
             message: err.message().trim().to_owned(),
         }
+    }
+
+    /// Returns the dotted key written on the line that contains `offset`, such as
+    /// `timeouts.keepalive` or `static[1].dir`, from that line's `key =` and the table header
+    /// above it. `None` when the line has no key, as inside a value that spans lines.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let line_number = self.line_of(offset);
+        let mut table = String::new();
+        let mut array_counts: Vec<(String, usize)> = Vec::new();
+        for line in self.text.lines().take(line_number.saturating_sub(1)) {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
+                let index = match array_counts.iter_mut().find(|(seen, _)| seen == name) {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count - 1
+                    }
+                    None => {
+                        array_counts.push((name.to_owned(), 1));
+                        0
+                    }
+                };
+                table = format!("{name}[{index}]");
+            } else if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim()) {
+                table = name.to_owned();
+            }
+        }
+        let current = self.text.lines().nth(line_number.checked_sub(1)?)?;
+        let (key, _) = current.split_once('=')?;
+        let key = key.trim();
+        let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !bare {
+            return None;
+        }
+        Some(if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") })
     }
 
     fn error(&self, span: std::ops::Range<usize>, key: &str, message: String) -> ConfigError {
@@ -979,6 +1024,39 @@ mod tests {
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[static_cache]\ngzip_level = 13\n";
         let err = parse(text).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("static_cache.gzip_level"));
+    }
+
+    #[test]
+    fn zero_timeouts_rejected() {
+        let cases = [
+            ("[timeouts]\nkeepalive = \"0s\"\n", "timeouts.keepalive"),
+            ("[timeouts]\nsend = 0\n", "timeouts.send"),
+            ("[upstream]\nservers = [\"unix:/run/a.sock\"]\nread_timeout = \"0ms\"\n", "upstream.read_timeout"),
+        ];
+        for (section, key) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{section}");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{section}");
+            assert!(err.line.is_some(), "{section}: no line");
+            assert!(err.message.contains("above zero"), "{section}: {}", err.message);
+        }
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nshutdown_grace = \"0s\"\n";
+        assert_eq!(parse(text).unwrap().server.shutdown_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn value_errors_name_key() {
+        let cases = [
+            ("[timeouts]\nkeepalive = \"5x\"\n", "timeouts.keepalive", 4),
+            ("[server]\nworkers = \"two\"\n", "server.workers", 4),
+            ("[[static]]\nprefix = \"/a/\"\ndir = \".\"\n[[static]]\nprefix = \"/b/\"\ndri = \".\"\n", "static[1].dri", 8),
+        ];
+        for (section, key, line) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{section}");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{section}");
+            assert_eq!(err.line, Some(line), "{section}");
+        }
     }
 
     #[test]
