@@ -337,7 +337,9 @@ impl Connection {
                         (None, true) => ReadPhase::Idle,
                         (None, false) => ReadPhase::Head,
                     };
-                    if phase == ReadPhase::Idle && self.context.shutdown.is_started() {
+                    // A connection woken from parking has already taken its next request's first
+                    // bytes off the socket, so it serves that request even during shutdown.
+                    if phase == ReadPhase::Idle && self.context.shutdown.is_started() && self.woken.is_none() {
                         return Ok(Close::Quiet);
                     }
                     if phase == ReadPhase::Idle {
