@@ -129,12 +129,17 @@ impl Received {
 }
 
 impl OwnedReceive {
+    /// Starts a receive for data that is not expected to be there yet, such as the next
+    /// request of an idle connection.
     pub fn start(stream: &TcpStream, fallback_bytes: usize) -> OwnedReceive {
-        use compio::driver::ToSharedFd;
+        use compio::driver::{PollFirst, ToSharedFd};
 
         let started = Runtime::with_current(|runtime| {
             let pool = runtime.buffer_pool()?;
-            let op = compio::driver::op::RecvManaged::new(stream.to_shared_fd(), &pool, 0, compio::driver::op::RecvFlags::empty())?;
+            let mut op = compio::driver::op::RecvManaged::new(stream.to_shared_fd(), &pool, 0, compio::driver::op::RecvFlags::empty())?;
+            // The next request seldom waits in the socket yet, so the kernel is asked to wait
+            // for data before its first attempt (IORING_RECVSEND_POLL_FIRST), which would fail.
+            op.poll_first();
             io::Result::Ok(runtime.submit(op))
         });
         let state = match started {
