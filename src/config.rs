@@ -32,7 +32,7 @@ pub struct Config {
 
 /// Largest `server.receive_buffers`: io_uring numbers a pool's buffers with 16 bits and needs
 /// a power of two, so 32768 is the largest pool it can hold.
-pub const MAX_RECEIVE_BUFFERS: u16 = 32_768;
+pub const MAX_RECEIVE_BUFFERS: u32 = 32_768;
 
 /// `[server]`: process-wide settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,8 +52,9 @@ pub struct ServerSettings {
     /// closed to make room; with none idle, new connections are closed at once.
     pub max_connections: usize,
     /// Buffers in each worker's receive pool, rounded up to a power of two. Receives take one
-    /// only when data arrives, and when all are taken, a receive uses a buffer of its own.
-    pub receive_buffers: u16,
+    /// only when data arrives, and when all are taken, a receive uses a buffer of its own. Wider
+    /// than the pool's 16-bit count, so that a value past the range gets the range error.
+    pub receive_buffers: u32,
 }
 
 impl Default for ServerSettings {
@@ -1061,7 +1062,7 @@ mod tests {
 
     #[test]
     fn receive_buffers_out_of_range() {
-        for value in ["0", "32769"] {
+        for value in ["0", "32769", "70000"] {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nreceive_buffers = {value}\n");
             let err = parse(&text).unwrap_err();
             assert_eq!(err.key.as_deref(), Some("server.receive_buffers"), "{value}");

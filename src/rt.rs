@@ -43,10 +43,11 @@ const RING_ENTRIES: u32 = 4096;
 ///
 /// # Errors
 /// Fails when neither io_uring nor the polling driver can be set up.
-pub fn build_worker_runtime(receive_buffers: u16) -> io::Result<Runtime> {
+pub fn build_worker_runtime(receive_buffers: u32) -> io::Result<Runtime> {
     let mut proactor = compio::driver::ProactorBuilder::new();
     proactor.capacity(RING_ENTRIES).coop_taskrun(true).taskrun_flag(true);
-    if let Some(buffers) = std::num::NonZero::new(receive_buffers) {
+    let count = u16::try_from(receive_buffers).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "receive pool larger than 65535 buffers"))?;
+    if let Some(buffers) = std::num::NonZero::new(count) {
         proactor.buffer_pool_size(buffers).buffer_pool_buffer_len(RECEIVE_POOL_BUFFER_BYTES);
     }
     Runtime::builder().with_proactor(proactor).build()
