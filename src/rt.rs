@@ -335,6 +335,18 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<std::net::Tc
     Ok(socket.into())
 }
 
+/// Makes a listening socket refuse new connections at once, and reset those queued but not yet
+/// accepted, as nginx does when it closes its listeners at shutdown. Closing the socket is not
+/// enough: the cancelled accept keeps it in the ring until the ring is torn down, which the
+/// kernel finishes after the process exits, and until then connections were accepted into the
+/// queue and reset.
+pub fn stop_listening(listener: &TcpListener) {
+    // Shutting down the read side of a listening socket moves it out of the listening state.
+    if let Err(err) = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read) {
+        tracing::debug!(error = %err, "cannot stop the listener");
+    }
+}
+
 /// Hands an open file to the runtime for positional reads on the ring.
 pub fn runtime_file(file: std::fs::File) -> compio::fs::File {
     use std::os::fd::{FromRawFd, IntoRawFd};

@@ -1,10 +1,11 @@
 //! Process lifecycle: a clean exit on SIGTERM and SIGINT that lets requests in flight finish, a
-//! startup error when the port is taken, and `ringfront check`.
+//! startup error when the port is taken, ports that refuse connections once the process has
+//! exited, and `ringfront check`.
 
 mod common;
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     Config, Gunicorn, Ringfront, STUB_BODY, StubUpstream, TempDir, TestCert, https_request,
@@ -306,4 +307,30 @@ fn wait_for_file_containing(path: &std::path::Path, text: &str) {
         thread::sleep(Duration::from_millis(50));
     }
     panic!("{} did not get a line with {text} within 5 s", path.display());
+}
+
+/// After SIGTERM, the listening ports refuse connections. A listener that was only closed
+/// stayed open in the kernel while its cancelled accept was in the ring, until after the
+/// process exited, and connections made then were accepted and reset. Several runs, because
+/// that happened in about one exit in three.
+#[test]
+fn exited_server_refuses_connections() {
+    const RUNS: usize = 8;
+    const PROBE_TIME: Duration = Duration::from_millis(300);
+    for run in 0..RUNS {
+        let mut ringfront = Config::new().http().start();
+        let port = ringfront.http_port();
+        let status = ringfront.terminate();
+        assert!(status.success(), "run {run}: exit status {status}");
+
+        let started = Instant::now();
+        while started.elapsed() < PROBE_TIME {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+                Ok(_) => panic!("run {run}: a connection was accepted {:?} after exit", started.elapsed()),
+                Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused, "run {run}"),
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

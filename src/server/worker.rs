@@ -232,6 +232,7 @@ async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: Li
             .instrument(span),
         );
     }
+    rt::stop_listening(&listener);
     let _ = listener.close().await;
 }
 
