@@ -50,12 +50,13 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
     loop {
         // Boxed: the request loop's future is most of a busy connection's memory, and a
         // parked connection frees it.
-        let Some((idle, mut wait)) = Box::pin(Connection::resume(parked, woken.take()).run()).await else { return };
-        parked = idle;
-        match parked.wait(&mut wait).await {
-            Some(received) => woken = Some((received, wait.deadline)),
+        let Some((idle_parts, mut idle)) = Box::pin(Connection::resume(parked, woken.take()).run()).await else { return };
+        parked = idle_parts;
+        match parked.wait(&mut idle).await {
+            Some(received) => woken = Some((received, idle.deadline)),
             None => {
-                drop(wait);
+                // The receive goes first, so that the close does not race it for the socket.
+                drop(idle);
                 Box::pin(parked.io.close(false)).await;
                 return;
             }
@@ -105,8 +106,8 @@ impl Parked {
     /// Waits for the first bytes of the next request. `None` when the idle time ends, the
     /// worker stops, the connection is evicted or the receive fails: the connection is then
     /// closed, as from the request loop's idle wait.
-    async fn wait(&mut self, wait: &mut IdleWait) -> Option<rt::Received> {
-        let received = std::pin::pin!(self.io.wait_for(&mut wait.receive, wait.deadline));
+    async fn wait(&mut self, idle: &mut IdleWait) -> Option<rt::Received> {
+        let received = std::pin::pin!(self.io.wait_for(&mut idle.receive, idle.deadline));
         let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
         match futures_util::future::select(received, stop).await {
             futures_util::future::Either::Left((Some(Ok(received)), _)) => Some(received),
