@@ -30,6 +30,10 @@ pub struct Config {
     pub error_pages: Vec<(u16, Vec<u8>)>,
 }
 
+/// Largest `server.workers`. Each worker is a thread with its own ring, listeners and caches;
+/// far more than the machine has cores only costs memory and descriptors.
+pub const MAX_WORKERS: usize = 1024;
+
 /// Largest `server.receive_buffers`: io_uring numbers a pool's buffers with 16 bits and needs
 /// a power of two, so 32768 is the largest pool it can hold.
 pub const MAX_RECEIVE_BUFFERS: u32 = 32_768;
@@ -453,23 +457,52 @@ fn default_upgrade_idle_timeout() -> Duration {
     Duration::from_secs(300)
 }
 
-/// Parses a duration written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a bare integer of seconds.
+/// Largest value of any duration setting. Deadlines are the current time plus a setting, and a
+/// value near the largest `Duration` would overflow that sum. No timeout or interval here needs
+/// more than days.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses a duration written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a whole number of
+/// seconds, up to [`MAX_DURATION`].
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
+    struct DurationVisitor;
+
+    impl de::Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a duration such as \"10s\", \"500ms\", \"2m\" or \"1h\", or a whole number of seconds")
+        }
+
+        fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<Duration, E> {
+            within_limit(Duration::from_secs(seconds), &seconds.to_string())
+        }
+
+        fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<Duration, E> {
+            match u64::try_from(seconds) {
+                Ok(seconds) => self.visit_u64(seconds),
+                Err(_) => Err(E::custom(format!("invalid duration {seconds}: a duration cannot be negative"))),
+            }
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            match parse_duration(text) {
+                Some(value) => within_limit(value, &format!("{text:?}")),
+                None => Err(E::custom(format!(
+                    "invalid duration {text:?}: expected a number followed by ms, s, m or h, such as \"10s\""
+                ))),
+            }
+        }
     }
 
-    match Raw::deserialize(deserializer)? {
-        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
-        Raw::Text(text) => parse_duration(&text).ok_or_else(|| {
-            de::Error::custom(format!(
-                "invalid duration {text:?}: expected a number followed by ms, s, m or h, such as \"10s\""
-            ))
-        }),
+    deserializer.deserialize_any(DurationVisitor)
+}
+
+fn within_limit<E: de::Error>(value: Duration, written: &str) -> Result<Duration, E> {
+    if value > MAX_DURATION {
+        return Err(E::custom(format!("invalid duration {written}: the largest allowed is \"720h\" (30 days)")));
     }
+    Ok(value)
 }
 
 /// Parses a duration as [`duration`] does and rejects zero, for the timeouts: a zero timeout
@@ -687,9 +720,11 @@ impl Checker<'_> {
             None => None,
         };
         let error_pages = self.error_pages(&raw.error_pages)?;
+        let mut server = raw.server;
+        server.access_log = self.access_log(&server.access_log)?;
 
         Ok(Config {
-            server: raw.server,
+            server,
             limits: raw.limits,
             timeouts: raw.timeouts,
             redirect,
@@ -809,6 +844,18 @@ impl Checker<'_> {
         if raw.server.max_connections == 0 {
             return Err(self.error_without_line("server.max_connections", "must be at least 1".to_owned()));
         }
+        if raw.server.workers > MAX_WORKERS {
+            return Err(self.error_without_line(
+                "server.workers",
+                format!("{} is too many: use at most {MAX_WORKERS}, or 0 for one per CPU", raw.server.workers),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&raw.server.log_level).is_err() {
+            return Err(self.error_without_line(
+                "server.log_level",
+                format!("invalid filter {:?}: use a level such as \"info\", or directives such as \"ringfront=debug,info\"", raw.server.log_level),
+            ));
+        }
         if !(1..=MAX_RECEIVE_BUFFERS).contains(&raw.server.receive_buffers) {
             return Err(self.error_without_line(
                 "server.receive_buffers",
@@ -878,6 +925,26 @@ impl Checker<'_> {
         Ok(HttpsSettings { listen, certificate, private_key, server_names })
     }
 
+    /// Resolves the access log's path against the config file's directory and checks that its
+    /// directory exists, so that `check` finds what would stop the server at start.
+    fn access_log(&self, destination: &str) -> Result<String, ConfigError> {
+        if matches!(destination, "stdout" | "off") {
+            return Ok(destination.to_owned());
+        }
+        if destination.is_empty() {
+            return Err(self.error_without_line("server.access_log", "empty path: use a file path, \"stdout\" or \"off\"".to_owned()));
+        }
+        let path = self.resolve(Path::new(destination));
+        let directory = path.parent().unwrap_or(Path::new("/"));
+        if !directory.is_dir() {
+            return Err(self.error_without_line(
+                "server.access_log",
+                format!("cannot write {}: the directory {} does not exist", path.display(), directory.display()),
+            ));
+        }
+        Ok(path.to_string_lossy().into_owned())
+    }
+
     fn static_route(
         &self,
         table: &RawStatic,
@@ -898,6 +965,11 @@ impl Checker<'_> {
         }
 
         let dir_key = format!("static[{index}].dir");
+        if table.dir.get_ref().as_os_str().is_empty() {
+            // An empty path would resolve to the config file's own directory, which often
+            // contains the private key too.
+            return Err(self.error(table.dir.span(), &dir_key, "empty directory: name the directory to serve".to_owned()));
+        }
         let dir = self.resolve(table.dir.get_ref());
         match std::fs::metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
@@ -1043,6 +1115,52 @@ mod tests {
         }
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nshutdown_grace = \"0s\"\n";
         assert_eq!(parse(text).unwrap().server.shutdown_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn out_of_range_durations_rejected() {
+        let cases = [
+            ("[timeouts]\nrequest_head = 9223372036854775807\n", "timeouts.request_head", "largest"),
+            ("[timeouts]\nsend = \"18446744073709551615s\"\n", "timeouts.send", "largest"),
+            ("[server]\nshutdown_grace = \"721h\"\n", "server.shutdown_grace", "largest"),
+            ("[timeouts]\nkeepalive = -1\n", "timeouts.keepalive", "negative"),
+            ("[timeouts]\nkeepalive = 1.5\n", "timeouts.keepalive", "whole number of seconds"),
+            ("[timeouts]\nkeepalive = true\n", "timeouts.keepalive", "whole number of seconds"),
+        ];
+        for (section, key, message) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{section}");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{section}");
+            assert!(err.message.contains(message), "{section}: {}", err.message);
+        }
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nshutdown_grace = \"720h\"\n";
+        assert_eq!(parse(text).unwrap().server.shutdown_grace, Duration::from_secs(720 * 3600));
+    }
+
+    #[test]
+    fn server_settings_checked() {
+        let cases = [
+            ("workers = 1025\n", "server.workers"),
+            ("log_level = \"[[[\"\n", "server.log_level"),
+            ("access_log = \"/nonexistent-directory/access.log\"\n", "server.access_log"),
+            ("access_log = \"\"\n", "server.access_log"),
+        ];
+        for (line, key) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\n{line}");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{line}");
+        }
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"access.log\"\n";
+        let config = Config::parse(text, Path::new("/etc/ringfront/ringfront.toml"), Path::new("/tmp")).unwrap();
+        assert_eq!(config.server.access_log, "/tmp/access.log");
+    }
+
+    #[test]
+    fn empty_static_dir_rejected() {
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = \"/s/\"\ndir = \"\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("static[0].dir"));
+        assert_eq!(err.line, Some(5));
     }
 
     #[test]
