@@ -89,34 +89,38 @@ fn host_without_port(host: &[u8]) -> &[u8] {
     }
 }
 
-/// Start-up failure.
+/// A failure that makes the server exit with an error: at start, or a worker that panicked.
 #[derive(Debug)]
-pub enum StartError {
+pub enum ServerError {
     Tls(TlsSetupError),
     /// An address is taken by another process, or cannot be bound.
     Bind { address: SocketAddr, error: io::Error },
     AccessLog { path: String, error: io::Error },
     Static(RouteError),
     Thread(io::Error),
+    /// Worker threads that panicked, after the others stopped. Panics inside a connection's task
+    /// end only that task; these came from outside any task.
+    WorkerPanicked { count: usize },
 }
 
-impl fmt::Display for StartError {
+impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Tls(err) => write!(f, "{err}"),
-            StartError::Bind { address, error } if error.kind() == io::ErrorKind::AddrInUse => write!(
+            ServerError::Tls(err) => write!(f, "{err}"),
+            ServerError::Bind { address, error } if error.kind() == io::ErrorKind::AddrInUse => write!(
                 f,
                 "cannot listen on {address}: the address is already in use by another process; stop it or change the listen address"
             ),
-            StartError::Bind { address, error } => write!(f, "cannot listen on {address}: {error}"),
-            StartError::AccessLog { path, error } => write!(f, "cannot open the access log {path}: {error}"),
-            StartError::Thread(err) => write!(f, "cannot start a worker thread: {err}"),
-            StartError::Static(err) => write!(f, "invalid static route: {err}"),
+            ServerError::Bind { address, error } => write!(f, "cannot listen on {address}: {error}"),
+            ServerError::AccessLog { path, error } => write!(f, "cannot open the access log {path}: {error}"),
+            ServerError::Thread(err) => write!(f, "cannot start a worker thread: {err}"),
+            ServerError::Static(err) => write!(f, "invalid static route: {err}"),
+            ServerError::WorkerPanicked { count } => write!(f, "{count} worker thread(s) panicked; the log has the panic message"),
         }
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for ServerError {}
 
 /// Resolves `server.workers`: 0 means one per CPU the process may run on.
 pub fn worker_count(config: &Config) -> usize {
@@ -129,10 +133,11 @@ pub fn worker_count(config: &Config) -> usize {
 /// Runs the server until SIGTERM or SIGINT, then drains it. Returns once every worker stopped.
 ///
 /// # Errors
-/// A [`StartError`] when anything needed to serve is missing; nothing is served then.
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Returns a [`ServerError`] when anything needed to serve is missing, and nothing is served
+/// then, or `WorkerPanicked` after the stop when a worker thread panicked.
+pub fn run(config: Config) -> Result<(), ServerError> {
     let tls = match &config.https {
-        Some(https) => Some(tls::server_config(&https.certificate, &https.private_key).map_err(StartError::Tls)?),
+        Some(https) => Some(tls::server_config(&https.certificate, &https.private_key).map_err(ServerError::Tls)?),
         None => None,
     };
     if config.server.access_log != "stdout" && config.server.access_log != "off" {
@@ -140,7 +145,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .create(true)
             .append(true)
             .open(&config.server.access_log)
-            .map_err(|error| StartError::AccessLog { path: config.server.access_log.clone(), error })?;
+            .map_err(|error| ServerError::AccessLog { path: config.server.access_log.clone(), error })?;
     }
 
     let mut addresses: Vec<(ListenerKind, SocketAddr)> = Vec::new();
@@ -154,7 +159,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         addresses.extend(http.listen.iter().map(|&address| (ListenerKind::Http, address)));
     }
     for &(_, address) in &addresses {
-        rt::probe_address(address).map_err(|error| StartError::Bind { address, error })?;
+        rt::probe_address(address).map_err(|error| ServerError::Bind { address, error })?;
     }
 
     let workers = worker_count(&config);
@@ -177,7 +182,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for _ in 0..workers {
         let mut listeners = Vec::with_capacity(addresses.len());
         for &(kind, address) in &addresses {
-            let socket = rt::bind_reuseport(address, LISTEN_BACKLOG).map_err(|error| StartError::Bind { address, error })?;
+            let socket = rt::bind_reuseport(address, LISTEN_BACKLOG).map_err(|error| ServerError::Bind { address, error })?;
             listeners.push(WorkerListener { kind, address, socket });
         }
         per_worker.push(listeners);
@@ -187,12 +192,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let https_port_suffix = if https_port == 443 { String::new() } else { format!(":{https_port}") };
     let mut static_routes = Vec::with_capacity(config.statics.len());
     for settings in &config.statics {
-        let mut route = StaticRoute::new(settings.prefix.clone(), &settings.dir).map_err(StartError::Static)?;
+        let mut route = StaticRoute::new(settings.prefix.clone(), &settings.dir).map_err(ServerError::Static)?;
         route.index = settings.index.clone();
         route.max_age = settings.max_age;
         route.serve_dotfiles = settings.dotfiles;
         route.follow_symlinks_outside = settings.symlinks_outside;
-        route.validate().map_err(StartError::Static)?;
+        route.validate().map_err(ServerError::Static)?;
         static_routes.push(route);
     }
     let cache = &config.static_cache;
@@ -218,7 +223,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let trigger = ShutdownTrigger::default();
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(StartError::Thread)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(ServerError::Thread)?;
 
     let mut threads = Vec::with_capacity(workers);
     for (id, listeners) in per_worker.into_iter().enumerate() {
@@ -227,7 +232,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let thread = std::thread::Builder::new()
             .name(format!("ringfront-worker-{id}"))
             .spawn(move || worker::run(id, shared, listeners, trigger))
-            .map_err(StartError::Thread)?;
+            .map_err(ServerError::Thread)?;
         threads.push(thread);
     }
     for &(kind, address) in &addresses {
@@ -260,12 +265,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     });
     let started = Instant::now();
+    let mut panicked = 0;
     for thread in threads {
         if thread.join().is_err() {
             tracing::error!("a worker thread panicked");
+            panicked += 1;
         }
     }
     tracing::info!(elapsed = ?started.elapsed(), "stopped");
+    if panicked > 0 {
+        return Err(ServerError::WorkerPanicked { count: panicked });
+    }
     Ok(())
 }
 
