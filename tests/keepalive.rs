@@ -153,3 +153,32 @@ fn shutdown_closes_parked_connection() {
     let end = connection.wait_for_end(Duration::from_secs(5));
     assert_eq!(end.kind, EndKind::EndOfFile, "ended by {:?}", end.kind);
 }
+
+/// The first bytes of a request end the idle time: the rest of the head has `request_head`,
+/// also when the bytes are only part of a TLS record, which the server cannot decrypt yet.
+#[test]
+fn partial_record_after_idle_gets_request_head() {
+    const REQUEST_HEAD: Duration = Duration::from_secs(2);
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new()
+        .workers(1)
+        .https(&cert)
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", "\"30s\"")
+        .timeout("request_head", "\"2s\"")
+        .start();
+
+    for idle in [Duration::from_millis(300), PARK_WAIT] {
+        let mut connection = Connection::https(ringfront.https_port(), &cert);
+        assert_eq!(connection.request(STYLE_REQUEST).status, 200, "idle {idle:?}");
+        thread::sleep(idle);
+
+        connection.send_prefix(STYLE_REQUEST, 3);
+        let end = connection.wait_for_end(Duration::from_secs(15));
+
+        assert_ne!(end.kind, EndKind::Open, "idle {idle:?}: still open after {:?}", end.elapsed);
+        assert!(end.elapsed + Duration::from_millis(300) >= REQUEST_HEAD, "idle {idle:?}: closed after {:?}", end.elapsed);
+        assert!(end.elapsed < REQUEST_HEAD * 3, "idle {idle:?}: closed after {:?}", end.elapsed);
+    }
+}

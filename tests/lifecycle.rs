@@ -334,3 +334,29 @@ fn exited_server_refuses_connections() {
         }
     }
 }
+
+/// A client that connected to the TLS port and sent nothing, or only part of its ClientHello,
+/// has no request in flight: SIGTERM closes it at once instead of waiting for the grace period.
+#[test]
+fn sigterm_closes_handshaking_connections() {
+    let cert = TestCert::generate(&["localhost"]);
+    let mut ringfront = Config::new()
+        .https(&cert)
+        .server("shutdown_grace", "\"30s\"")
+        .timeout("handshake", "\"60s\"")
+        .start();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], ringfront.https_port()));
+    let silent = std::net::TcpStream::connect(address).expect("connect to the TLS port");
+    let mut partial = std::net::TcpStream::connect(address).expect("connect to the TLS port");
+    // The first bytes of a TLS handshake record: content type 22, version 3.1, a length.
+    std::io::Write::write_all(&mut partial, &[22, 3, 1, 0, 200]).expect("send a partial record");
+    thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    let status = ringfront.terminate();
+
+    assert!(status.success(), "exit status {status}");
+    // Without closing them, the exit would wait for the 30 s grace period.
+    assert!(started.elapsed() < Duration::from_secs(10), "exit took {:?}", started.elapsed());
+    drop((silent, partial));
+}

@@ -41,9 +41,27 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         // Boxed, like the other rare paths, so that the future every idle connection keeps is
         // not sized by the handshake.
         let deadline = Instant::now() + parked.context.shared.config.timeouts.handshake;
-        if let Err(err) = Box::pin(parked.io.handshake(deadline)).await {
-            Box::pin(close_failed_handshake(parked.io, &parked.context, err)).await;
-            return;
+        let handshake = {
+            let handshake = Box::pin(parked.io.handshake(deadline));
+            // A client still in the handshake has sent no request, so at shutdown it is closed
+            // like an idle connection instead of holding the exit for the grace period.
+            let stop = std::pin::pin!(parked.context.shutdown.wait());
+            match futures_util::future::select(handshake, stop).await {
+                futures_util::future::Either::Left((result, _)) => Some(result),
+                futures_util::future::Either::Right(_) => None,
+            }
+        };
+        match handshake {
+            Some(Ok(())) => {}
+            Some(Err(err)) => {
+                Box::pin(close_failed_handshake(parked.io, &parked.context, err)).await;
+                return;
+            }
+            None => {
+                tracing::debug!("closing a connection in its TLS handshake: the server stops");
+                Box::pin(parked.io.close(false)).await;
+                return;
+            }
         }
     }
     let mut woken = None;
@@ -53,7 +71,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         let Some((idle_parts, mut idle)) = Box::pin(Connection::resume(parked, woken.take()).run()).await else { return };
         parked = idle_parts;
         match parked.wait(&mut idle).await {
-            Some(received) => woken = Some((received, idle.deadline)),
+            Some(received) => woken = Some(received),
             None => {
                 // The receive goes first, so that the close does not race it for the socket.
                 drop(idle);
@@ -170,9 +188,8 @@ struct Connection {
     scratch: Vec<u8>,
     /// Requests this connection has responded to so far.
     served: u64,
-    /// The bytes that woke a parked connection, and the deadline of the idle wait they ended,
-    /// which also bounds the rest of their read.
-    woken: Option<(rt::Received, Instant)>,
+    /// The bytes that woke a parked connection.
+    woken: Option<rt::Received>,
     /// The idle wait the request loop hands over when the connection parks.
     parking: Option<IdleWait>,
 }
@@ -213,7 +230,7 @@ impl Connection {
     }
 
     /// Builds the request loop's state around what a connection keeps between requests.
-    fn resume(parked: Parked, woken: Option<(rt::Received, Instant)>) -> Connection {
+    fn resume(parked: Parked, woken: Option<rt::Received>) -> Connection {
         let Parked { context, io, peer, local, kind, handle, served } = parked;
         let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
         let mut connection = Connection {
@@ -399,7 +416,12 @@ impl Connection {
 
         let read = if phase == ReadPhase::Idle && !self.io.has_buffered_input() {
             match self.wait_idle(now, now + limit).await {
-                Ok((received, deadline)) => self.io.read_received(received, &mut self.input, deadline).await,
+                // The first bytes of a request are here: the rest of them, such as the rest of a
+                // TLS record, has `request_head` as a plain request's head does.
+                Ok(received) => {
+                    let deadline = Instant::now() + self.context.shared.config.timeouts.request_head;
+                    self.io.read_received(received, &mut self.input, deadline).await
+                }
                 Err(outcome) => return outcome,
             }
         } else {
@@ -414,11 +436,10 @@ impl Connection {
         }
     }
 
-    /// Waits for the first bytes of the next request, at most until `deadline`, and returns them
-    /// with the deadline that bounds the rest of the read. Ends with `Park` when [`PARK_AFTER`]
-    /// passes first, leaving the receive in flight in `self.parking`. A connection resumed from
-    /// parking gets the bytes that woke it.
-    async fn wait_idle(&mut self, now: Instant, deadline: Instant) -> Result<(rt::Received, Instant), ReadOutcome> {
+    /// Waits for the first bytes of the next request, at most until `deadline`, and returns
+    /// them. Ends with `Park` when [`PARK_AFTER`] passes first, leaving the receive in flight in
+    /// `self.parking`. A connection resumed from parking gets the bytes that woke it.
+    async fn wait_idle(&mut self, now: Instant, deadline: Instant) -> Result<rt::Received, ReadOutcome> {
         if let Some(woken) = self.woken.take() {
             self.handle.idle_since.set(None);
             return Ok(woken);
@@ -438,7 +459,7 @@ impl Connection {
         match received {
             Some(Ok(received)) => {
                 self.handle.idle_since.set(None);
-                Ok((received, deadline))
+                Ok(received)
             }
             Some(Err(err)) => Err(ReadOutcome::Failed(StreamError::Io(err))),
             None if parks => {

@@ -201,13 +201,21 @@ impl Connection {
         self.transport.flush()
     }
 
-    /// Writes `bytes` in two writes with `pause` between them. Over TLS, `bytes` go into one
-    /// record and the split falls inside it, so the server first receives part of a record.
+    /// Writes only the first `count` bytes of what `bytes` become on the wire: over TLS, part of
+    /// the record that carries them.
     ///
     /// # Panics
-    /// Panics if a write fails.
-    pub fn send_split(&mut self, bytes: &[u8], pause: Duration) {
-        let wire = match &mut self.transport {
+    /// Panics if the write fails.
+    pub fn send_prefix(&mut self, bytes: &[u8], count: usize) {
+        let wire = self.wire_bytes(bytes);
+        let prefix = wire.get(..count).unwrap_or(&wire);
+        let mut socket = self.transport.tcp();
+        socket.write_all(prefix).unwrap_or_else(|error| panic!("failed to send {count} bytes: {error}"));
+    }
+
+    /// Returns what `bytes` become on the wire: themselves, or the TLS record that carries them.
+    fn wire_bytes(&mut self, bytes: &[u8]) -> Vec<u8> {
+        match &mut self.transport {
             Transport::Plain(_) => bytes.to_vec(),
             Transport::Tls(stream) => {
                 let mut wire = Vec::new();
@@ -219,7 +227,16 @@ impl Connection {
                 }
                 wire
             }
-        };
+        }
+    }
+
+    /// Writes `bytes` in two writes with `pause` between them. Over TLS, `bytes` go into one
+    /// record and the split falls inside it, so the server first receives part of a record.
+    ///
+    /// # Panics
+    /// Panics if a write fails.
+    pub fn send_split(&mut self, bytes: &[u8], pause: Duration) {
+        let wire = self.wire_bytes(bytes);
         let (first, second) = wire.split_at(wire.len() / 2);
         let mut socket = self.transport.tcp();
         socket.write_all(first).unwrap_or_else(|error| panic!("failed to send the first part: {error}"));
