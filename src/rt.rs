@@ -340,7 +340,7 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<std::net::Tc
 /// enough: the cancelled accept keeps it in the ring until the ring is torn down, which the
 /// kernel finishes after the process exits, and until then connections were accepted into the
 /// queue and reset.
-pub fn stop_listening(listener: &TcpListener) {
+pub fn stop_listening(listener: &impl std::os::fd::AsFd) {
     // Shutting down the read side of a listening socket moves it out of the listening state.
     if let Err(err) = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read) {
         tracing::debug!(error = %err, "cannot stop the listener");

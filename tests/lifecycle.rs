@@ -360,3 +360,30 @@ fn sigterm_closes_handshaking_connections() {
     assert!(started.elapsed() < Duration::from_secs(10), "exit took {:?}", started.elapsed());
     drop((silent, partial));
 }
+
+/// A second stop signal ends the process at once, with status 1, and its ports must be free for
+/// the next start right away. Before the listeners stopped at the first signal, the exit left
+/// them listening for 5 to 16 ms while the kernel tore the workers' rings down.
+#[test]
+fn second_signal_leaves_ports_free() {
+    const RUNS: usize = 5;
+    for run in 0..RUNS {
+        let cert = TestCert::generate(&["localhost"]);
+        let mut ringfront = Config::new().https(&cert).http().start();
+        let ports = [ringfront.https_port(), ringfront.http_port()];
+        // A request head in progress keeps the first signal's drain waiting.
+        let mut pending = std::net::TcpStream::connect(("127.0.0.1", ringfront.http_port())).expect("connect");
+        std::io::Write::write_all(&mut pending, b"GET / HTTP/1.1\r\n").expect("send part of a head");
+        thread::sleep(Duration::from_millis(100));
+
+        let status = ringfront.terminate_twice();
+
+        assert_eq!(status.code(), Some(1), "run {run}: exit status {status}");
+        for port in ports {
+            // std sets SO_REUSEADDR, as ringfront's own start-up probe does.
+            let bound = std::net::TcpListener::bind(("127.0.0.1", port));
+            assert!(bound.is_ok(), "run {run}: port {port} still taken: {:?}", bound.err());
+        }
+        drop(pending);
+    }
+}

@@ -187,6 +187,15 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         }
         per_worker.push(listeners);
     }
+    // Copies of the listening sockets, so that the stop signal closes every port at once,
+    // before the workers notice it and also when a second signal ends the process early.
+    let mut listener_copies = Vec::new();
+    for listener in per_worker.iter().flatten() {
+        match listener.socket.try_clone() {
+            Ok(copy) => listener_copies.push(copy),
+            Err(err) => tracing::warn!(address = %listener.address, error = %err, "cannot keep a copy of a listener; it stops when its worker does"),
+        }
+    }
 
     let https_port = config.https.as_ref().and_then(|https| https.listen.first()).map_or(443, SocketAddr::port);
     let https_port_suffix = if https_port == 443 { String::new() } else { format!(":{https_port}") };
@@ -253,6 +262,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 break;
             }
         }
+    }
+    for listener in &listener_copies {
+        rt::stop_listening(listener);
     }
     trigger.trigger();
     // A second signal during the grace period means the operator does not want to wait.

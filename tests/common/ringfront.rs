@@ -605,6 +605,47 @@ impl Ringfront {
         self.signal_and_wait("INT")
     }
 
+    /// Sends SIGTERM, and a second one once the log shows the first taken, as `timeout` and
+    /// impatient operators do. Reaps the process within a millisecond of its exit, so that the
+    /// caller sees what the exit left behind. Needs the info level, which logs the stop.
+    ///
+    /// # Panics
+    /// As [`Ringfront::terminate`], and when the first signal's log line does not appear.
+    pub fn terminate_twice(&mut self) -> ExitStatus {
+        let Some(child) = self.child.as_mut() else {
+            panic!("ringfront has already been stopped");
+        };
+        let pid = i64::from(child.id());
+        process::send_signal(pid, "TERM");
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        while !self.output.text().contains("stopping: no new connections") {
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("no stop line {EXIT_TIMEOUT:?} after SIGTERM:\n{}", self.output.text());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        process::send_signal(pid, "TERM");
+        let Some(child) = self.child.as_mut() else {
+            panic!("ringfront has already been stopped");
+        };
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return status;
+                }
+                Ok(None) => {}
+                Err(error) => panic!("failed to poll ringfront: {error}"),
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("ringfront still running {EXIT_TIMEOUT:?} after two SIGTERMs:\n{}", self.output.text());
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
         let Some(child) = self.child.as_mut() else {
             panic!("ringfront has already been stopped");
