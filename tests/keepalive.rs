@@ -3,7 +3,8 @@
 //! its receive still in flight. A parked connection serves its next request whole, plain and
 //! over TLS, also when that request arrives in pieces or with a second one behind it. It closes
 //! at its keep-alive timeout, gives way to a new connection at `server.max_connections`, and
-//! ends when the server shuts down.
+//! ends when the server shuts down. The first bytes of a request after an idle wait start its
+//! `request_head`, also on TLS when they are part of a record.
 
 mod common;
 
@@ -181,4 +182,42 @@ fn partial_record_after_idle_gets_request_head() {
         assert!(end.elapsed + Duration::from_millis(300) >= REQUEST_HEAD, "idle {idle:?}: closed after {:?}", end.elapsed);
         assert!(end.elapsed < REQUEST_HEAD * 3, "idle {idle:?}: closed after {:?}", end.elapsed);
     }
+}
+
+/// `request_head` runs from the first byte of a request's head, also when that byte comes
+/// in a TLS record that arrives in parts: the rest of the head does not get a fresh period.
+#[test]
+fn tls_head_bounded_from_first_byte() {
+    const REQUEST_HEAD: Duration = Duration::from_secs(2);
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new()
+        .workers(1)
+        .https(&cert)
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", "\"30s\"")
+        .timeout("request_head", "\"2s\"")
+        .start();
+    let mut connection = Connection::https(ringfront.https_port(), &cert);
+    assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+    thread::sleep(Duration::from_millis(300));
+
+    // The head's first byte in a record sent in two parts 1.5 s apart, then one byte about
+    // every 300 ms, each in its own record, which would take 4 s more for the whole head.
+    let started = Instant::now();
+    connection.send_split(b"G", Duration::from_millis(1500));
+    let mut answer = None;
+    for byte in &STYLE_REQUEST[1..] {
+        connection.send(std::slice::from_ref(byte));
+        let end = connection.wait_for_end(Duration::from_millis(300));
+        if end.kind != EndKind::Open || !end.received.is_empty() {
+            answer = Some((started.elapsed(), end));
+            break;
+        }
+    }
+
+    let Some((elapsed, end)) = answer else { panic!("no answer after {:?}", started.elapsed()) };
+    let received = String::from_utf8_lossy(&end.received);
+    assert!(received.contains(" 408 "), "no 408: {received:?}");
+    assert!(elapsed < REQUEST_HEAD + Duration::from_millis(600), "answered {elapsed:?} after the first byte");
 }

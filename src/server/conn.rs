@@ -416,10 +416,13 @@ impl Connection {
 
         let read = if phase == ReadPhase::Idle && !self.io.has_buffered_input() {
             match self.wait_idle(now, now + limit).await {
-                // The first bytes of a request are here: the rest of them, such as the rest of a
-                // TLS record, has `request_head` as a plain request's head does.
+                // The first bytes of a request are here: the rest of its head, including the
+                // rest of a TLS record, has `request_head` from now.
                 Ok(received) => {
+                    // The head's deadline starts now, and the reads of the head's later parts
+                    // keep it (`ReadPhase::Head` above).
                     let deadline = Instant::now() + self.context.shared.config.timeouts.request_head;
+                    self.deadline = Some(deadline);
                     self.io.read_received(received, &mut self.input, deadline).await
                 }
                 Err(outcome) => return outcome,
