@@ -486,10 +486,14 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         }
 
         fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            let shown = shorten(text);
             match parse_duration(text) {
-                Some(value) => within_limit(value, &format!("{text:?}")),
+                Some(value) => within_limit(value, &format!("{shown:?}")),
+                None if leading_number_overflows(text) => {
+                    Err(E::custom(format!("invalid duration {shown:?}: the largest allowed is \"720h\" (30 days)")))
+                }
                 None => Err(E::custom(format!(
-                    "invalid duration {text:?}: expected a number followed by ms, s, m or h, such as \"10s\""
+                    "invalid duration {shown:?}: expected a number followed by ms, s, m or h, such as \"10s\""
                 ))),
             }
         }
@@ -498,11 +502,47 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     deserializer.deserialize_any(DurationVisitor)
 }
 
+/// Returns whether `text` starts with digits that do not fit a `u64`.
+fn leading_number_overflows(text: &str) -> bool {
+    let trimmed = text.trim();
+    let digits = trimmed.find(|c: char| !c.is_ascii_digit()).map_or(trimmed, |end| trimmed.get(..end).unwrap_or(trimmed));
+    !digits.is_empty() && digits.parse::<u64>().is_err()
+}
+
+/// Cuts a value quoted in an error message to a readable length.
+fn shorten(text: &str) -> String {
+    const SHOWN_CHARS: usize = 40;
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{}...", text.get(..end).unwrap_or(text)),
+        None => text.to_owned(),
+    }
+}
+
 fn within_limit<E: de::Error>(value: Duration, written: &str) -> Result<Duration, E> {
     if value > MAX_DURATION {
         return Err(E::custom(format!("invalid duration {written}: the largest allowed is \"720h\" (30 days)")));
     }
     Ok(value)
+}
+
+/// Checks `server.log_level` as the `tracing` filter will read it. A bare word that is not a
+/// level, such as "warning", would be taken as a target name and silence every other line,
+/// errors included, so directives without `=` must be levels.
+fn check_log_level(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let hint = "use a level (trace, debug, info, warn, error, off) or target=level directives such as \"ringfront=debug,info\"";
+    if filter.trim().is_empty() {
+        return Err(format!("empty filter: {hint}"));
+    }
+    for directive in filter.split(',').map(str::trim).filter(|directive| !directive.is_empty()) {
+        if !directive.contains('=') && !LEVELS.iter().any(|level| level.eq_ignore_ascii_case(directive)) {
+            return Err(format!("{directive:?} is not a level: {hint}"));
+        }
+    }
+    match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(_) => Ok(()),
+        Err(err) => Err(format!("invalid filter {filter:?} ({err}): {hint}")),
+    }
 }
 
 /// Parses a duration as [`duration`] does and rejects zero, for the timeouts: a zero timeout
@@ -588,14 +628,36 @@ impl Checker<'_> {
     }
 
     /// Returns the dotted key written on the line that contains `offset`, such as
-    /// `timeouts.keepalive` or `static[1].dir`, from that line's `key =` and the table header
-    /// above it. `None` when the line has no key, as inside a value that spans lines.
+    /// `timeouts.keepalive` or `static[1].dir`. `None` when the line has no key, as inside a
+    /// value that spans lines.
     fn key_at(&self, offset: usize) -> Option<String> {
         let line_number = self.line_of(offset);
+        self.keys_by_line().find(|(line, _)| *line == line_number).map(|(_, key)| key)
+    }
+
+    /// Returns the line where `dotted` is set, for the errors found after parsing.
+    fn line_of_key(&self, dotted: &str) -> Option<usize> {
+        self.keys_by_line().find(|(_, key)| key == dotted).map(|(line, _)| line)
+    }
+
+    /// Lists the lines that set a key, with the dotted key each sets: the line's `key =` under
+    /// the table header above it, with the index of an array table. Lines inside multi-line
+    /// strings are passed over. This reads the text, not the TOML tree, so a key set inside a
+    /// multi-line inline table or array is not found.
+    fn keys_by_line(&self) -> impl Iterator<Item = (usize, String)> + '_ {
         let mut table = String::new();
         let mut array_counts: Vec<(String, usize)> = Vec::new();
-        for line in self.text.lines().take(line_number.saturating_sub(1)) {
+        let mut in_multiline_string = false;
+        self.text.lines().enumerate().filter_map(move |(index, line)| {
             let line = line.trim();
+            let delimiters = line.matches("\"\"\"").count() + line.matches("'''").count();
+            if in_multiline_string {
+                in_multiline_string = delimiters % 2 == 0;
+                return None;
+            }
+            if delimiters % 2 == 1 {
+                in_multiline_string = true;
+            }
             if let Some(name) = line.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
                 let index = match array_counts.iter_mut().find(|(seen, _)| seen == name) {
                     Some((_, count)) => {
@@ -608,18 +670,21 @@ impl Checker<'_> {
                     }
                 };
                 table = format!("{name}[{index}]");
-            } else if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim()) {
-                table = name.to_owned();
+                return None;
             }
-        }
-        let current = self.text.lines().nth(line_number.checked_sub(1)?)?;
-        let (key, _) = current.split_once('=')?;
-        let key = key.trim();
-        let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !bare {
-            return None;
-        }
-        Some(if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") })
+            if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim()) {
+                table = name.to_owned();
+                return None;
+            }
+            let (key, _) = line.split_once('=')?;
+            let key = key.trim();
+            let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !bare {
+                return None;
+            }
+            let dotted = if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") };
+            Some((index + 1, dotted))
+        })
     }
 
     fn error(&self, span: std::ops::Range<usize>, key: &str, message: String) -> ConfigError {
@@ -631,10 +696,12 @@ impl Checker<'_> {
         }
     }
 
-    fn error_without_line(&self, key: &str, message: String) -> ConfigError {
+    /// Builds an error for a fault found after parsing, with the line where `key` is set when
+    /// the text sets it.
+    fn error_at_key(&self, key: &str, message: String) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
-            line: None,
+            line: self.line_of_key(key),
             key: Some(key.to_owned()),
             message,
         }
@@ -698,13 +765,13 @@ impl Checker<'_> {
             None => None,
         };
         if redirect.is_some() && https.is_none() {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "redirect",
                 "a redirect listener needs an [https] table to send clients to".to_owned(),
             ));
         }
         if redirect.is_none() && https.is_none() && http.is_none() {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "listen",
                 "no listener is configured: add [https], [http] or [redirect] with a listen list".to_owned(),
             ));
@@ -748,7 +815,7 @@ impl Checker<'_> {
             }
         }
         if servers.is_empty() {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "upstream",
                 "no upstream server: set unix = \"/run/gunicorn.sock\" or servers = [\"unix:/run/gunicorn.sock\", \"127.0.0.1:8000\"]".to_owned(),
             ));
@@ -765,7 +832,7 @@ impl Checker<'_> {
             trusted_proxies.push(network);
         }
         if table.buffer_bytes == 0 {
-            return Err(self.error_without_line("upstream.buffer_bytes", "must be at least 1".to_owned()));
+            return Err(self.error_at_key("upstream.buffer_bytes", "must be at least 1".to_owned()));
         }
         Ok(UpstreamSettings {
             servers,
@@ -778,7 +845,16 @@ impl Checker<'_> {
             max_fails: table.max_fails.max(1),
             fail_timeout: table.fail_timeout,
             buffer_bytes: table.buffer_bytes,
-            temp_dir: table.temp_dir.as_deref().map_or_else(std::env::temp_dir, |dir| self.resolve(dir)),
+            temp_dir: match table.temp_dir.as_deref() {
+                None => std::env::temp_dir(),
+                Some(dir) => {
+                    let dir = self.resolve(dir);
+                    if !dir.is_dir() {
+                        return Err(self.error_at_key("upstream.temp_dir", format!("{} is not a directory", dir.display())));
+                    }
+                    dir
+                }
+            },
             trusted_proxies,
             upgrade_idle_timeout: table.upgrade_idle_timeout,
         })
@@ -830,43 +906,40 @@ impl Checker<'_> {
     fn check_ranges(&self, raw: &RawConfig) -> Result<(), ConfigError> {
         let level = raw.static_cache.gzip_level;
         if !(1..=12).contains(&level) {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "static_cache.gzip_level",
                 format!("{level} is out of range: libdeflater levels run from 1 to 12"),
             ));
         }
         if raw.limits.max_head_bytes < 1024 {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "limits.max_head_bytes",
                 format!("{} is too small: use at least 1024", raw.limits.max_head_bytes),
             ));
         }
         if raw.server.max_connections == 0 {
-            return Err(self.error_without_line("server.max_connections", "must be at least 1".to_owned()));
+            return Err(self.error_at_key("server.max_connections", "must be at least 1".to_owned()));
         }
         if raw.server.workers > MAX_WORKERS {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "server.workers",
                 format!("{} is too many: use at most {MAX_WORKERS}, or 0 for one per CPU", raw.server.workers),
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&raw.server.log_level).is_err() {
-            return Err(self.error_without_line(
-                "server.log_level",
-                format!("invalid filter {:?}: use a level such as \"info\", or directives such as \"ringfront=debug,info\"", raw.server.log_level),
-            ));
+        if let Err(message) = check_log_level(&raw.server.log_level) {
+            return Err(self.error_at_key("server.log_level", message));
         }
         if !(1..=MAX_RECEIVE_BUFFERS).contains(&raw.server.receive_buffers) {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "server.receive_buffers",
                 format!("{} is out of range: use 1 to {MAX_RECEIVE_BUFFERS}", raw.server.receive_buffers),
             ));
         }
         if raw.limits.max_headers == 0 {
-            return Err(self.error_without_line("limits.max_headers", "must be at least 1".to_owned()));
+            return Err(self.error_at_key("limits.max_headers", "must be at least 1".to_owned()));
         }
         if raw.limits.max_uri_bytes >= raw.limits.max_head_bytes {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "limits.max_uri_bytes",
                 format!(
                     "{} is not below limits.max_head_bytes ({}): the request line is part of the head",
@@ -875,7 +948,7 @@ impl Checker<'_> {
             ));
         }
         if raw.limits.max_uri_bytes == 0 {
-            return Err(self.error_without_line("limits.max_uri_bytes", "must be at least 1".to_owned()));
+            return Err(self.error_at_key("limits.max_uri_bytes", "must be at least 1".to_owned()));
         }
         Ok(())
     }
@@ -885,7 +958,7 @@ impl Checker<'_> {
         for list in lists.iter().filter_map(|list| **list) {
             for address in list {
                 if seen.contains(address) {
-                    return Err(self.error_without_line(
+                    return Err(self.error_at_key(
                         "listen",
                         format!("{address} is listed twice: each address may belong to one listener"),
                     ));
@@ -932,12 +1005,20 @@ impl Checker<'_> {
             return Ok(destination.to_owned());
         }
         if destination.is_empty() {
-            return Err(self.error_without_line("server.access_log", "empty path: use a file path, \"stdout\" or \"off\"".to_owned()));
+            return Err(self.error_at_key("server.access_log", "empty path: use a file path, \"stdout\" or \"off\"".to_owned()));
         }
         let path = self.resolve(Path::new(destination));
-        let directory = path.parent().unwrap_or(Path::new("/"));
+        if path.is_dir() {
+            return Err(self.error_at_key("server.access_log", format!("{} is a directory: name a file in it", path.display())));
+        }
+        // A bare file name next to a config given by a bare name has an empty parent: the
+        // current directory.
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
         if !directory.is_dir() {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 "server.access_log",
                 format!("cannot write {}: the directory {} does not exist", path.display(), directory.display()),
             ));
@@ -977,7 +1058,7 @@ impl Checker<'_> {
             Err(err) => return Err(self.error(table.dir.span(), &dir_key, format!("cannot open {}: {err}", dir.display()))),
         }
         if table.index.is_empty() || table.index.contains('/') {
-            return Err(self.error_without_line(
+            return Err(self.error_at_key(
                 &format!("static[{index}].index"),
                 format!("invalid index file name {:?}: use a plain file name", table.index),
             ));
@@ -1153,6 +1234,36 @@ mod tests {
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"access.log\"\n";
         let config = Config::parse(text, Path::new("/etc/ringfront/ringfront.toml"), Path::new("/tmp")).unwrap();
         assert_eq!(config.server.access_log, "/tmp/access.log");
+    }
+
+    #[test]
+    fn odd_settings_rejected_with_line() {
+        let cases = [
+            ("[server]\nlog_level = \"warning\"\n", "server.log_level", Some(5)),
+            ("[server]\nlog_level = \"\"\n", "server.log_level", Some(5)),
+            ("[server]\nworkers = 4\naccess_log = \"/tmp/\"\n", "server.access_log", Some(6)),
+            ("[server]\nworkers = 2000\n", "server.workers", Some(5)),
+            ("[upstream]\nservers = [\"unix:/run/a.sock\"]\ntemp_dir = \"/nonexistent-directory\"\n", "upstream.temp_dir", Some(6)),
+            ("[timeouts]\nsend = \"18446744073709551616s\"\n", "timeouts.send", Some(5)),
+        ];
+        for (section, key, line) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n\n{section}");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{section}");
+            assert_eq!(err.line, line, "{section}");
+        }
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[timeouts]\nsend = \"18446744073709551616s\"\n";
+        assert!(parse(text).unwrap_err().message.contains("largest"));
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nlog_level = \"warn,ringfront=debug\"\n";
+        assert!(parse(text).is_ok());
+    }
+
+    #[test]
+    fn key_found_past_multiline_string() {
+        // A multi-line string whose text looks like a table header.
+        let checker = Checker { text: "[server]\nx = \"\"\"\n[upstream]\n\"\"\"\nworkers = \"two\"\n", file: Path::new("t.toml"), base: Path::new(".") };
+        assert_eq!(checker.line_of_key("server.workers"), Some(5));
+        assert_eq!(checker.line_of_key("upstream.workers"), None);
     }
 
     #[test]
