@@ -148,6 +148,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .map_err(|error| ServerError::AccessLog { path: config.server.access_log.clone(), error })?;
     }
 
+    // Signals are taken over before any port listens: a client, or a test, may see the port
+    // and send SIGTERM at once, and the default action would kill the process without a drain.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(ServerError::Thread)?;
+
     let mut addresses: Vec<(ListenerKind, SocketAddr)> = Vec::new();
     if let Some(redirect) = &config.redirect {
         addresses.extend(redirect.listen.iter().map(|&address| (ListenerKind::Redirect, address)));
@@ -231,8 +236,6 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     });
 
     let trigger = ShutdownTrigger::default();
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(ServerError::Thread)?;
 
     let mut threads = Vec::with_capacity(workers);
     for (id, listeners) in per_worker.into_iter().enumerate() {
