@@ -21,6 +21,9 @@ fn sigterm_idle_exits_zero() {
     let mut ringfront = Config::new().https(&cert).http().start();
     let status = ringfront.terminate();
     assert!(status.success(), "exit status {status}");
+    // A clean stop raises nothing that log alerts would pick up.
+    let output = ringfront.output();
+    assert!(!output.contains("WARN") && !output.contains("ERROR"), "{output}");
 }
 
 #[test]

@@ -198,6 +198,12 @@ async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: Li
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
+            // The main thread stops every listener at the first stop signal, before this worker
+            // notices the stop (`rt::stop_listening`). A socket that no longer listens gives EINVAL.
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::debug!(worker = context.id, %address, "listener stopped");
+                break;
+            }
             Err(err) => {
                 accept_errors += 1;
                 // One line per second at most; EMFILE under attack would otherwise flood the log.
