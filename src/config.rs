@@ -531,12 +531,14 @@ fn within_limit<E: de::Error>(value: Duration, written: &str) -> Result<Duration
 fn check_log_level(filter: &str) -> Result<(), String> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let hint = "use a level (trace, debug, info, warn, error, off) or target=level directives such as \"ringfront=debug,info\"";
-    if filter.trim().is_empty() {
+    let mut directives = filter.split(',').map(str::trim).filter(|directive| !directive.is_empty()).peekable();
+    if directives.peek().is_none() {
         return Err(format!("empty filter: {hint}"));
     }
-    for directive in filter.split(',').map(str::trim).filter(|directive| !directive.is_empty()) {
-        if !directive.contains('=') && !LEVELS.iter().any(|level| level.eq_ignore_ascii_case(directive)) {
-            return Err(format!("{directive:?} is not a level: {hint}"));
+    for directive in directives {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level.trim());
+        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
+            return Err(format!("{directive:?} does not end in a level: {hint}"));
         }
     }
     match tracing_subscriber::EnvFilter::try_new(filter) {
@@ -647,16 +649,23 @@ impl Checker<'_> {
     fn keys_by_line(&self) -> impl Iterator<Item = (usize, String)> + '_ {
         let mut table = String::new();
         let mut array_counts: Vec<(String, usize)> = Vec::new();
-        let mut in_multiline_string = false;
+        // The closing delimiter of the multi-line string value being passed over.
+        let mut open_string: Option<&'static str> = None;
         self.text.lines().enumerate().filter_map(move |(index, line)| {
             let line = line.trim();
-            let delimiters = line.matches("\"\"\"").count() + line.matches("'''").count();
-            if in_multiline_string {
-                in_multiline_string = delimiters % 2 == 0;
+            if let Some(delimiter) = open_string {
+                if line.contains(delimiter) {
+                    open_string = None;
+                }
                 return None;
             }
-            if delimiters % 2 == 1 {
-                in_multiline_string = true;
+            if let Some((_, value)) = line.split_once('=') {
+                let value = value.trim_start();
+                for delimiter in ["\"\"\"", "'''"] {
+                    if value.strip_prefix(delimiter).is_some_and(|rest| !rest.contains(delimiter)) {
+                        open_string = Some(delimiter);
+                    }
+                }
             }
             if let Some(name) = line.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
                 let index = match array_counts.iter_mut().find(|(seen, _)| seen == name) {
@@ -848,6 +857,9 @@ impl Checker<'_> {
             temp_dir: match table.temp_dir.as_deref() {
                 None => std::env::temp_dir(),
                 Some(dir) => {
+                    if dir.as_os_str().is_empty() {
+                        return Err(self.error_at_key("upstream.temp_dir", "empty path: name a directory".to_owned()));
+                    }
                     let dir = self.resolve(dir);
                     if !dir.is_dir() {
                         return Err(self.error_at_key("upstream.temp_dir", format!("{} is not a directory", dir.display())));
@@ -998,11 +1010,14 @@ impl Checker<'_> {
         Ok(HttpsSettings { listen, certificate, private_key, server_names })
     }
 
-    /// Resolves the access log's path against the config file's directory and checks that its
-    /// directory exists, so that `check` finds what would stop the server at start.
+    /// Resolves the access log's path against the config file's directory, and checks what
+    /// most often stops the start: a missing directory, a directory, or a FIFO, whose opening
+    /// would wait for a reader. `"stdout"` and `"off"` are taken in any case.
     fn access_log(&self, destination: &str) -> Result<String, ConfigError> {
-        if matches!(destination, "stdout" | "off") {
-            return Ok(destination.to_owned());
+        for keyword in ["stdout", "off"] {
+            if destination.eq_ignore_ascii_case(keyword) {
+                return Ok(keyword.to_owned());
+            }
         }
         if destination.is_empty() {
             return Err(self.error_at_key("server.access_log", "empty path: use a file path, \"stdout\" or \"off\"".to_owned()));
@@ -1010,6 +1025,9 @@ impl Checker<'_> {
         let path = self.resolve(Path::new(destination));
         if path.is_dir() {
             return Err(self.error_at_key("server.access_log", format!("{} is a directory: name a file in it", path.display())));
+        }
+        if std::fs::metadata(&path).is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type())) {
+            return Err(self.error_at_key("server.access_log", format!("{} is a FIFO: name a regular file", path.display())));
         }
         // A bare file name next to a config given by a bare name has an empty parent: the
         // current directory.
@@ -1241,6 +1259,9 @@ mod tests {
         let cases = [
             ("[server]\nlog_level = \"warning\"\n", "server.log_level", Some(5)),
             ("[server]\nlog_level = \"\"\n", "server.log_level", Some(5)),
+            ("[server]\nlog_level = \",\"\n", "server.log_level", Some(5)),
+            ("[server]\nlog_level = \"ringfront=\"\n", "server.log_level", Some(5)),
+            ("[upstream]\nservers = [\"unix:/run/a.sock\"]\ntemp_dir = \"\"\n", "upstream.temp_dir", Some(6)),
             ("[server]\nworkers = 4\naccess_log = \"/tmp/\"\n", "server.access_log", Some(6)),
             ("[server]\nworkers = 2000\n", "server.workers", Some(5)),
             ("[upstream]\nservers = [\"unix:/run/a.sock\"]\ntemp_dir = \"/nonexistent-directory\"\n", "upstream.temp_dir", Some(6)),
@@ -1256,6 +1277,23 @@ mod tests {
         assert!(parse(text).unwrap_err().message.contains("largest"));
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nlog_level = \"warn,ringfront=debug\"\n";
         assert!(parse(text).is_ok());
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"Off\"\n";
+        assert_eq!(parse(text).unwrap().server.access_log, "off");
+    }
+
+    #[test]
+    fn fifo_access_log_rejected() {
+        let fifo = std::env::temp_dir().join(format!("ringfront-config-test-{}.fifo", std::process::id()));
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+        assert!(made.success(), "mkfifo failed");
+        let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = {:?}\n", fifo.display().to_string());
+
+        let result = parse(&text);
+
+        std::fs::remove_file(&fifo).expect("remove the FIFO");
+        let err = result.unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("server.access_log"));
+        assert!(err.message.contains("FIFO"), "{}", err.message);
     }
 
     #[test]
@@ -1264,6 +1302,9 @@ mod tests {
         let checker = Checker { text: "[server]\nx = \"\"\"\n[upstream]\n\"\"\"\nworkers = \"two\"\n", file: Path::new("t.toml"), base: Path::new(".") };
         assert_eq!(checker.line_of_key("server.workers"), Some(5));
         assert_eq!(checker.line_of_key("upstream.workers"), None);
+        // Three quotes inside a one-line string open nothing.
+        let checker = Checker { text: "[server]\naccess_log = 'a\"\"\"b.log'\n[upstream]\ntemp_dir = \"/x\"\n", file: Path::new("t.toml"), base: Path::new(".") };
+        assert_eq!(checker.line_of_key("upstream.temp_dir"), Some(4));
     }
 
     #[test]
