@@ -38,8 +38,10 @@ const RING_ENTRIES: u32 = 4096;
 /// Builds the runtime of one worker thread, on io_uring when the kernel allows it.
 ///
 /// COOP_TASKRUN with the TASKRUN flag lets the kernel skip the inter-processor interrupt that a
-/// plain ring uses to run completion work, which matters with one busy thread per core. It was
-/// measured against SINGLE_ISSUER with DEFER_TASKRUN (BENCHMARKS.md) and kept as the faster.
+/// plain ring uses to run completion work, which matters with one busy thread per core.
+// NOTE: this was chosen over SINGLE_ISSUER with DEFER_TASKRUN by a measurement made when this
+// module was written, whose figures were never recorded; BENCHMARKS.md has no such comparison.
+// SQPOLL was measured and lost on both throughput and system calls (BENCHMARKS.md).
 ///
 /// # Errors
 /// Fails when neither io_uring nor the polling driver can be set up.
