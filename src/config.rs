@@ -525,25 +525,34 @@ fn within_limit<E: de::Error>(value: Duration, written: &str) -> Result<Duration
     Ok(value)
 }
 
-/// Checks `server.log_level` as the `tracing` filter will read it. A bare word that is not a
-/// level, such as "warning", would be taken as a target name and silence every other line,
-/// errors included, so directives without `=` must be levels.
-fn check_log_level(filter: &str) -> Result<(), String> {
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+/// Checks `server.log_level` and returns it in the form the `tracing` filter reads safely:
+/// directives without spaces around them or around `=`. The filter takes a bare word that is not
+/// a level, such as "warning", or a level with a space, such as "warn ", as a target name. That
+/// silences every other line, errors included, so every directive must end in a level.
+fn normalize_log_level(filter: &str) -> Result<String, String> {
+    const LEVELS: [&str; 12] = ["trace", "debug", "info", "warn", "error", "off", "0", "1", "2", "3", "4", "5"];
     let hint = "use a level (trace, debug, info, warn, error, off) or target=level directives such as \"ringfront=debug,info\"";
-    let mut directives = filter.split(',').map(str::trim).filter(|directive| !directive.is_empty()).peekable();
-    if directives.peek().is_none() {
+    let mut directives = Vec::new();
+    for directive in filter.split(',').map(str::trim).filter(|directive| !directive.is_empty()) {
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) || target.is_some_and(str::is_empty) {
+            return Err(format!("{directive:?} is not a level or target=level: {hint}"));
+        }
+        directives.push(match target {
+            Some(target) => format!("{target}={level}"),
+            None => level.to_owned(),
+        });
+    }
+    if directives.is_empty() {
         return Err(format!("empty filter: {hint}"));
     }
-    for directive in directives {
-        let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level.trim());
-        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
-            return Err(format!("{directive:?} does not end in a level: {hint}"));
-        }
-    }
-    match tracing_subscriber::EnvFilter::try_new(filter) {
-        Ok(_) => Ok(()),
-        Err(err) => Err(format!("invalid filter {filter:?} ({err}): {hint}")),
+    let normalized = directives.join(",");
+    match tracing_subscriber::EnvFilter::try_new(&normalized) {
+        Ok(_) => Ok(normalized),
+        Err(err) => Err(format!("invalid filter {:?} ({err}): {hint}", shorten(filter))),
     }
 }
 
@@ -798,6 +807,7 @@ impl Checker<'_> {
         let error_pages = self.error_pages(&raw.error_pages)?;
         let mut server = raw.server;
         server.access_log = self.access_log(&server.access_log)?;
+        server.log_level = normalize_log_level(&server.log_level).map_err(|message| self.error_at_key("server.log_level", message))?;
 
         Ok(Config {
             server,
@@ -938,9 +948,6 @@ impl Checker<'_> {
                 format!("{} is too many: use at most {MAX_WORKERS}, or 0 for one per CPU", raw.server.workers),
             ));
         }
-        if let Err(message) = check_log_level(&raw.server.log_level) {
-            return Err(self.error_at_key("server.log_level", message));
-        }
         if !(1..=MAX_RECEIVE_BUFFERS).contains(&raw.server.receive_buffers) {
             return Err(self.error_at_key(
                 "server.receive_buffers",
@@ -1019,6 +1026,13 @@ impl Checker<'_> {
                 return Ok(keyword.to_owned());
             }
         }
+        // The process's own streams, as in containers: a pipe there has its reader already.
+        if destination == "/dev/stdout" {
+            return Ok("stdout".to_owned());
+        }
+        if destination == "/dev/stderr" || destination.starts_with("/proc/self/fd/") {
+            return Ok(destination.to_owned());
+        }
         if destination.is_empty() {
             return Err(self.error_at_key("server.access_log", "empty path: use a file path, \"stdout\" or \"off\"".to_owned()));
         }
@@ -1027,7 +1041,7 @@ impl Checker<'_> {
             return Err(self.error_at_key("server.access_log", format!("{} is a directory: name a file in it", path.display())));
         }
         if std::fs::metadata(&path).is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type())) {
-            return Err(self.error_at_key("server.access_log", format!("{} is a FIFO: name a regular file", path.display())));
+            return Err(self.error_at_key("server.access_log", format!("{} is a FIFO, whose opening would wait for a reader: name a regular file, or use \"stdout\"", path.display())));
         }
         // A bare file name next to a config given by a bare name has an empty parent: the
         // current directory.
@@ -1261,6 +1275,7 @@ mod tests {
             ("[server]\nlog_level = \"\"\n", "server.log_level", Some(5)),
             ("[server]\nlog_level = \",\"\n", "server.log_level", Some(5)),
             ("[server]\nlog_level = \"ringfront=\"\n", "server.log_level", Some(5)),
+            ("[server]\nlog_level = \"=debug\"\n", "server.log_level", Some(5)),
             ("[upstream]\nservers = [\"unix:/run/a.sock\"]\ntemp_dir = \"\"\n", "upstream.temp_dir", Some(6)),
             ("[server]\nworkers = 4\naccess_log = \"/tmp/\"\n", "server.access_log", Some(6)),
             ("[server]\nworkers = 2000\n", "server.workers", Some(5)),
@@ -1275,8 +1290,18 @@ mod tests {
         }
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[timeouts]\nsend = \"18446744073709551616s\"\n";
         assert!(parse(text).unwrap_err().message.contains("largest"));
-        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nlog_level = \"warn,ringfront=debug\"\n";
-        assert!(parse(text).is_ok());
+        let cases = [
+            ("warn,ringfront=debug", "warn,ringfront=debug"),
+            (" warn ", "warn"),
+            ("info, ringfront = debug ", "info,ringfront=debug"),
+            ("ringfront[conn]=DEBUG,3", "ringfront[conn]=DEBUG,3"),
+        ];
+        for (written, used) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nlog_level = {written:?}\n");
+            assert_eq!(parse(&text).unwrap().server.log_level, used, "{written:?}");
+        }
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"/dev/stdout\"\n";
+        assert_eq!(parse(text).unwrap().server.access_log, "stdout");
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"Off\"\n";
         assert_eq!(parse(text).unwrap().server.access_log, "off");
     }
