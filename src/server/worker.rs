@@ -148,7 +148,8 @@ async fn drain(context: &WorkerContext) {
     while !context.connections.borrow().is_empty() && Instant::now() < deadline {
         rt::sleep(Duration::from_millis(20)).await;
     }
-    for (_, connection) in context.connections.borrow().iter() {
+    let connections = context.connections.borrow();
+    for (_, connection) in connections.iter().take(GRACE_LINES_PER_WORKER) {
         tracing::warn!(
             worker = context.id,
             peer = %connection.peer,
@@ -156,7 +157,16 @@ async fn drain(context: &WorkerContext) {
             "grace period over; closing a connection still open"
         );
     }
+    let unlisted = connections.len().saturating_sub(GRACE_LINES_PER_WORKER);
+    if unlisted > 0 {
+        tracing::warn!(worker = context.id, connections = unlisted, "grace period over; closing more connections still open");
+    }
 }
+
+/// Connections still open at the end of the grace period that each worker names in a log line
+/// of its own. The rest are counted in one more line, so that thousands of stalled clients do
+/// not flood the log at every stop.
+const GRACE_LINES_PER_WORKER: usize = 10;
 
 /// Once a second: writes buffered access log lines and closes pooled upstream connections that
 /// waited too long.
