@@ -486,14 +486,14 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         }
 
         fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
-            let shown = shorten(text);
+            let shortened = shorten(text);
             match parse_duration(text) {
-                Some(value) => within_limit(value, &format!("{shown:?}")),
+                Some(value) => within_limit(value, &format!("{shortened:?}")),
                 None if leading_number_overflows(text) => {
-                    Err(E::custom(format!("invalid duration {shown:?}: the largest allowed is \"720h\" (30 days)")))
+                    Err(E::custom(format!("invalid duration {shortened:?}: the largest allowed is \"720h\" (30 days)")))
                 }
                 None => Err(E::custom(format!(
-                    "invalid duration {shown:?}: expected a number followed by ms, s, m or h, such as \"10s\""
+                    "invalid duration {shortened:?}: expected a number followed by ms, s, m or h, such as \"10s\""
                 ))),
             }
         }
@@ -1026,6 +1026,7 @@ impl Checker<'_> {
                 return Ok(keyword.to_owned());
             }
         }
+
         // The process's own streams, as in containers: a pipe there has its reader already.
         if destination == "/dev/stdout" {
             return Ok("stdout".to_owned());
@@ -1033,9 +1034,11 @@ impl Checker<'_> {
         if destination == "/dev/stderr" || destination.starts_with("/proc/self/fd/") {
             return Ok(destination.to_owned());
         }
+
         if destination.is_empty() {
             return Err(self.error_at_key("server.access_log", "empty path: use a file path, \"stdout\" or \"off\"".to_owned()));
         }
+
         let path = self.resolve(Path::new(destination));
         if path.is_dir() {
             return Err(self.error_at_key("server.access_log", format!("{} is a directory: name a file in it", path.display())));
@@ -1309,8 +1312,8 @@ mod tests {
     #[test]
     fn fifo_access_log_rejected() {
         let fifo = std::env::temp_dir().join(format!("ringfront-config-test-{}.fifo", std::process::id()));
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
-        assert!(made.success(), "mkfifo failed");
+        let mkfifo = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+        assert!(mkfifo.success(), "mkfifo failed: {mkfifo}");
         let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = {:?}\n", fifo.display().to_string());
 
         let result = parse(&text);

@@ -155,20 +155,28 @@ fn shutdown_closes_parked_connection() {
     assert_eq!(end.kind, EndKind::EndOfFile, "ended by {:?}", end.kind);
 }
 
+/// `[timeouts] request_head` of [`start_tls_short_head`], far below its keep-alive time.
+const REQUEST_HEAD: Duration = Duration::from_secs(2);
+
+/// Starts ringfront with one worker, a TLS listener serving `site`, a 30 s keep-alive time and
+/// [`REQUEST_HEAD`].
+fn start_tls_short_head(site: &Site, cert: &TestCert) -> Ringfront {
+    Config::new()
+        .workers(1)
+        .https(cert)
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", "\"30s\"")
+        .timeout("request_head", "\"2s\"")
+        .start()
+}
+
 /// The first bytes of a request end the idle time: the rest of the head has `request_head`,
 /// also when the bytes are only part of a TLS record, which the server cannot decrypt yet.
 #[test]
 fn partial_record_after_idle_gets_request_head() {
-    const REQUEST_HEAD: Duration = Duration::from_secs(2);
     let site = Site::create();
     let cert = TestCert::generate(&["localhost"]);
-    let ringfront = Config::new()
-        .workers(1)
-        .https(&cert)
-        .static_dir("/static/", site.static_dir())
-        .timeout("keepalive", "\"30s\"")
-        .timeout("request_head", "\"2s\"")
-        .start();
+    let ringfront = start_tls_short_head(&site, &cert);
 
     for idle in [Duration::from_millis(300), PARK_WAIT] {
         let mut connection = Connection::https(ringfront.https_port(), &cert);
@@ -188,16 +196,9 @@ fn partial_record_after_idle_gets_request_head() {
 /// in a TLS record that arrives in parts: the rest of the head does not get a fresh period.
 #[test]
 fn tls_head_bounded_from_first_byte() {
-    const REQUEST_HEAD: Duration = Duration::from_secs(2);
     let site = Site::create();
     let cert = TestCert::generate(&["localhost"]);
-    let ringfront = Config::new()
-        .workers(1)
-        .https(&cert)
-        .static_dir("/static/", site.static_dir())
-        .timeout("keepalive", "\"30s\"")
-        .timeout("request_head", "\"2s\"")
-        .start();
+    let ringfront = start_tls_short_head(&site, &cert);
     let mut connection = Connection::https(ringfront.https_port(), &cert);
     assert_eq!(connection.request(STYLE_REQUEST).status, 200);
     thread::sleep(Duration::from_millis(300));
