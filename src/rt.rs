@@ -349,6 +349,16 @@ pub fn stop_listening(listener: &impl std::os::fd::AsFd) {
     }
 }
 
+/// Shuts the read side of a connected socket. A receive in flight on it ends at once, with the
+/// bytes already in the socket or none, and every later receive gets end of stream once the
+/// socket's buffer is empty. Nothing is sent to the peer.
+///
+/// # Errors
+/// The `shutdown` error, such as ENOTCONN when the peer has already reset the connection.
+pub fn shut_read(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Read)
+}
+
 /// Hands an open file to the runtime for positional reads on the ring.
 pub fn runtime_file(file: std::fs::File) -> compio::fs::File {
     use std::os::fd::{FromRawFd, IntoRawFd};

@@ -33,6 +33,10 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes a closing connection reads and discards at most.
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// How long [`ClientIo::end_idle_receive`] waits for the receive it ended. The kernel ends it
+/// at the shut, so this bound only guards against a receive that does not end.
+const SHUT_RECEIVE_WAIT: Duration = Duration::from_secs(1);
+
 /// End or failure of a connection's byte stream.
 #[derive(Debug)]
 pub enum StreamError {
@@ -121,6 +125,8 @@ pub struct ClientIo {
     timer: rt::Timer,
     /// Set by [`ClientIo::abandon`]: close without sending anything more.
     abandoned: bool,
+    /// Set by [`ClientIo::end_idle_receive`]: the socket's read side is shut.
+    read_shut: bool,
 }
 
 impl ClientIo {
@@ -135,6 +141,7 @@ impl ClientIo {
             send_timeout,
             timer: rt::Timer::default(),
             abandoned: false,
+            read_shut: false,
         }
     }
 
@@ -232,6 +239,40 @@ impl ClientIo {
     /// still in flight.
     pub async fn wait_for(&mut self, receive: &mut rt::OwnedReceive, deadline: Instant) -> Option<io::Result<rt::Received>> {
         self.timer.until(deadline, receive).await
+    }
+
+    /// Ends the receive of an idle connection that is to close (its idle time is over, the
+    /// worker stops or the connection is evicted) and returns what it got. A request can arrive
+    /// just as the wait ends, and the receive in flight may already have taken it off the
+    /// socket: dropping the receive would then lose the request without a word to the client.
+    /// So the socket's read side is shut first, which ends the receive at once with the bytes
+    /// already there. `None` when there were none: the connection is then closed, and a request
+    /// that arrives after the shut gets a reset, which tells the client that it was not read
+    /// (RFC 9112 §9.3.1 on retrying it).
+    ///
+    /// A request returned here is served with `Connection: close` (see
+    /// [`ClientIo::is_read_shut`]). Its lingering close reads only what is already in the
+    /// socket, since later reads get end of stream.
+    pub async fn end_idle_receive(&mut self, receive: &mut rt::OwnedReceive) -> Option<rt::Received> {
+        if let Err(err) = rt::shut_read(&self.stream) {
+            tracing::debug!(error = %err, "cannot shut the read side of an idle connection");
+            return None;
+        }
+        self.read_shut = true;
+        match self.timer.until(Instant::now() + SHUT_RECEIVE_WAIT, receive).await {
+            Some(Ok(received)) if !received.as_slice().is_empty() => Some(received),
+            Some(_) => None,
+            None => {
+                tracing::warn!("an idle receive did not end after its socket's read side was shut");
+                None
+            }
+        }
+    }
+
+    /// Whether [`ClientIo::end_idle_receive`] shut the socket's read side, so that the
+    /// connection must close after the response it is writing.
+    pub fn is_read_shut(&self) -> bool {
+        self.read_shut
     }
 
     /// Takes the bytes of a finished [`ClientIo::start_idle_receive`], then reads on as
@@ -671,6 +712,50 @@ mod tests {
             assert_eq!(client.join().expect("the client thread"), [*b"pong"; 3]);
             assert_eq!(idle_counts[1], 3, "the second idle gave back all three buffers");
             assert_eq!(idle_counts[2], idle_counts[1], "the third request took its buffers from the list");
+        });
+    }
+
+    /// A request that the idle receive took off the socket just as the idle wait ended is
+    /// returned by `end_idle_receive`, not lost with the receive.
+    #[test]
+    fn idle_receive_end_keeps_taken_request() {
+        use crate::rt::AsyncWriteExt;
+
+        let runtime = crate::rt::build_worker_runtime(4).expect("a runtime");
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback listener");
+            let (mut client, server) = socket_pair(&listener).await;
+            let mut io = ClientIo::new(server, None, Duration::from_secs(5), Rc::new(SpareBuffers::default()));
+            let mut receive = io.start_idle_receive();
+            assert!(io.wait_for(&mut receive, Instant::now() + Duration::from_millis(20)).await.is_none(), "no request yet");
+
+            let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+            let BufResult(sent, _) = client.write_all(request.to_vec()).await;
+            sent.expect("a request sent");
+            // The kernel completes the receive meanwhile; the connection has not looked at it.
+            crate::rt::sleep(Duration::from_millis(50)).await;
+            let received = io.end_idle_receive(&mut receive).await.expect("the request that was taken");
+            assert_eq!(received.as_slice(), request);
+            assert!(io.is_read_shut(), "the response to it must close the connection");
+        });
+    }
+
+    /// With no request in the socket, `end_idle_receive` ends the receive at once (the read side
+    /// is shut) instead of waiting for a request that may never come.
+    #[test]
+    fn idle_receive_end_is_prompt() {
+        let runtime = crate::rt::build_worker_runtime(4).expect("a runtime");
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback listener");
+            let (_client, server) = socket_pair(&listener).await;
+            let mut io = ClientIo::new(server, None, Duration::from_secs(5), Rc::new(SpareBuffers::default()));
+            let mut receive = io.start_idle_receive();
+            assert!(io.wait_for(&mut receive, Instant::now() + Duration::from_millis(20)).await.is_none(), "no request yet");
+
+            let started = Instant::now();
+            assert!(io.end_idle_receive(&mut receive).await.is_none(), "no request was sent");
+            let waited = started.elapsed();
+            assert!(waited < super::SHUT_RECEIVE_WAIT / 4, "the receive ended after {waited:?}");
         });
     }
 

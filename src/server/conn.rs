@@ -123,14 +123,20 @@ impl Parked {
 
     /// Waits for the first bytes of the next request. `None` when the idle time ends, the
     /// worker stops, the connection is evicted or the receive fails: the connection is then
-    /// closed, as from the request loop's idle wait.
+    /// closed, as from the request loop's idle wait. A request that arrives just as the wait
+    /// ends is still returned, to be served with `Connection: close` (see
+    /// [`ClientIo::end_idle_receive`]).
     async fn wait(&mut self, idle: &mut IdleWait) -> Option<rt::Received> {
-        let received = std::pin::pin!(self.io.wait_for(&mut idle.receive, idle.deadline));
-        let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
-        match futures_util::future::select(received, stop).await {
-            futures_util::future::Either::Left((Some(Ok(received)), _)) => Some(received),
-            _ => None,
+        {
+            let received = std::pin::pin!(self.io.wait_for(&mut idle.receive, idle.deadline));
+            let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
+            match futures_util::future::select(received, stop).await {
+                futures_util::future::Either::Left((Some(Ok(received)), _)) => return Some(received),
+                futures_util::future::Either::Left((Some(Err(_)), _)) => return None,
+                futures_util::future::Either::Left((None, _)) | futures_util::future::Either::Right(_) => {}
+            }
         }
+        self.io.end_idle_receive(&mut idle.receive).await
     }
 }
 
@@ -441,7 +447,9 @@ impl Connection {
 
     /// Waits for the first bytes of the next request, at most until `deadline`, and returns
     /// them. Ends with `Park` when [`PARK_AFTER`] passes first, leaving the receive in flight in
-    /// `self.parking`. A connection resumed from parking gets the bytes that woke it.
+    /// `self.parking`. A connection resumed from parking gets the bytes that woke it. When the
+    /// wait ends without parking, a request that arrived just then is still returned (see
+    /// [`ClientIo::end_idle_receive`]).
     async fn wait_idle(&mut self, now: Instant, deadline: Instant) -> Result<rt::Received, ReadOutcome> {
         if let Some(woken) = self.woken.take() {
             self.handle.idle_since.set(None);
@@ -451,32 +459,37 @@ impl Connection {
         let mut receive = self.io.start_idle_receive();
         let park_at = now + PARK_AFTER;
         let parks = park_at < deadline;
-        let received = {
+        let ended = {
             let wait = std::pin::pin!(self.io.wait_for(&mut receive, if parks { park_at } else { deadline }));
             let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
             match futures_util::future::select(wait, stop).await {
-                futures_util::future::Either::Left((received, _)) => received,
-                futures_util::future::Either::Right(_) => return Err(ReadOutcome::End),
+                futures_util::future::Either::Left((Some(Ok(received)), _)) => {
+                    self.handle.idle_since.set(None);
+                    return Ok(received);
+                }
+                futures_util::future::Either::Left((Some(Err(err)), _)) => return Err(ReadOutcome::Failed(StreamError::Io(err))),
+                futures_util::future::Either::Left((None, _)) if parks => None,
+                futures_util::future::Either::Left((None, _)) => Some(ReadOutcome::TimedOut),
+                futures_util::future::Either::Right(_) => Some(ReadOutcome::End),
             }
         };
-        match received {
-            Some(Ok(received)) => {
+        let Some(ended) = ended else {
+            tracing::debug!("idle; parking the connection");
+            self.parking = Some(IdleWait { receive, deadline });
+            return Err(ReadOutcome::Park);
+        };
+        match self.io.end_idle_receive(&mut receive).await {
+            Some(received) => {
                 self.handle.idle_since.set(None);
                 Ok(received)
             }
-            Some(Err(err)) => Err(ReadOutcome::Failed(StreamError::Io(err))),
-            None if parks => {
-                tracing::debug!("idle; parking the connection");
-                self.parking = Some(IdleWait { receive, deadline });
-                Err(ReadOutcome::Park)
-            }
-            None => Err(ReadOutcome::TimedOut),
+            None => Err(ended),
         }
     }
 
     /// Sends the response to one whole request. Returns whether the connection stays open.
     async fn respond(&mut self, request: &RequestHead, started: Instant) -> Result<bool, StreamError> {
-        let keep_alive = request.keep_alive && !self.context.shutdown.is_started();
+        let keep_alive = request.keep_alive && !self.context.shutdown.is_started() && !self.io.is_read_shut();
         // Debug builds only, and only when the environment variable is set: proves that a panic in
         // one connection's task is logged with its span and leaves the worker serving.
         #[cfg(debug_assertions)]
@@ -902,7 +915,7 @@ fn html_body(status: u16) -> Vec<u8> {
 mod tests {
     use super::{REDIRECT_BODY, REDIRECT_BODY_LENGTH};
 
-    /// The bound on the future every connection keeps, also while parked: 832 bytes with rustc
+    /// The bound on the future every connection keeps, also while parked: 848 bytes with rustc
     /// 1.95. Before connections parked, it held the request loop too, and was 2,288 bytes.
     const MAX_CONNECTION_FUTURE_BYTES: usize = 1024;
 
