@@ -969,6 +969,14 @@ impl Checker<'_> {
         if raw.limits.max_uri_bytes == 0 {
             return Err(self.error_at_key("limits.max_uri_bytes", "must be at least 1".to_owned()));
         }
+        // nginx reads `client_max_body_size 0` as no limit, and here 0 would reject every body,
+        // so a value carried over from nginx is rejected instead of silently meaning the opposite.
+        if raw.limits.max_body_bytes == 0 {
+            return Err(self.error_at_key(
+                "limits.max_body_bytes",
+                "0 would reject every request body (nginx's 0 means no limit, which has no equivalent here): set the largest body to accept, such as 104857600 for 100 MiB".to_owned(),
+            ));
+        }
         Ok(())
     }
 
@@ -1074,6 +1082,16 @@ impl Checker<'_> {
                 table.prefix.span(),
                 &key,
                 format!("invalid prefix {prefix:?}: it must start and end with '/', such as \"/static/\""),
+            ));
+        }
+        // Prefixes are matched against the normalized request path, which has no empty, `.` or
+        // `..` segment, so a prefix with one would never match.
+        let inner = prefix.get(1..prefix.len().saturating_sub(1)).unwrap_or("");
+        if prefix.len() > 1 && inner.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+            return Err(self.error(
+                table.prefix.span(),
+                &key,
+                format!("prefix {prefix:?} can never match: request paths are matched with '.', '..' and repeated '/' resolved, so write the prefix that way, such as \"/static/\""),
             ));
         }
         if earlier.iter().any(|route| route.prefix == *prefix) {
@@ -1206,6 +1224,42 @@ mod tests {
         let err = parse(text).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("static[0].prefix"));
         assert_eq!(err.line, Some(4));
+    }
+
+    #[test]
+    fn static_prefix_dot_segments_rejected() {
+        let cases = [
+            ("/a/../b/", false),
+            ("/./static/", false),
+            ("/static//", false),
+            ("//", false),
+            ("/", true),
+            ("/static/", true),
+            ("/static.v2/", true),
+            ("/a/.well-known/", true),
+            ("/.../", true),
+        ];
+        for (prefix, accepted) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = {prefix:?}\ndir = \".\"\n");
+            let result = parse(&text);
+            assert_eq!(result.is_ok(), accepted, "{prefix}: {:?}", result.as_ref().err().map(|err| &err.message));
+            if let Err(err) = result {
+                assert_eq!(err.key.as_deref(), Some("static[0].prefix"), "{prefix}");
+                assert_eq!(err.line, Some(4), "{prefix}");
+                assert!(err.message.contains("can never match"), "{prefix}: {}", err.message);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_body_limit_rejected() {
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[limits]\nmax_body_bytes = 0\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("limits.max_body_bytes"));
+        assert_eq!(err.line, Some(4));
+        assert!(err.message.contains("no limit"), "{}", err.message);
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[limits]\nmax_body_bytes = 1\n";
+        assert!(parse(text).is_ok(), "a one-byte limit is a choice, not a mistake");
     }
 
     #[test]
