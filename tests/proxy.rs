@@ -83,6 +83,8 @@ fn proxy_get_hello() {
     let response = fixture.https(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"hello from gunicorn\n");
+    // Gunicorn names itself in a Server header, which the edge replaces with its own.
+    assert_eq!(response.headers_named("server"), vec!["ringfront"]);
 }
 
 #[test]

@@ -192,6 +192,11 @@ impl Default for DateCache {
     }
 }
 
+/// Value of the `Server` header of every response. A proxied response carries it in place of
+/// the upstream's own, as nginx does by default, so the application server's name and version
+/// stay private.
+pub const SERVER_NAME: &[u8] = b"ringfront";
+
 /// Writes a complete error response with a short HTML body naming the status, such as
 /// `400 Bad Request`. Adds `Connection: close` when `close` is set. `date` is the Date value,
 /// usually from [`DateCache::header_value`].
@@ -201,7 +206,7 @@ impl Default for DateCache {
 /// Content-Length, and the offset is then the end of `out`.
 pub fn error_response(status: u16, close: bool, date: &[u8], out: &mut Vec<u8>) -> usize {
     let reason = reason_phrase(status);
-    let mut headers: Vec<(&str, &[u8])> = vec![("Date", date)];
+    let mut headers: Vec<(&str, &[u8])> = vec![("Date", date), ("Server", SERVER_NAME)];
     if close {
         headers.push(("Connection", b"close"));
     }
@@ -383,6 +388,7 @@ mod tests {
             head.contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"),
             "{head}"
         );
+        assert!(head.contains("\r\nServer: ringfront\r\n"), "{head}");
         assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
         assert!(
             head.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"),

@@ -15,7 +15,7 @@ use super::limits::Limits;
 use super::parse::{TransferEncoding, list_elements, merge_content_length};
 use super::request::{Header, RequestHead};
 use super::response::{
-    push_decimal, reason_phrase, status_has_no_body, write_header, write_status_line,
+    SERVER_NAME, push_decimal, reason_phrase, status_has_no_body, write_header, write_status_line,
 };
 
 /// The client connection details the proxy sends to the upstream.
@@ -734,7 +734,7 @@ fn response_keep_alive(
 /// The status line uses this server's reason phrase for known codes and the upstream's
 /// otherwise. The upstream's headers follow, minus hop-by-hop ones (Connection and the headers
 /// it names, Keep-Alive, Transfer-Encoding, TE, Trailer, Upgrade, `Proxy-*`), Content-Length,
-/// Date and `X-Accel-*`. Then come `Date: date`, `Content-Length: body_len` when `body_len` is
+/// Date, Server and `X-Accel-*`. Then come `Date: date`, `Server: ringfront`, `Content-Length: body_len` when `body_len` is
 /// `Some`, and `Connection: keep-alive` or `Connection: close`. The explicit keep-alive lets an
 /// HTTP/1.0 client that sent `Connection: keep-alive` reuse the connection.
 ///
@@ -759,7 +759,8 @@ pub fn write_client_response_head(
     let connection_options = connection_options(&head.headers);
     for header in &head.headers {
         let rewritten = header.name.eq_ignore_ascii_case("content-length")
-            || header.name.eq_ignore_ascii_case("date");
+            || header.name.eq_ignore_ascii_case("date")
+            || header.name.eq_ignore_ascii_case("server");
         // `X-Accel-*` fields instruct the proxy (`X-Accel-Buffering: no` asks for streaming), so
         // like nginx this server does not pass them on to the client.
         let for_proxy = header
@@ -773,6 +774,7 @@ pub fn write_client_response_head(
     }
 
     write_header(out, "Date", date);
+    write_header(out, "Server", SERVER_NAME);
     let forbids_length = (100..200).contains(&head.status) || head.status == 204;
     if let Some(length) = body_len.filter(|_| !forbids_length) {
         let mut digits = Vec::with_capacity(20);
@@ -801,12 +803,12 @@ pub fn write_upstream_upgrade_request(head: &RequestHead, upgrade: &[u8], forwar
 }
 
 /// Writes the head of a `101 Switching Protocols` response for the client: the upstream's
-/// headers minus Content-Length, Transfer-Encoding and Date, with its Upgrade and
+/// headers minus Content-Length, Transfer-Encoding, Date and Server, with its Upgrade and
 /// `Connection: upgrade` kept, since they are the point of the response.
 pub fn write_client_switching_head(head: &ResponseHead, date: &[u8], out: &mut Vec<u8>) {
     write_status_line(out, 101, reason_phrase(101).as_bytes());
     for header in &head.headers {
-        let dropped = ["content-length", "transfer-encoding", "date", "connection", "keep-alive"]
+        let dropped = ["content-length", "transfer-encoding", "date", "server", "connection", "keep-alive"]
             .iter()
             .any(|name| header.name.eq_ignore_ascii_case(name));
         if !dropped {
@@ -814,6 +816,7 @@ pub fn write_client_switching_head(head: &ResponseHead, date: &[u8], out: &mut V
         }
     }
     write_header(out, "Date", date);
+    write_header(out, "Server", SERVER_NAME);
     write_header(out, "Connection", b"upgrade");
     out.extend_from_slice(b"\r\n");
 }

@@ -654,6 +654,7 @@ fn client_head_exact() {
          Content-Type: text/html\r\n\
          Set-Cookie: a=b\r\n\
          Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+         Server: ringfront\r\n\
          Content-Length: 5\r\n\
          Connection: keep-alive\r\n\r\n"
     );
@@ -681,10 +682,36 @@ fn client_head_drops_hop_by_hop() {
     assert_eq!(
         header_lines(&text),
         vec![
-            "Server: gunicorn",
             "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+            "Server: ringfront",
             "Content-Length: 5",
             "Connection: close",
+        ]
+    );
+}
+
+#[test]
+fn switching_head_replaces_server() {
+    let head = response_head(
+        101,
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("Server", "gunicorn"),
+        ],
+    );
+    let mut out = Vec::new();
+    write_client_switching_head(&head, b"Sun, 06 Nov 1994 08:49:37 GMT", &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        header_lines(&text),
+        vec![
+            "Upgrade: websocket",
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+            "Server: ringfront",
+            "Connection: upgrade",
         ]
     );
 }
@@ -705,6 +732,7 @@ fn client_head_drops_accel_fields() {
         vec![
             "X-Accelerated: kept",
             "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+            "Server: ringfront",
             "Connection: keep-alive",
         ]
     );

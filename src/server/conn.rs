@@ -748,7 +748,7 @@ impl Connection {
 
         let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(reply.headers.len() + 4);
         headers.push(("Date", &date));
-        headers.push(("Server", b"ringfront"));
+        headers.push(("Server", http::SERVER_NAME));
         for (name, value) in &reply.headers {
             headers.push((name, value));
         }
@@ -793,7 +793,7 @@ impl Connection {
         let mut head = std::mem::take(&mut self.scratch);
         head.clear();
         let connection = http::connection_field(keep_alive, request.version);
-        response.write_head(&mut head, &[("Date", &date), ("Server", b"ringfront")], connection);
+        response.write_head(&mut head, &[("Date", &date), ("Server", http::SERVER_NAME)], connection);
         // A small body goes out with the head, in one TLS record where it fits.
         let small_body = match &response.body {
             _ if request.is_head() => Some(&[][..]),
