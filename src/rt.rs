@@ -544,6 +544,8 @@ pub struct Shutdown {
 
 #[derive(Default)]
 struct ShutdownInner {
+    /// The process-wide flag this worker watches.
+    trigger: ShutdownTrigger,
     started: Cell<bool>,
     /// Wakers of pending [`ShutdownWait`]s, removed again when a wait is dropped, so the table
     /// stays as large as the number of connections waiting at once.
@@ -553,7 +555,7 @@ struct ShutdownInner {
 impl Shutdown {
     /// Starts the task that watches `trigger` and wakes this worker's waiters when it fires.
     pub fn watch(trigger: ShutdownTrigger) -> Shutdown {
-        let shutdown = Shutdown::default();
+        let shutdown = Shutdown { inner: Rc::new(ShutdownInner { trigger: trigger.clone(), ..ShutdownInner::default() }) };
         let local = shutdown.clone();
         spawn(async move {
             while !trigger.is_triggered() {
@@ -574,6 +576,12 @@ impl Shutdown {
 
     pub fn is_started(&self) -> bool {
         self.inner.started.get()
+    }
+
+    /// Returns whether the process has been asked to stop. That can be up to
+    /// [`SHUTDOWN_POLL_PERIOD`] before this worker's shutdown starts.
+    pub fn is_requested(&self) -> bool {
+        self.is_started() || self.inner.trigger.is_triggered()
     }
 
     /// Completes once shutdown has started.
@@ -621,6 +629,20 @@ mod tests {
 
     fn run<T>(future: impl std::future::Future<Output = T>) -> T {
         compio::runtime::Runtime::new().expect("a runtime").block_on(future)
+    }
+
+    #[test]
+    fn shutdown_requested_before_it_starts() {
+        run(async {
+            let trigger = super::ShutdownTrigger::default();
+            let shutdown = super::Shutdown::watch(trigger.clone());
+            assert!(!shutdown.is_requested());
+            trigger.trigger();
+            assert!(shutdown.is_requested());
+            assert!(!shutdown.is_started(), "the watcher has not run yet");
+            shutdown.start();
+            assert!(shutdown.is_started());
+        });
     }
 
     #[test]

@@ -266,10 +266,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             }
         }
     }
+    // The flag goes first: a worker whose accept fails because its listener stopped checks it
+    // to tell the stop from a fault.
+    trigger.trigger();
     for listener in &listener_copies {
         rt::stop_listening(listener);
     }
-    trigger.trigger();
     // A second signal during the grace period means the operator does not want to wait.
     std::thread::spawn(move || {
         for signal in signals.forever() {

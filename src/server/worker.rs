@@ -211,7 +211,13 @@ async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: Li
             // The main thread stops every listener at the first stop signal, before this worker
             // notices the stop (`rt::stop_listening`). A socket that no longer listens gives EINVAL.
             Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::debug!(worker = context.id, %address, "listener stopped");
+                if context.shutdown.is_requested() {
+                    tracing::debug!(worker = context.id, %address, "listener stopped");
+                    // Drain now instead of at the watcher's next look at the flag.
+                    context.shutdown.start();
+                } else {
+                    tracing::error!(worker = context.id, %address, error = %err, "accept failed: the socket no longer listens, so this worker accepts no more connections on this address until a restart");
+                }
                 break;
             }
             Err(err) => {
