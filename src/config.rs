@@ -864,19 +864,7 @@ impl Checker<'_> {
             max_fails: table.max_fails.max(1),
             fail_timeout: table.fail_timeout,
             buffer_bytes: table.buffer_bytes,
-            temp_dir: match table.temp_dir.as_deref() {
-                None => std::env::temp_dir(),
-                Some(dir) => {
-                    if dir.as_os_str().is_empty() {
-                        return Err(self.error_at_key("upstream.temp_dir", "empty path: name a directory".to_owned()));
-                    }
-                    let dir = self.resolve(dir);
-                    if !dir.is_dir() {
-                        return Err(self.error_at_key("upstream.temp_dir", format!("{} is not a directory", dir.display())));
-                    }
-                    dir
-                }
-            },
+            temp_dir: self.temp_dir(table.temp_dir.as_deref())?,
             trusted_proxies,
             upgrade_idle_timeout: table.upgrade_idle_timeout,
         })
@@ -1066,7 +1054,38 @@ impl Checker<'_> {
                 format!("cannot write {}: the directory {} does not exist", path.display(), directory.display()),
             ));
         }
+        // Tested here, without leaving a file behind, so that `check` catches it: the workers
+        // open the log only once they run, and then exit with no key or line to name.
+        let writable = if path.exists() {
+            std::fs::OpenOptions::new().append(true).open(&path).map(drop)
+        } else {
+            crate::server::create_unnamed_file(directory).map(drop)
+        };
+        if let Err(err) = writable {
+            return Err(self.error_at_key("server.access_log", format!("cannot write {}: {err}", path.display())));
+        }
         Ok(path.to_string_lossy().into_owned())
+    }
+
+    /// Checks `upstream.temp_dir`, or the system's temporary directory when it is unset, by
+    /// creating a file there that leaves no trace. Large responses are spooled there, so a
+    /// directory that cannot take files would fail only them, long after start-up.
+    fn temp_dir(&self, configured: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        let dir = match configured {
+            None => std::env::temp_dir(),
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(self.error_at_key("upstream.temp_dir", "empty path: name a directory".to_owned()));
+            }
+            Some(dir) => self.resolve(dir),
+        };
+        if !dir.is_dir() {
+            return Err(self.error_at_key("upstream.temp_dir", format!("{} is not a directory", dir.display())));
+        }
+        if let Err(err) = crate::server::create_unnamed_file(&dir) {
+            let unset = if configured.is_none() { " (the system's default, as upstream.temp_dir is unset)" } else { "" };
+            return Err(self.error_at_key("upstream.temp_dir", format!("cannot create files in {}{unset}: {err}", dir.display())));
+        }
+        Ok(dir)
     }
 
     fn static_route(
@@ -1323,6 +1342,22 @@ mod tests {
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"access.log\"\n";
         let config = Config::parse(text, Path::new("/etc/ringfront/ringfront.toml"), Path::new("/tmp")).unwrap();
         assert_eq!(config.server.access_log, "/tmp/access.log");
+    }
+
+    /// procfs takes no new files, even from root, which the test suite may run as.
+    #[test]
+    fn unwritable_paths_rejected() {
+        let cases = [
+            ("[server]\naccess_log = \"/proc/ringfront-access.log\"\n", "server.access_log", 4),
+            ("[upstream]\nservers = [\"unix:/run/a.sock\"]\ntemp_dir = \"/proc\"\n", "upstream.temp_dir", 5),
+        ];
+        for (section, key, line) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{section}");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{section}");
+            assert_eq!(err.line, Some(line), "{section}");
+            assert!(err.message.contains("cannot "), "{section}: {}", err.message);
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod upgrade;
 mod upstream;
 mod worker;
 
+pub(crate) use spool::create_unnamed_file;
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;

@@ -140,7 +140,7 @@ impl AsyncSink<StreamError> for ClientSink<'_> {
 
 /// Creates a file in `dir` that has no name, so it disappears when closed, also after a crash.
 /// Falls back to a named file removed at once where O_TMPFILE is unsupported (some file systems).
-fn create_unnamed_file(dir: &Path) -> io::Result<std::fs::File> {
+pub(crate) fn create_unnamed_file(dir: &Path) -> io::Result<std::fs::File> {
     let unnamed = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
