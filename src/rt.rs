@@ -544,8 +544,9 @@ pub struct Shutdown {
 
 #[derive(Default)]
 struct ShutdownInner {
-    /// The process-wide flag this worker watches.
-    trigger: ShutdownTrigger,
+    /// The process-wide flag a worker's shutdown watches. `None` for a shutdown started only
+    /// from its own worker, such as a connection's eviction, which then allocates no flag.
+    trigger: Option<ShutdownTrigger>,
     started: Cell<bool>,
     /// Wakers of pending [`ShutdownWait`]s, removed again when a wait is dropped, so the table
     /// stays as large as the number of connections waiting at once.
@@ -555,7 +556,7 @@ struct ShutdownInner {
 impl Shutdown {
     /// Starts the task that watches `trigger` and wakes this worker's waiters when it fires.
     pub fn watch(trigger: ShutdownTrigger) -> Shutdown {
-        let shutdown = Shutdown { inner: Rc::new(ShutdownInner { trigger: trigger.clone(), ..ShutdownInner::default() }) };
+        let shutdown = Shutdown { inner: Rc::new(ShutdownInner { trigger: Some(trigger.clone()), ..ShutdownInner::default() }) };
         let local = shutdown.clone();
         spawn(async move {
             while !trigger.is_triggered() {
@@ -581,7 +582,7 @@ impl Shutdown {
     /// Returns whether the process has been asked to stop. That can be up to
     /// [`SHUTDOWN_POLL_PERIOD`] before this worker's shutdown starts.
     pub fn is_requested(&self) -> bool {
-        self.is_started() || self.inner.trigger.is_triggered()
+        self.is_started() || self.inner.trigger.as_ref().is_some_and(ShutdownTrigger::is_triggered)
     }
 
     /// Completes once shutdown has started.
