@@ -155,6 +155,85 @@ fn shutdown_closes_parked_connection() {
     assert_eq!(end.kind, EndKind::EndOfFile, "ended by {:?}", end.kind);
 }
 
+/// What debug builds wait between the end of an idle wait and the end of its receive
+/// (`RINGFRONT_TEST_IDLE_END_DELAY_MS`), so that a request sent then meets the receive that is
+/// about to end, as one can by chance when a connection's idle time runs out.
+const IDLE_END_DELAY_MS: &str = "600";
+
+/// How long a client of [`start_idle_end_delay`] waits after a response: past the 2 s keep-alive
+/// time, and within the delay that follows it.
+const INTO_IDLE_END: Duration = Duration::from_millis(2300);
+
+/// ringfront with one worker, plain and TLS listeners serving `site`, a 2 s keep-alive time and
+/// [`IDLE_END_DELAY_MS`].
+fn start_idle_end_delay(site: &Site, cert: &TestCert) -> Ringfront {
+    Config::new()
+        .workers(1)
+        .http()
+        .https(cert)
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", "\"2s\"")
+        .env("RINGFRONT_TEST_IDLE_END_DELAY_MS", IDLE_END_DELAY_MS)
+        .start()
+}
+
+/// A request that arrives as a parked connection's keep-alive time runs out is served, with
+/// `Connection: close`, and the connection then closes.
+#[test]
+fn request_at_idle_end_served_then_closed() {
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start_idle_end_delay(&site, &cert);
+    for mut connection in [Connection::plain(ringfront.http_port()), Connection::https(ringfront.https_port(), &cert)] {
+        assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+        thread::sleep(INTO_IDLE_END);
+
+        let response = connection.request(PAGE_REQUEST);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("connection"), Some("close"));
+        assert!(connection.is_closed_by_peer(), "the connection stayed open");
+    }
+}
+
+/// A request of which only part arrived before the read side was shut cannot be completed:
+/// the client gets a 408, not a silent close, and no invitation to send a body.
+#[test]
+fn partial_request_at_idle_end_gets_408() {
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start_idle_end_delay(&site, &cert);
+    let partial_requests: [&[u8]; 2] = [
+        b"GET /static/style.css HTTP/1.1\r\nHost: localhost\r\n",
+        b"PUT /static/upload.txt HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    ];
+    for partial in partial_requests {
+        let mut connection = Connection::plain(ringfront.http_port());
+        assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+        thread::sleep(INTO_IDLE_END);
+
+        connection.send(partial);
+        let response = connection.read_response();
+        assert_eq!(response.status, 408, "{}", String::from_utf8_lossy(partial));
+        assert_eq!(response.header("connection"), Some("close"));
+    }
+}
+
+/// An upgrade request that arrives as the idle time runs out is refused with a 503: the relay
+/// could not read from the client once the read side is shut.
+#[test]
+fn upgrade_at_idle_end_gets_503() {
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = start_idle_end_delay(&site, &cert);
+    let mut connection = Connection::plain(ringfront.http_port());
+    assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+    thread::sleep(INTO_IDLE_END);
+
+    let response = connection.request(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("connection"), Some("close"));
+}
+
 /// `[timeouts] request_head` of [`start_tls_short_head`], far below its keep-alive time.
 const REQUEST_HEAD: Duration = Duration::from_secs(2);
 

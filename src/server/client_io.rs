@@ -33,6 +33,10 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes a closing connection reads and discards at most.
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// How often [`ClientIo::close`] looks whether the client has acknowledged the whole response,
+/// on the rare connection whose read side is shut. No completion reports that moment.
+const ACKNOWLEDGE_POLL: Duration = Duration::from_millis(5);
+
 /// How long [`ClientIo::end_idle_receive`] waits for the receive it ended. The kernel ends it
 /// at the shut, so this bound only guards against a receive that does not end.
 const SHUT_RECEIVE_WAIT: Duration = Duration::from_secs(1);
@@ -251,8 +255,10 @@ impl ClientIo {
     /// (RFC 9112 §9.3.1 on retrying it).
     ///
     /// A request returned here is served with `Connection: close` (see
-    /// [`ClientIo::is_read_shut`]). Its lingering close reads only what is already in the
-    /// socket, since later reads get end of stream.
+    /// [`ClientIo::is_read_shut`]). Later reads get only what is already in the socket, then end
+    /// of stream, so a request whose rest is still on its way cannot be completed, and the
+    /// close waits for the response to be acknowledged instead of lingering (see
+    /// [`ClientIo::close`]).
     pub async fn end_idle_receive(&mut self, receive: &mut rt::OwnedReceive) -> Option<rt::Received> {
         if let Err(err) = rt::shut_read(&self.stream) {
             tracing::debug!(error = %err, "cannot shut the read side of an idle connection");
@@ -507,12 +513,27 @@ impl ClientIo {
             tls.queue_close_notify(&mut self.tls_in, &mut self.out).ok();
         }
         if self.flush().await.is_ok() {
+            if self.read_shut {
+                self.wait_until_acknowledged().await;
+            }
             let _ = rt::timeout(self.send_timeout, self.stream.shutdown()).await;
-            if linger {
+            if linger && !self.read_shut {
                 self.drain_before_close().await;
             }
         }
         let _ = self.stream.close().await;
+    }
+
+    /// Waits, for at most [`LINGER_TIME`], until the client has acknowledged every byte sent,
+    /// for a socket whose read side is shut. Once such a socket has sent its FIN, Linux resets it
+    /// when any data from the client arrives, which discards what it has not sent yet, and the
+    /// lingering close cannot prevent that: its reads get end of stream at once. So the FIN waits
+    /// until nothing of the response is left to lose.
+    async fn wait_until_acknowledged(&self) {
+        let deadline = std::time::Instant::now() + LINGER_TIME;
+        while rt::unsent_bytes(rt::raw_fd(&self.stream)).is_some_and(|count| count > 0) && std::time::Instant::now() < deadline {
+            rt::sleep(ACKNOWLEDGE_POLL).await;
+        }
     }
 
     /// Reads and discards what the client still sends, for a bounded time and amount. Closing a
@@ -756,6 +777,57 @@ mod tests {
             assert!(io.end_idle_receive(&mut receive).await.is_none(), "no request was sent");
             let waited = started.elapsed();
             assert!(waited < super::SHUT_RECEIVE_WAIT / 4, "the receive ended after {waited:?}");
+        });
+    }
+
+    /// A connection whose read side is shut sends its FIN only once the client has acknowledged
+    /// the whole response. Linux resets such a socket as soon as the client sends anything after
+    /// the FIN, and the reset discards what the socket had not sent yet.
+    #[test]
+    fn read_shut_close_keeps_response_whole() {
+        use std::io::{Read, Write};
+
+        const RESPONSE_BYTES: usize = 300_000;
+        let runtime = crate::rt::build_worker_runtime(4).expect("a runtime");
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback listener");
+            let address = listener.local_addr().expect("a bound address");
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                // A small receive buffer, so that most of the response waits in the server's.
+                let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+                socket.set_recv_buffer_size(4096).expect("a receive buffer size");
+                socket.connect(&address.into()).expect("a connection");
+                let mut socket = std::net::TcpStream::from(socket);
+                socket.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
+                let _ = released.recv_timeout(Duration::from_secs(10));
+                socket.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("a request sent");
+                // The server has read that request and is closing; the client sends again.
+                std::thread::sleep(Duration::from_millis(300));
+                socket.write_all(b"GET /next HTTP/1.1\r\n\r\n").expect("a second request sent");
+                let mut received = 0;
+                let mut chunk = [0; 16 * 1024];
+                // A reset after the whole response ends the loop like an end of stream.
+                while let Ok(count @ 1..) = socket.read(&mut chunk) {
+                    received += count;
+                }
+                received
+            });
+
+            let (accepted, _) = listener.accept().await.expect("an accepted connection");
+            // Room for the whole response, so that the flush does not wait for the client.
+            socket2::SockRef::from(&accepted).set_send_buffer_size(1 << 20).expect("a send buffer size");
+            let mut io = ClientIo::new(accepted, None, Duration::from_secs(5), Rc::new(SpareBuffers::default()));
+            let mut receive = io.start_idle_receive();
+            assert!(io.wait_for(&mut receive, Instant::now() + Duration::from_millis(20)).await.is_none(), "no request yet");
+            release.send(()).expect("the client waits");
+            crate::rt::sleep(Duration::from_millis(50)).await;
+            assert!(io.end_idle_receive(&mut receive).await.is_some(), "the request was taken");
+            drop(receive);
+
+            io.queue(&vec![b'x'; RESPONSE_BYTES]).expect("queued");
+            io.close(true).await;
+            assert_eq!(client.join().expect("the client thread"), RESPONSE_BYTES);
         });
     }
 

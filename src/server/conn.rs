@@ -136,6 +136,10 @@ impl Parked {
                 futures_util::future::Either::Left((None, _)) | futures_util::future::Either::Right(_) => {}
             }
         }
+        #[cfg(debug_assertions)]
+        if let Some(delay) = self.context.shared.test_idle_end_delay {
+            Box::pin(rt::sleep(delay)).await;
+        }
         self.io.end_idle_receive(&mut idle.receive).await
     }
 }
@@ -304,7 +308,9 @@ impl Connection {
                 Event::Head(parsed) => {
                     // The body's own deadline starts now.
                     self.deadline = None;
-                    if parsed.expect_continue && parsed.framing != BodyFraming::Empty && consumed >= self.input.len() {
+                    // With the read side shut, only a body already in the socket could be read,
+                    // so the client is not invited to send one.
+                    if parsed.expect_continue && parsed.framing != BodyFraming::Empty && consumed >= self.input.len() && !self.io.is_read_shut() {
                         // RFC 9110 §10.1.1: the client waits for this before sending the body.
                         self.io.queue(b"HTTP/1.1 100 Continue\r\n\r\n")?;
                         self.io.flush().await?;
@@ -327,6 +333,11 @@ impl Connection {
                         && upgrade::requested_upgrade(&request).is_some()
                         && self.context.files.borrow().route_for(request.path()).is_none()
                     {
+                        if self.io.is_read_shut() {
+                            // The relay could not read from the client, so the upgrade is rejected.
+                            Box::pin(self.send_error(503, Some(&request), None, started)).await?;
+                            return Ok(Close::Linger);
+                        }
                         let pending = self.input.get(consumed..).unwrap_or_default().to_vec();
                         return match Box::pin(self.serve_upgrade(&request, pending, started)).await? {
                             true => Ok(Close::Quiet),
@@ -374,6 +385,13 @@ impl Connection {
                             if phase == ReadPhase::Idle {
                                 started = Instant::now();
                             }
+                        }
+                        ReadOutcome::End if self.io.is_read_shut() && phase != ReadPhase::Idle => {
+                            // The read side was shut with only part of this request in (see
+                            // `ClientIo::end_idle_receive`), so the rest cannot arrive any more.
+                            let rejected = self.rejected_line(head.as_ref(), &self.input);
+                            Box::pin(self.send_error(408, head.as_ref(), rejected, started)).await?;
+                            return Ok(Close::Linger);
                         }
                         ReadOutcome::End => return Ok(Close::Quiet),
                         ReadOutcome::Park => return Ok(Close::Park),
@@ -478,6 +496,10 @@ impl Connection {
             self.parking = Some(IdleWait { receive, deadline });
             return Err(ReadOutcome::Park);
         };
+        #[cfg(debug_assertions)]
+        if let Some(delay) = self.context.shared.test_idle_end_delay {
+            Box::pin(rt::sleep(delay)).await;
+        }
         match self.io.end_idle_receive(&mut receive).await {
             Some(received) => {
                 self.handle.idle_since.set(None);

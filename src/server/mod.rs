@@ -48,6 +48,11 @@ pub struct Shared {
     /// Debug builds with `RINGFRONT_TEST_PANIC_ROUTE` set panic on one path, for tests.
     #[cfg(debug_assertions)]
     test_panic_route: bool,
+    /// Debug builds with `RINGFRONT_TEST_IDLE_END_DELAY_MS` set wait that long between the end
+    /// of an idle wait and the end of its receive, so that tests can send a request into the
+    /// receive at that moment, which is otherwise a race.
+    #[cfg(debug_assertions)]
+    test_idle_end_delay: Option<std::time::Duration>,
 }
 
 impl Shared {
@@ -235,6 +240,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         log_generation: std::sync::atomic::AtomicU64::new(0),
         #[cfg(debug_assertions)]
         test_panic_route: std::env::var_os("RINGFRONT_TEST_PANIC_ROUTE").is_some(),
+        #[cfg(debug_assertions)]
+        test_idle_end_delay: std::env::var("RINGFRONT_TEST_IDLE_END_DELAY_MS")
+            .ok()
+            .and_then(|millis| millis.parse().ok())
+            .map(std::time::Duration::from_millis),
     });
 
     let trigger = ShutdownTrigger::default();
