@@ -7,8 +7,9 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::client::EndKind;
 use common::{
-    Config, Gunicorn, Ringfront, STUB_BODY, StubUpstream, TempDir, TestCert, https_request,
+    Config, Connection, Gunicorn, Ringfront, STUB_BODY, Site, StubUpstream, TempDir, TestCert, https_request,
 };
 
 /// Time for a request sent from another thread to reach Gunicorn before the test signals
@@ -363,6 +364,81 @@ fn sigterm_closes_handshaking_connections() {
     // Without closing them, the exit would wait for the 30 s grace period.
     assert!(started.elapsed() < Duration::from_secs(10), "exit took {:?}", started.elapsed());
     drop((silent, partial));
+}
+
+/// Clients that keep opening connections and sending a request on each while the server stops
+/// each get a whole response, a refused connection or a reset. None gets an end of stream with
+/// no response and no reset: that would be a request read and then dropped, or one left unread
+/// with nothing to tell the client. Before a new connection's first request was read at the
+/// stop, and a handshake in progress could finish, about half of such stops had one or two.
+#[test]
+fn requests_during_stop_served_or_refused() {
+    const ROUNDS: usize = 5;
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    for round in 0..ROUNDS {
+        let (answered, reset, lost) = stop_under_requests(&site, &cert);
+        assert!(answered > 0, "round {round}: no request answered before the stop");
+        assert_eq!(lost, 0, "round {round}: requests with neither a response nor a reset; {answered} answered, {reset} reset");
+    }
+}
+
+/// Stops a server while six clients, half of them on TLS, open connections and send one request
+/// on each. Returns the counts of requests served, reset, and ended with neither.
+fn stop_under_requests(site: &Site, cert: &TestCert) -> (usize, usize, usize) {
+    const CLIENTS: usize = 6;
+    const RUN_LIMIT: Duration = Duration::from_secs(5);
+    const REQUEST: &[u8] = b"GET /static/sub/page.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut ringfront = Config::new().workers(2).http().https(cert).static_dir("/static/", site.static_dir()).start();
+    let page = site.read("static/sub/page.txt");
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|index| {
+            let (port, tls) = if index % 2 == 0 { (ringfront.http_port(), None) } else { (ringfront.https_port(), Some(cert.client_config())) };
+            let page = page.clone();
+            thread::spawn(move || {
+                let started = Instant::now();
+                let (mut answered, mut ended) = (0, Vec::new());
+                while started.elapsed() < RUN_LIMIT {
+                    // The stop closes the port, which ends the run.
+                    let Ok(mut connection) = Connection::try_connect(port, tls.clone()) else { break };
+                    // A TLS connection closed in its handshake fails here, before any request.
+                    if connection.try_send(REQUEST).is_err() {
+                        continue;
+                    }
+                    let end = connection.wait_for_end(Duration::from_secs(5));
+                    if !end.received.is_empty() {
+                        let whole = end.received.starts_with(b"HTTP/1.1 200 ") && end.received.ends_with(&page);
+                        assert!(whole, "a partial response: {:?}", String::from_utf8_lossy(&end.received));
+                        answered += 1;
+                        continue;
+                    }
+                    ended.push((end.kind, connection));
+                }
+                (answered, ended)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let status = ringfront.terminate();
+    assert!(status.success(), "exit status {status}");
+
+    // A reset for an unread request comes right behind the end of stream.
+    thread::sleep(Duration::from_millis(50));
+    let (mut answered, mut reset, mut lost) = (0, 0, 0);
+    for client in clients {
+        let (client_answered, ended) = client.join().expect("a client thread");
+        answered += client_answered;
+        for (kind, connection) in ended {
+            match kind {
+                EndKind::Error(std::io::ErrorKind::ConnectionReset) => reset += 1,
+                EndKind::EndOfFile | EndKind::Error(_) if connection.take_socket_error().is_some() => reset += 1,
+                EndKind::EndOfFile | EndKind::Error(_) => lost += 1,
+                EndKind::Open => panic!("a connection still open 5 s after its request"),
+            }
+        }
+    }
+    (answered, reset, lost)
 }
 
 /// A second stop signal ends the process at once, with status 1, and its ports must be free for

@@ -104,6 +104,30 @@ impl Connection {
         }
     }
 
+    /// Connects over plain TCP, or over TLS to `localhost` with `tls` as the client
+    /// configuration (see [`TestCert::client_config`]).
+    ///
+    /// # Errors
+    /// The connect error, for example when the server no longer listens.
+    pub fn try_connect(port: u16, tls: Option<Arc<rustls::ClientConfig>>) -> io::Result<Connection> {
+        let stream = try_connect(port)?;
+        let transport = match tls {
+            None => Transport::Plain(stream),
+            Some(config) => {
+                let name = match ServerName::try_from("localhost") {
+                    Ok(name) => name,
+                    Err(error) => panic!("invalid TLS server name: {error}"),
+                };
+                let session = match rustls::ClientConnection::new(config, name) {
+                    Ok(session) => session,
+                    Err(error) => panic!("failed to create a rustls client session: {error}"),
+                };
+                Transport::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+            }
+        };
+        Ok(Connection { transport, buffer: Vec::new() })
+    }
+
     /// Connects over TLS with SNI set to the certificate's first name, trusting only `cert`'s CA.
     /// The handshake runs on the first send or read; call [`Connection::handshake`] to run it
     /// now.
@@ -159,6 +183,18 @@ impl Connection {
         match self.transport.tcp().local_addr() {
             Ok(address) => address,
             Err(error) => panic!("failed to read the local address: {error}"),
+        }
+    }
+
+    /// Takes the socket's pending error (SO_ERROR), such as a reset that arrived after an end of
+    /// stream was read.
+    ///
+    /// # Panics
+    /// Panics if the error cannot be read.
+    pub fn take_socket_error(&self) -> Option<io::Error> {
+        match self.transport.tcp().take_error() {
+            Ok(error) => error,
+            Err(error) => panic!("failed to read the socket error: {error}"),
         }
     }
 
@@ -420,19 +456,20 @@ impl Connection {
 }
 
 fn connect(port: u16) -> TcpStream {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let stream = match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+    match try_connect(port) {
         Ok(stream) => stream,
-        Err(error) => panic!("failed to connect to {address}: {error}"),
-    };
-    let configured = stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
-        .and_then(|()| stream.set_nodelay(true));
-    if let Err(error) = configured {
-        panic!("failed to configure the connection to {address}: {error}");
+        Err(error) => panic!("failed to connect to port {port}: {error}"),
     }
-    stream
+}
+
+/// Connects to `127.0.0.1:port` with the harness's timeouts and `TCP_NODELAY`.
+fn try_connect(port: u16) -> io::Result<TcpStream> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Sends `raw` over a new TLS connection to `port`, trusting `cert`, and returns the one response.
