@@ -78,7 +78,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
 
 /// Runs the TLS handshake until `deadline`. `None` when the server stopped first: a client still
 /// in the handshake then has sent no request yet, and it gets [`HANDSHAKE_AT_STOP`] to finish, so
-/// that a request sent right behind the handshake is answered, but a silent client does not
+/// that a request sent right behind the handshake is served, but a silent client does not
 /// hold the exit for the grace period.
 async fn handshake_until_stop(io: &mut ClientIo, context: &WorkerContext, deadline: Instant) -> Option<Result<(), StreamError>> {
     let mut handshake = std::pin::pin!(io.handshake(deadline));
