@@ -503,6 +503,23 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
 }
 
 /// Returns whether `text` starts with digits that do not fit a `u64`.
+/// Returns `prefix` as the static server normalizes it, starting and ending with `/`, or why
+/// no request path can match it.
+fn normal_prefix(prefix: &str) -> Result<String, &'static str> {
+    use crate::files::path::{PathError, normalize_request_path};
+
+    let normalized = normalize_request_path(prefix).map_err(|err| match err {
+        PathError::InvalidEscape => "a '%' is not followed by two hex digits",
+        PathError::NulByte => "it contains a NUL byte",
+        PathError::Backslash => "it contains a backslash, which request paths may not",
+        PathError::EncodedSlash => "it contains %2F, which request paths may not",
+        PathError::AboveRoot => "its '..' segments climb above '/'",
+        PathError::Dotfile => "it has a segment starting with '.'",
+    })?;
+    let relative = std::str::from_utf8(normalized.as_bytes()).map_err(|_| "it decodes to bytes that are not UTF-8")?;
+    Ok(if relative.is_empty() { "/".to_owned() } else { format!("/{relative}/") })
+}
+
 fn leading_number_overflows(text: &str) -> bool {
     let trimmed = text.trim();
     let digits = trimmed.find(|c: char| !c.is_ascii_digit()).map_or(trimmed, |end| trimmed.get(..end).unwrap_or(trimmed));
@@ -1103,15 +1120,21 @@ impl Checker<'_> {
                 format!("invalid prefix {prefix:?}: it must start and end with '/', such as \"/static/\""),
             ));
         }
-        // Prefixes are matched against the normalized request path, which has no empty, `.` or
-        // `..` segment, so a prefix with one would never match.
-        let inner = prefix.get(1..prefix.len().saturating_sub(1)).unwrap_or("");
-        if prefix.len() > 1 && inner.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
-            return Err(self.error(
-                table.prefix.span(),
-                &key,
-                format!("prefix {prefix:?} can never match: request paths are matched with '.', '..' and repeated '/' resolved, so write the prefix that way, such as \"/static/\""),
-            ));
+        // The static server normalizes each prefix as it does request paths: percent-decoded,
+        // with `.`, `..` and repeated `/` resolved. A prefix in another form is the normal one in
+        // disguise, and two such forms would be one prefix configured twice.
+        match normal_prefix(prefix) {
+            Ok(normal) if normal == *prefix => {}
+            Ok(normal) => {
+                return Err(self.error(
+                    table.prefix.span(),
+                    &key,
+                    format!("prefix {prefix:?} matches the same paths as {normal:?}: write it that way"),
+                ));
+            }
+            Err(reason) => {
+                return Err(self.error(table.prefix.span(), &key, format!("prefix {prefix:?} can never match: {reason}")));
+            }
         }
         if earlier.iter().any(|route| route.prefix == *prefix) {
             return Err(self.error(table.prefix.span(), &key, format!("prefix {prefix:?} is configured twice")));
@@ -1245,29 +1268,44 @@ mod tests {
         assert_eq!(err.line, Some(4));
     }
 
+    /// A prefix is accepted only in the form the static server matches it in. Another form is
+    /// rejected with that form in the message, and one that no path can match with the reason.
     #[test]
-    fn static_prefix_dot_segments_rejected() {
+    fn static_prefix_in_normal_form() {
         let cases = [
-            ("/a/../b/", false),
-            ("/./static/", false),
-            ("/static//", false),
-            ("//", false),
-            ("/", true),
-            ("/static/", true),
-            ("/static.v2/", true),
-            ("/a/.well-known/", true),
-            ("/.../", true),
+            ("/", None),
+            ("/static/", None),
+            ("/static.v2/", None),
+            ("/a/.well-known/", None),
+            ("/.../", None),
+            ("/a b/", None),
+            ("/a/../b/", Some("write it that way")),
+            ("/./static/", Some("write it that way")),
+            ("/static//", Some("write it that way")),
+            ("//", Some("write it that way")),
+            ("/%73tatic/", Some("write it that way")),
+            ("/a/%2e%2e/b/", Some("write it that way")),
+            ("/%2e/", Some("write it that way")),
+            ("/../x/", Some("can never match")),
+            ("/a%2Fb/", Some("can never match")),
+            ("/a%zz/", Some("can never match")),
+            ("/%ff/", Some("can never match")),
         ];
-        for (prefix, accepted) in cases {
+        for (prefix, rejection) in cases {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = {prefix:?}\ndir = \".\"\n");
             let result = parse(&text);
-            assert_eq!(result.is_ok(), accepted, "{prefix}: {:?}", result.as_ref().err().map(|err| &err.message));
-            if let Err(err) = result {
-                assert_eq!(err.key.as_deref(), Some("static[0].prefix"), "{prefix}");
-                assert_eq!(err.line, Some(4), "{prefix}");
-                assert!(err.message.contains("can never match"), "{prefix}: {}", err.message);
+            match rejection {
+                None => assert!(result.is_ok(), "{prefix}: {:?}", result.err().map(|err| err.message)),
+                Some(reason) => {
+                    let err = result.expect_err(prefix);
+                    assert_eq!(err.key.as_deref(), Some("static[0].prefix"), "{prefix}");
+                    assert_eq!(err.line, Some(4), "{prefix}");
+                    assert!(err.message.contains(reason), "{prefix}: {}", err.message);
+                }
             }
         }
+        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = \"/a/../b/\"\ndir = \".\"\n").unwrap_err();
+        assert!(err.message.contains("as \"/b/\""), "{}", err.message);
     }
 
     #[test]
