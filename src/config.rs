@@ -503,6 +503,28 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
 }
 
 /// Returns whether `text` starts with digits that do not fit a `u64`.
+/// Maximum length in bytes of one file name on Linux file systems (NAME_MAX).
+const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Maximum number of symlinks [`final_link_target`] follows, as many as Linux does (MAXSYMLINKS).
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Returns the path that `path` finally names once its symlinks are followed, also when the last
+/// one points to a file that does not exist yet. Symlinks in the directories on the way are left
+/// to the file system.
+fn final_link_target(path: &Path) -> PathBuf {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINK_HOPS {
+        let Ok(target) = std::fs::read_link(&current) else { break };
+        // A relative target is relative to the link's directory, and `join` keeps an absolute one.
+        current = match current.parent() {
+            Some(directory) => directory.join(target),
+            None => target,
+        };
+    }
+    current
+}
+
 /// Returns `prefix` as the static server normalizes it, starting and ending with `/`, or why
 /// no request path can match it.
 fn normal_prefix(prefix: &str) -> Result<String, &'static str> {
@@ -1052,6 +1074,12 @@ impl Checker<'_> {
             return Err(self.error_at_key("server.access_log", "empty path: use a file path, \"stdout\" or \"off\"".to_owned()));
         }
 
+        if destination.contains('\0') {
+            return Err(self.error_at_key("server.access_log", "the path contains a NUL byte".to_owned()));
+        }
+        if destination.ends_with('/') {
+            return Err(self.error_at_key("server.access_log", format!("{destination} ends with '/': name a file")));
+        }
         let path = self.resolve(Path::new(destination));
         if path.is_dir() {
             return Err(self.error_at_key("server.access_log", format!("{} is a directory: name a file in it", path.display())));
@@ -1059,22 +1087,31 @@ impl Checker<'_> {
         if std::fs::metadata(&path).is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type())) {
             return Err(self.error_at_key("server.access_log", format!("{} is a FIFO, whose opening would wait for a reader: name a regular file, or use \"stdout\"", path.display())));
         }
+        // A symlink, dangling or not, is where the log is created: the checks look at what it
+        // finally points to.
+        let target = final_link_target(&path);
         // A bare file name next to a config given by a bare name has an empty parent: the
         // current directory.
-        let directory = match path.parent() {
+        let directory = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
         if !directory.is_dir() {
             return Err(self.error_at_key(
                 "server.access_log",
-                format!("cannot write {}: the directory {} does not exist", path.display(), directory.display()),
+                format!("cannot write {}: the directory {} does not exist", target.display(), directory.display()),
+            ));
+        }
+        if target.file_name().is_some_and(|name| name.len() > MAX_FILE_NAME_BYTES) {
+            return Err(self.error_at_key(
+                "server.access_log",
+                format!("cannot write {}: the file name is longer than {MAX_FILE_NAME_BYTES} bytes", target.display()),
             ));
         }
         // Tested here, without leaving a file behind, so that `check` catches it: the workers
         // open the log only once they run, and then exit with no key or line to name.
-        let writable = if path.exists() {
-            std::fs::OpenOptions::new().append(true).open(&path).map(drop)
+        let writable = if target.exists() {
+            std::fs::OpenOptions::new().append(true).open(&target).map(drop)
         } else {
             crate::server::create_unnamed_file(directory).map(drop)
         };
@@ -1089,18 +1126,22 @@ impl Checker<'_> {
     /// directory that cannot take files would fail only them, long after start-up.
     fn temp_dir(&self, configured: Option<&Path>) -> Result<PathBuf, ConfigError> {
         let dir = match configured {
-            None => std::env::temp_dir(),
+            // An empty TMPDIR counts as unset, as mktemp(1) takes it.
+            None => match std::env::var_os("TMPDIR") {
+                Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+                _ => PathBuf::from("/tmp"),
+            },
             Some(dir) if dir.as_os_str().is_empty() => {
                 return Err(self.error_at_key("upstream.temp_dir", "empty path: name a directory".to_owned()));
             }
             Some(dir) => self.resolve(dir),
         };
+        let origin = if configured.is_none() { " (the system's temporary directory, from TMPDIR, as upstream.temp_dir is unset)" } else { "" };
         if !dir.is_dir() {
-            return Err(self.error_at_key("upstream.temp_dir", format!("{} is not a directory", dir.display())));
+            return Err(self.error_at_key("upstream.temp_dir", format!("{}{origin} is not a directory", dir.display())));
         }
         if let Err(err) = crate::server::create_unnamed_file(&dir) {
-            let unset = if configured.is_none() { " (the system's default, as upstream.temp_dir is unset)" } else { "" };
-            return Err(self.error_at_key("upstream.temp_dir", format!("cannot create files in {}{unset}: {err}", dir.display())));
+            return Err(self.error_at_key("upstream.temp_dir", format!("cannot create files in {}{origin}: {err}", dir.display())));
         }
         Ok(dir)
     }
@@ -1380,6 +1421,41 @@ mod tests {
         let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"access.log\"\n";
         let config = Config::parse(text, Path::new("/etc/ringfront/ringfront.toml"), Path::new("/tmp")).unwrap();
         assert_eq!(config.server.access_log, "/tmp/access.log");
+    }
+
+    /// The name itself is checked, not only its directory, and a symlink by what it points to.
+    #[test]
+    fn access_log_name_checked() {
+        let dir = std::env::temp_dir().join(format!("ringfront-config-test-{}-links", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = |name: &str, target: &str| {
+            let path = dir.join(name);
+            let _ = std::fs::remove_file(&path);
+            std::os::unix::fs::symlink(target, &path).unwrap();
+            path.display().to_string()
+        };
+        let long_name = format!("{}/{}.log", dir.display(), "a".repeat(300));
+        let cases = [
+            (format!("{}/logs/", dir.display()), "ends with '/'"),
+            (format!("{}/a\u{0}b.log", dir.display()), "NUL"),
+            (long_name, "longer than 255 bytes"),
+            (link("missing-dir.log", "/nonexistent-directory/access.log"), "does not exist"),
+            (link("proc.log", "/proc/ringfront-access.log"), "cannot write"),
+        ];
+        for (path, reason) in &cases {
+            // TOML writes NUL as \u0000, where Rust's debug form writes \0.
+            let value = path.replace('\0', "\\u0000");
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"{value}\"\n");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("server.access_log"), "{path}");
+            assert!(err.message.contains(reason), "{path}: {}", err.message);
+        }
+
+        let usable = link("usable.log", "written.log");
+        let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = {usable:?}\n");
+        assert!(parse(&text).is_ok(), "a symlink to a file yet to be created in a writable directory");
+        assert!(!dir.join("written.log").exists(), "the check left a file behind");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// procfs takes no new files, even from root, which the test suite may run as.
