@@ -502,7 +502,6 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     deserializer.deserialize_any(DurationVisitor)
 }
 
-/// Returns whether `text` starts with digits that do not fit a `u64`.
 /// Maximum length in bytes of one file name on Linux file systems (NAME_MAX).
 const MAX_FILE_NAME_BYTES: usize = 255;
 
@@ -510,38 +509,38 @@ const MAX_FILE_NAME_BYTES: usize = 255;
 const MAX_SYMLINK_HOPS: usize = 40;
 
 /// Returns the path that `path` finally names once its symlinks are followed, also when the last
-/// one points to a file that does not exist yet. Symlinks in the directories on the way are left
-/// to the file system.
-fn final_link_target(path: &Path) -> PathBuf {
+/// one points to a file that does not exist yet, or `None` for a loop of symlinks. Symlinks in
+/// the directories on the way are left to the file system.
+fn final_link_target(path: &Path) -> Option<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..MAX_SYMLINK_HOPS {
-        let Ok(target) = std::fs::read_link(&current) else { break };
+        let Ok(target) = std::fs::read_link(&current) else { return Some(current) };
         // A relative target is relative to the link's directory, and `join` keeps an absolute one.
         current = match current.parent() {
             Some(directory) => directory.join(target),
             None => target,
         };
     }
-    current
+    None
 }
 
-/// Returns `prefix` as the static server normalizes it, starting and ending with `/`, or why
-/// no request path can match it.
-fn normal_prefix(prefix: &str) -> Result<String, &'static str> {
+/// Returns `prefix` as the static server matches it (percent-decoded, with `.`, `..` and
+/// repeated `/` resolved, without the outer slashes), or why no request path can match it.
+fn normal_prefix(prefix: &str) -> Result<Vec<u8>, &'static str> {
     use crate::files::path::{PathError, normalize_request_path};
 
     let normalized = normalize_request_path(prefix).map_err(|err| match err {
-        PathError::InvalidEscape => "a '%' is not followed by two hex digits",
+        PathError::InvalidEscape => "a '%' is not followed by two hex digits (write a '%' itself as %25)",
         PathError::NulByte => "it contains a NUL byte",
         PathError::Backslash => "it contains a backslash, which request paths may not",
         PathError::EncodedSlash => "it contains %2F, which request paths may not",
         PathError::AboveRoot => "its '..' segments climb above '/'",
         PathError::Dotfile => "it has a segment starting with '.'",
     })?;
-    let relative = std::str::from_utf8(normalized.as_bytes()).map_err(|_| "it decodes to bytes that are not UTF-8")?;
-    Ok(if relative.is_empty() { "/".to_owned() } else { format!("/{relative}/") })
+    Ok(normalized.as_bytes().to_vec())
 }
 
+/// Returns whether `text` starts with digits that do not fit a `u64`.
 fn leading_number_overflows(text: &str) -> bool {
     let trimmed = text.trim();
     let digits = trimmed.find(|c: char| !c.is_ascii_digit()).map_or(trimmed, |end| trimmed.get(..end).unwrap_or(trimmed));
@@ -1077,8 +1076,8 @@ impl Checker<'_> {
         if destination.contains('\0') {
             return Err(self.error_at_key("server.access_log", "the path contains a NUL byte".to_owned()));
         }
-        if destination.ends_with('/') {
-            return Err(self.error_at_key("server.access_log", format!("{destination} ends with '/': name a file")));
+        if destination.ends_with('/') || destination.ends_with("/.") || destination.ends_with("/..") || destination == "." || destination == ".." {
+            return Err(self.error_at_key("server.access_log", format!("{destination} names a directory: name a file")));
         }
         let path = self.resolve(Path::new(destination));
         if path.is_dir() {
@@ -1089,18 +1088,23 @@ impl Checker<'_> {
         }
         // A symlink, dangling or not, is where the log is created: the checks look at what it
         // finally points to.
-        let target = final_link_target(&path);
+        let Some(target) = final_link_target(&path) else {
+            return Err(self.error_at_key("server.access_log", format!("cannot write {}: its symlinks form a loop", path.display())));
+        };
         // A bare file name next to a config given by a bare name has an empty parent: the
         // current directory.
         let directory = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        if !directory.is_dir() {
-            return Err(self.error_at_key(
-                "server.access_log",
-                format!("cannot write {}: the directory {} does not exist", target.display(), directory.display()),
-            ));
+        let problem = match std::fs::metadata(directory) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some(format!("{} is not a directory", directory.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some(format!("the directory {} does not exist", directory.display())),
+            Err(err) => Some(format!("the directory {}: {err}", directory.display())),
+        };
+        if let Some(problem) = problem {
+            return Err(self.error_at_key("server.access_log", format!("cannot write {}: {problem}", target.display())));
         }
         if target.file_name().is_some_and(|name| name.len() > MAX_FILE_NAME_BYTES) {
             return Err(self.error_at_key(
@@ -1161,24 +1165,17 @@ impl Checker<'_> {
                 format!("invalid prefix {prefix:?}: it must start and end with '/', such as \"/static/\""),
             ));
         }
-        // The static server normalizes each prefix as it does request paths: percent-decoded,
-        // with `.`, `..` and repeated `/` resolved. A prefix in another form is the normal one in
-        // disguise, and two such forms would be one prefix configured twice.
-        match normal_prefix(prefix) {
-            Ok(normal) if normal == *prefix => {}
-            Ok(normal) => {
-                return Err(self.error(
-                    table.prefix.span(),
-                    &key,
-                    format!("prefix {prefix:?} matches the same paths as {normal:?}: write it that way"),
-                ));
-            }
-            Err(reason) => {
-                return Err(self.error(table.prefix.span(), &key, format!("prefix {prefix:?} can never match: {reason}")));
-            }
-        }
-        if earlier.iter().any(|route| route.prefix == *prefix) {
-            return Err(self.error(table.prefix.span(), &key, format!("prefix {prefix:?} is configured twice")));
+        // The static server normalizes each prefix as it does request paths, so two prefixes
+        // written differently can be one, and one that does not normalize never matches.
+        let normal = normal_prefix(prefix)
+            .map_err(|reason| self.error(table.prefix.span(), &key, format!("prefix {prefix:?} can never match: {reason}")))?;
+        if let Some(same) = earlier.iter().find(|route| normal_prefix(&route.prefix).is_ok_and(|other| other == normal)) {
+            let message = if same.prefix == *prefix {
+                format!("prefix {prefix:?} is configured twice")
+            } else {
+                format!("prefix {prefix:?} is the same as {:?} once decoded and normalized, so it is configured twice", same.prefix)
+            };
+            return Err(self.error(table.prefix.span(), &key, message));
         }
 
         let dir_key = format!("static[{index}].dir");
@@ -1309,28 +1306,23 @@ mod tests {
         assert_eq!(err.line, Some(4));
     }
 
-    /// A prefix is accepted only in the form the static server matches it in. Another form is
-    /// rejected with that form in the message, and one that no path can match with the reason.
+    /// A prefix is matched in its normalized form, so any form that normalizes is accepted, one
+    /// that does not is rejected with the reason, and two forms of one prefix are a duplicate.
     #[test]
-    fn static_prefix_in_normal_form() {
+    fn static_prefix_normalization() {
         let cases = [
             ("/", None),
             ("/static/", None),
-            ("/static.v2/", None),
             ("/a/.well-known/", None),
             ("/.../", None),
             ("/a b/", None),
-            ("/a/../b/", Some("write it that way")),
-            ("/./static/", Some("write it that way")),
-            ("/static//", Some("write it that way")),
-            ("//", Some("write it that way")),
-            ("/%73tatic/", Some("write it that way")),
-            ("/a/%2e%2e/b/", Some("write it that way")),
-            ("/%2e/", Some("write it that way")),
-            ("/../x/", Some("can never match")),
-            ("/a%2Fb/", Some("can never match")),
-            ("/a%zz/", Some("can never match")),
-            ("/%ff/", Some("can never match")),
+            ("/a/../b/", None),
+            ("/%73tatic/", None),
+            ("/100%25/", None),
+            ("/caf%C3%A9/", None),
+            ("/../x/", Some("climb above")),
+            ("/a%2Fb/", Some("%2F")),
+            ("/100%/", Some("write a '%' itself as %25")),
         ];
         for (prefix, rejection) in cases {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = {prefix:?}\ndir = \".\"\n");
@@ -1341,12 +1333,19 @@ mod tests {
                     let err = result.expect_err(prefix);
                     assert_eq!(err.key.as_deref(), Some("static[0].prefix"), "{prefix}");
                     assert_eq!(err.line, Some(4), "{prefix}");
+                    assert!(err.message.contains("can never match"), "{prefix}: {}", err.message);
                     assert!(err.message.contains(reason), "{prefix}: {}", err.message);
                 }
             }
         }
-        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = \"/a/../b/\"\ndir = \".\"\n").unwrap_err();
-        assert!(err.message.contains("as \"/b/\""), "{}", err.message);
+
+        let pairs = [("/static/", "/static/"), ("/static/", "/%73tatic/"), ("/b/", "/a/../b/"), ("/", "/%2e/")];
+        for (first, second) in pairs {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = {first:?}\ndir = \".\"\n[[static]]\nprefix = {second:?}\ndir = \".\"\n");
+            let err = parse(&text).expect_err(second);
+            assert_eq!(err.key.as_deref(), Some("static[1].prefix"), "{first} {second}");
+            assert!(err.message.contains("configured twice"), "{first} {second}: {}", err.message);
+        }
     }
 
     #[test]
@@ -1435,8 +1434,12 @@ mod tests {
             path.display().to_string()
         };
         let long_name = format!("{}/{}.log", dir.display(), "a".repeat(300));
+        link("loop-b.log", "loop-a.log");
         let cases = [
-            (format!("{}/logs/", dir.display()), "ends with '/'"),
+            (format!("{}/logs/", dir.display()), "names a directory"),
+            (format!("{}/missing.log/.", dir.display()), "names a directory"),
+            (link("loop-a.log", "loop-b.log"), "loop"),
+            (format!("{}/{}/access.log", dir.display(), "d".repeat(300)), "File name too long"),
             (format!("{}/a\u{0}b.log", dir.display()), "NUL"),
             (long_name, "longer than 255 bytes"),
             (link("missing-dir.log", "/nonexistent-directory/access.log"), "does not exist"),
