@@ -156,8 +156,8 @@ fn shutdown_closes_parked_connection() {
 }
 
 /// What debug builds wait between the end of an idle wait and the end of its receive
-/// (`RINGFRONT_TEST_IDLE_END_DELAY_MS`), so that a request sent then meets the receive that is
-/// about to end, as one can by chance when a connection's idle time runs out.
+/// (`RINGFRONT_TEST_IDLE_END_DELAY_MS`). A request sent then meets the receive that is about to
+/// end, as one can by chance when a connection's idle time runs out.
 const IDLE_END_DELAY_MS: &str = "600";
 
 /// How long a client of [`start_idle_end_delay`] waits after a response: past the 2 s keep-alive
@@ -216,6 +216,15 @@ fn partial_request_at_idle_end_gets_408() {
         assert_eq!(response.status, 408, "{}", String::from_utf8_lossy(partial));
         assert_eq!(response.header("connection"), Some("close"));
     }
+
+    // Over TLS, part of the record that carries a whole request: nothing of it can be decrypted.
+    let mut connection = Connection::https(ringfront.https_port(), &cert);
+    assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+    thread::sleep(INTO_IDLE_END);
+    connection.send_prefix(PAGE_REQUEST, 10);
+    let response = connection.read_response();
+    assert_eq!(response.status, 408, "part of a TLS record");
+    assert_eq!(response.header("connection"), Some("close"));
 }
 
 /// An upgrade request that arrives as the idle time runs out is refused with a 503: the relay

@@ -526,14 +526,26 @@ impl ClientIo {
 
     /// Waits, for at most [`LINGER_TIME`], until the client has acknowledged every byte sent,
     /// for a socket whose read side is shut. Once such a socket has sent its FIN, Linux resets it
-    /// when any data from the client arrives, which discards what it has not sent yet, and the
-    /// lingering close cannot prevent that: its reads get end of stream at once. So the FIN waits
-    /// until nothing of the response is left to lose.
+    /// when any data from the client arrives, which discards what it has not sent yet. The
+    /// lingering close cannot prevent that, as its reads get end of stream at once. So the FIN
+    /// waits until nothing of the response is left to lose.
     async fn wait_until_acknowledged(&self) {
         let deadline = std::time::Instant::now() + LINGER_TIME;
-        while rt::unsent_bytes(rt::raw_fd(&self.stream)).is_some_and(|count| count > 0) && std::time::Instant::now() < deadline {
+        while std::time::Instant::now() < deadline {
+            // A reset socket keeps its count of unacknowledged bytes, which nothing will clear
+            // any more, so the reset ends the wait.
+            let reset = socket2::SockRef::from(&self.stream).take_error().map_or(true, |error| error.is_some());
+            if reset || rt::unsent_bytes(rt::raw_fd(&self.stream)).is_none_or(|count| count == 0) {
+                return;
+            }
             rt::sleep(ACKNOWLEDGE_POLL).await;
         }
+    }
+
+    /// Returns whether TLS bytes wait that do not yet form a whole record, such as the start of
+    /// a request whose rest has not arrived.
+    pub fn has_partial_record(&self) -> bool {
+        !self.tls_in.is_empty()
     }
 
     /// Reads and discards what the client still sends, for a bounded time and amount. Closing a
@@ -828,6 +840,47 @@ mod tests {
             io.queue(&vec![b'x'; RESPONSE_BYTES]).expect("queued");
             io.close(true).await;
             assert_eq!(client.join().expect("the client thread"), RESPONSE_BYTES);
+        });
+    }
+
+    /// A client that resets its connection while a response to a request rescued at the read
+    /// shut waits unacknowledged ends the close's wait at once, instead of the linger time.
+    #[test]
+    fn read_shut_close_ends_at_reset() {
+        use std::io::Write;
+
+        let runtime = crate::rt::build_worker_runtime(4).expect("a runtime");
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback listener");
+            let address = listener.local_addr().expect("a bound address");
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+                socket.set_recv_buffer_size(4096).expect("a receive buffer size");
+                socket.connect(&address.into()).expect("a connection");
+                let _ = released.recv_timeout(Duration::from_secs(10));
+                (&socket).write_all(b"GET / HTTP/1.1\r\n\r\n").expect("a request sent");
+                std::thread::sleep(Duration::from_millis(300));
+                // Closing with a zero linger time sends a reset.
+                socket.set_linger(Some(Duration::ZERO)).expect("a zero linger time");
+            });
+
+            let (accepted, _) = listener.accept().await.expect("an accepted connection");
+            socket2::SockRef::from(&accepted).set_send_buffer_size(1 << 20).expect("a send buffer size");
+            let mut io = ClientIo::new(accepted, None, Duration::from_secs(5), Rc::new(SpareBuffers::default()));
+            let mut receive = io.start_idle_receive();
+            assert!(io.wait_for(&mut receive, Instant::now() + Duration::from_millis(20)).await.is_none(), "no request yet");
+            release.send(()).expect("the client waits");
+            crate::rt::sleep(Duration::from_millis(50)).await;
+            assert!(io.end_idle_receive(&mut receive).await.is_some(), "the request was taken");
+            drop(receive);
+
+            io.queue(&vec![b'x'; 300_000]).expect("queued");
+            let started = Instant::now();
+            io.close(true).await;
+            let waited = started.elapsed();
+            client.join().expect("the client thread");
+            assert!(waited < super::LINGER_TIME / 2, "the close waited {waited:?}");
         });
     }
 

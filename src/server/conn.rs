@@ -76,10 +76,10 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
     }
 }
 
-/// Runs the TLS handshake until `deadline`. `None` when the server stopped first: a client still
-/// in the handshake then has sent no request yet, and it gets [`HANDSHAKE_AT_STOP`] to finish, so
-/// that a request sent right behind the handshake is served, but a silent client does not
-/// hold the exit for the grace period.
+/// Runs the TLS handshake until `deadline`. `None` when the server stopped first and the
+/// handshake did not finish within [`HANDSHAKE_AT_STOP`] after that. A client still in the
+/// handshake has sent no request yet, and the extra time lets a request sent right behind the
+/// handshake be served. A silent client still does not hold the exit for the grace period.
 async fn handshake_until_stop(io: &mut ClientIo, context: &WorkerContext, deadline: Instant) -> Option<Result<(), StreamError>> {
     let mut handshake = std::pin::pin!(io.handshake(deadline));
     let stop = std::pin::pin!(context.shutdown.wait());
@@ -398,9 +398,10 @@ impl Connection {
                                 started = Instant::now();
                             }
                         }
-                        ReadOutcome::End if self.io.is_read_shut() && phase != ReadPhase::Idle => {
-                            // The read side was shut with only part of this request in (see
-                            // `ClientIo::end_idle_receive`), so the rest cannot arrive any more.
+                        ReadOutcome::End if self.io.is_read_shut() && (phase != ReadPhase::Idle || self.io.has_partial_record()) => {
+                            // The read side was shut with only part of this request in, perhaps
+                            // part of its TLS record (see `ClientIo::end_idle_receive`), so the
+                            // rest cannot arrive any more.
                             let rejected = self.rejected_line(head.as_ref(), &self.input);
                             Box::pin(self.send_error(408, head.as_ref(), rejected, started)).await?;
                             return Ok(Close::Linger);
