@@ -529,6 +529,11 @@ fn final_link_target(path: &Path) -> Option<PathBuf> {
 fn normal_prefix(prefix: &str) -> Result<Vec<u8>, &'static str> {
     use crate::files::path::{PathError, normalize_request_path};
 
+    // In a request, `?` starts the query and `#` the fragment, so neither reaches the path.
+    if prefix.contains(['?', '#']) {
+        return Err("a '?' or '#' in a request ends its path (write them as %3F and %23)");
+    }
+
     let normalized = normalize_request_path(prefix).map_err(|err| match err {
         PathError::InvalidEscape => "a '%' is not followed by two hex digits (write a '%' itself as %25)",
         PathError::NulByte => "it contains a NUL byte",
@@ -1062,8 +1067,12 @@ impl Checker<'_> {
         }
 
         // The process's own streams, as in containers: a pipe there has its reader already.
-        if destination == "/dev/stdout" {
+        // `-` is Gunicorn's spelling of stdout.
+        if destination == "/dev/stdout" || destination == "-" {
             return Ok("stdout".to_owned());
+        }
+        if destination.eq_ignore_ascii_case("stderr") {
+            return Ok("/dev/stderr".to_owned());
         }
         if destination == "/dev/stderr" || destination.starts_with("/proc/self/fd/") {
             return Ok(destination.to_owned());
@@ -1323,6 +1332,9 @@ mod tests {
             ("/../x/", Some("climb above")),
             ("/a%2Fb/", Some("%2F")),
             ("/100%/", Some("write a '%' itself as %25")),
+            ("/a?b/", Some("%3F")),
+            ("/a#b/", Some("%23")),
+            ("/a%3Fb/", None),
         ];
         for (prefix, rejection) in cases {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[static]]\nprefix = {prefix:?}\ndir = \".\"\n");
@@ -1509,10 +1521,11 @@ mod tests {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nlog_level = {written:?}\n");
             assert_eq!(parse(&text).unwrap().server.log_level, used, "{written:?}");
         }
-        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"/dev/stdout\"\n";
-        assert_eq!(parse(text).unwrap().server.access_log, "stdout");
-        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = \"Off\"\n";
-        assert_eq!(parse(text).unwrap().server.access_log, "off");
+        let streams = [("/dev/stdout", "stdout"), ("-", "stdout"), ("Off", "off"), ("stderr", "/dev/stderr"), ("STDERR", "/dev/stderr")];
+        for (written, used) in streams {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = {written:?}\n");
+            assert_eq!(parse(&text).unwrap().server.access_log, used, "{written:?}");
+        }
     }
 
     #[test]

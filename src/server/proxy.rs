@@ -75,7 +75,7 @@ impl fmt::Display for ProxyError {
             ProxyError::Send(err) => write!(f, "sending the request to the upstream failed: {err}"),
             ProxyError::ReadTimedOut => write!(f, "the upstream response timed out"),
             ProxyError::Receive(err) => write!(f, "reading the upstream response failed: {err}"),
-            ProxyError::Response(err) => write!(f, "invalid upstream response: {}", err.reason()),
+            ProxyError::Response(err) => write!(f, "{err}"),
             ProxyError::UnexpectedUpgrade => write!(f, "the upstream sent 101 for a request without Upgrade"),
             ProxyError::Spool(err) => write!(f, "buffering the upstream response in a temporary file failed: {err}"),
         }
