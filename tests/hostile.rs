@@ -912,3 +912,37 @@ fn empty_receive_pool_falls_back() {
         }
     }
 }
+
+/// A page set in `[error_pages]` is also the body of the errors in a request itself, as with
+/// nginx's `error_page`. A status without one keeps the built-in page.
+#[test]
+fn error_pages_for_request_errors() {
+    let pages = common::TempDir::new("request-error-pages");
+    let bad_request = b"<html><body>that request was not understood</body></html>\n";
+    let too_long = b"<html><body>that address is too long</body></html>\n";
+    let ringfront = Config::new()
+        .http()
+        .error_page(400, pages.write("400.html", bad_request))
+        .error_page(414, pages.write("414.html", too_long))
+        .limit("max_uri_bytes", 64)
+        .start();
+    let port = ringfront.http_port();
+
+    let response = plain_request(port, b"GET /a b HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 400);
+    assert_eq!(response.body, bad_request);
+    assert_eq!(response.header("server"), Some("ringfront"));
+    assert_eq!(response.header("connection"), Some("close"));
+
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(100));
+    let response = plain_request(port, long_target.as_bytes());
+    assert_eq!(response.status, 414);
+    assert_eq!(response.body, too_long);
+
+    let response = plain_request(port, b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    assert_eq!(response.status, 400);
+    assert_eq!(response.body, bad_request, "a framing error is a 400 too");
+    let response = plain_request(port, b"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 505);
+    assert!(String::from_utf8_lossy(&response.body).contains("505"), "the built-in page");
+}

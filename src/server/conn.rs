@@ -874,12 +874,30 @@ impl Connection {
         http::rejected_request_line(unread, self.context.shared.config.limits.max_head_bytes)
     }
 
-    /// Sends an error response and closes. `request` is the parsed head if there is one, and
-    /// `rejected` the request line of a head rejected before it was parsed, for the log line.
+    /// Sends an error response, with the status's page from `[error_pages]` when one is set,
+    /// and closes. `request` is the parsed head if there is one, and `rejected` the request line
+    /// of a head rejected before it was parsed, for the log line.
     async fn send_error(&mut self, status: u16, request: Option<&RequestHead>, rejected: Option<http::RejectedRequestLine>, started: Instant) -> Result<(), StreamError> {
         let date = self.context.date();
         let mut out = Vec::with_capacity(256);
-        let body_start = http::error_response(status, true, &date, &mut out);
+        let page = self.context.shared.config.error_pages.iter().find(|(code, _)| *code == status);
+        let body_start = match page {
+            Some((_, body)) => {
+                let length = body.len().to_string();
+                let headers: [(&str, &[u8]); 5] = [
+                    ("Date", &date),
+                    ("Server", http::SERVER_NAME),
+                    ("Content-Type", b"text/html; charset=utf-8"),
+                    ("Content-Length", length.as_bytes()),
+                    ("Connection", b"close"),
+                ];
+                http::write_head(&mut out, status, &headers);
+                let body_start = out.len();
+                out.extend_from_slice(body);
+                body_start
+            }
+            None => http::error_response(status, true, &date, &mut out),
+        };
         self.io.queue(&out)?;
         self.io.flush().await?;
         let (method, target, version) = match (request, &rejected) {
