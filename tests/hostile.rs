@@ -946,3 +946,38 @@ fn error_pages_for_request_errors() {
     assert_eq!(response.status, 505);
     assert!(String::from_utf8_lossy(&response.body).contains("505"), "the built-in page");
 }
+
+/// A page set in `[error_pages]` replaces the static server's built-in body too, and a 405 keeps
+/// its Allow field. A HEAD request gets the page's length and no body.
+#[test]
+fn error_pages_for_static_errors() {
+    let site = Site::create();
+    let pages = common::TempDir::new("static-error-pages");
+    let not_found = b"<html><body>no such page here</body></html>\n";
+    let not_allowed = b"<html><body>only reading is allowed</body></html>\n";
+    let ringfront = Config::new()
+        .http()
+        .static_dir("/static/", site.static_dir())
+        .error_page(404, pages.write("404.html", not_found))
+        .error_page(405, pages.write("405.html", not_allowed))
+        .start();
+    let port = ringfront.http_port();
+
+    let response = plain_request(port, b"GET /static/missing.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 404);
+    assert_eq!(response.body, not_found);
+    assert_eq!(response.header("server"), Some("ringfront"));
+
+    let length = not_found.len().to_string();
+    let mut connection = Connection::plain(port);
+    connection.send(b"HEAD /static/missing.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let response = connection.read_head_response();
+    assert_eq!(response.status, 404);
+    assert_eq!(response.header("content-length"), Some(length.as_str()));
+    assert!(response.body.is_empty());
+
+    let response = plain_request(port, b"DELETE /static/style.css HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 405);
+    assert_eq!(response.body, not_allowed);
+    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+}

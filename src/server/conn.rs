@@ -823,6 +823,16 @@ impl Connection {
                 return self.send_reply(request, self.error_reply(500), keep_alive, started).await;
             }
         };
+        // A page from `[error_pages]` replaces the built-in body of the static server's own
+        // errors, and a 405 keeps its Allow field. 412 and 416 keep theirs: they have no body,
+        // and fields (validators, Content-Range) that a page would drop.
+        if matches!(response.status, 400 | 403 | 404 | 405 | 500) && self.context.shared.config.error_pages.iter().any(|(code, _)| *code == response.status) {
+            let mut reply = self.error_reply(response.status);
+            if let Some(allow) = response.header("allow") {
+                reply.headers.push(("Allow", allow.as_bytes().to_vec()));
+            }
+            return self.send_reply(request, reply, keep_alive, started).await;
+        }
 
         let date = self.context.date();
         let mut head = std::mem::take(&mut self.scratch);
