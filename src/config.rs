@@ -1071,10 +1071,10 @@ impl Checker<'_> {
         if destination == "/dev/stdout" || destination == "-" {
             return Ok("stdout".to_owned());
         }
-        if destination.eq_ignore_ascii_case("stderr") {
-            return Ok("/dev/stderr".to_owned());
+        if destination.eq_ignore_ascii_case("stderr") || destination == "/dev/stderr" {
+            return Ok("stderr".to_owned());
         }
-        if destination == "/dev/stderr" || destination.starts_with("/proc/self/fd/") {
+        if destination.starts_with("/proc/self/fd/") {
             return Ok(destination.to_owned());
         }
 
@@ -1521,7 +1521,7 @@ mod tests {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\nlog_level = {written:?}\n");
             assert_eq!(parse(&text).unwrap().server.log_level, used, "{written:?}");
         }
-        let streams = [("/dev/stdout", "stdout"), ("-", "stdout"), ("Off", "off"), ("stderr", "/dev/stderr"), ("STDERR", "/dev/stderr")];
+        let streams = [("/dev/stdout", "stdout"), ("-", "stdout"), ("Off", "off"), ("stderr", "stderr"), ("STDERR", "stderr"), ("/dev/stderr", "stderr")];
         for (written, used) in streams {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[server]\naccess_log = {written:?}\n");
             assert_eq!(parse(&text).unwrap().server.access_log, used, "{written:?}");

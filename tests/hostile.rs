@@ -945,6 +945,16 @@ fn error_pages_for_request_errors() {
     let response = plain_request(port, b"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n");
     assert_eq!(response.status, 505);
     assert!(String::from_utf8_lossy(&response.body).contains("505"), "the built-in page");
+
+    // RFC 9110 §9.3.2: the response to HEAD has GET's head and no body.
+    let mut connection = Connection::plain(port);
+    connection.send(b"HEAD / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    let response = connection.read_head_response();
+    let length = bad_request.len().to_string();
+    assert_eq!(response.status, 400);
+    assert_eq!(response.header("content-length"), Some(length.as_str()));
+    let end = connection.wait_for_end(Duration::from_secs(5));
+    assert!(end.received.is_empty(), "bytes after the head of a HEAD response: {:?}", String::from_utf8_lossy(&end.received));
 }
 
 /// A page set in `[error_pages]` replaces the static server's built-in body too, and a 405 keeps

@@ -497,3 +497,46 @@ fn grace_end_log_is_bounded() {
     assert!(output.contains("connections=20"), "{output}");
     drop(stalled);
 }
+
+/// `access_log = "stderr"` writes to the process's own stderr also when that is a socket, as
+/// under systemd's journal, where the path /dev/stderr cannot be opened.
+#[test]
+fn stderr_access_log_on_a_socket() {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::OwnedFd;
+
+    let dir = TempDir::new("stderr-access-log");
+    let port = common::process::free_port();
+    let config = dir.write(
+        "ringfront.toml",
+        format!("[server]\nworkers = 1\naccess_log = \"stderr\"\nlog_level = \"warn\"\n[http]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+    );
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    let mut child = std::process::Command::new(common::ringfront::binary_path())
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(OwnedFd::from(writer))
+        .spawn()
+        .expect("ringfront started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let response = loop {
+        if let Ok(mut connection) = Connection::try_connect(port, None) {
+            connection.send(b"GET /nothing-here HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            break connection.read_response();
+        }
+        assert!(child.try_wait().expect("a status").is_none(), "ringfront exited at start");
+        assert!(Instant::now() < deadline, "ringfront did not listen within 10 s");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(response.status, 404);
+
+    assert!(common::process::send_signal(i64::from(child.id()), "TERM"), "SIGTERM not sent");
+    let status = common::process::wait_with_timeout(&mut child, Duration::from_secs(10)).expect("an exit");
+    assert!(status.success(), "exit status {status}");
+    reader.set_read_timeout(Some(Duration::from_secs(5))).expect("a read timeout");
+    let lines: Vec<String> = BufReader::new(reader).lines().map_while(Result::ok).collect();
+    assert!(lines.iter().any(|line| line.contains("\"GET /nothing-here HTTP/1.1\" 404")), "{lines:?}");
+    // The keyword names the stream, not a file to create in the working directory.
+    assert!(!std::path::Path::new("stderr").exists(), "a file named stderr was created");
+}

@@ -51,6 +51,10 @@ impl AccessLog {
         let file = match destination {
             "off" => None,
             "stdout" => Some(File::from(io::stdout().as_fd().try_clone_to_owned()?)),
+            // The descriptor itself, not the path /dev/stderr. That path cannot be opened when
+            // stderr is a socket (the systemd journal). And a file opened by it has its own
+            // offset, so log lines and the diagnostics on stderr would overwrite each other.
+            "stderr" => Some(File::from(io::stderr().as_fd().try_clone_to_owned()?)),
             path => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
         };
         Ok(AccessLog { file, buffer: Vec::new() })

@@ -908,13 +908,17 @@ impl Connection {
             }
             None => http::error_response(status, true, &date, &mut out),
         };
-        self.io.queue(&out)?;
-        self.io.flush().await?;
         let (method, target, version) = match (request, &rejected) {
             (Some(request), _) => (request.method.as_str(), request.target.as_str(), request.version),
             (None, Some(line)) => (line.method.as_str(), line.target.as_str(), line.version),
             (None, None) => ("-", "-", Version::Http11),
         };
+        // RFC 9110 §9.3.2: the response to HEAD has the head that GET would get and no body.
+        if method == "HEAD" {
+            out.truncate(body_start);
+        }
+        self.io.queue(&out)?;
+        self.io.flush().await?;
         let mut log = self.context.access_log.borrow_mut();
         log.record(&Entry {
             client: self.peer.ip(),

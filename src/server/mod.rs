@@ -147,7 +147,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         Some(https) => Some(tls::server_config(&https.certificate, &https.private_key).map_err(ServerError::Tls)?),
         None => None,
     };
-    if config.server.access_log != "stdout" && config.server.access_log != "off" {
+    if !matches!(config.server.access_log.as_str(), "stdout" | "stderr" | "off") {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
