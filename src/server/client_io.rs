@@ -792,6 +792,31 @@ mod tests {
         });
     }
 
+    /// Connects a client with a 4 KiB receive buffer, so that most of a large response waits in
+    /// the server's send buffer.
+    fn small_window_client(address: std::net::SocketAddr) -> socket2::Socket {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+        socket.set_recv_buffer_size(4096).expect("a receive buffer size");
+        socket.connect(&address.into()).expect("a connection");
+        socket
+    }
+
+    /// Accepts a client on `listener` and takes its first request through `end_idle_receive`, as
+    /// for a request that raced an idle connection's close, so the returned connection's read
+    /// side is shut. `release` tells the client to send the request once the receive waits.
+    async fn rescue_first_request(listener: &TcpListener, release: &std::sync::mpsc::Sender<()>) -> ClientIo {
+        let (accepted, _) = listener.accept().await.expect("an accepted connection");
+        // Room for a whole response, so that the flush does not wait for the client.
+        socket2::SockRef::from(&accepted).set_send_buffer_size(1 << 20).expect("a send buffer size");
+        let mut io = ClientIo::new(accepted, None, Duration::from_secs(5), Rc::new(SpareBuffers::default()));
+        let mut receive = io.start_idle_receive();
+        assert!(io.wait_for(&mut receive, Instant::now() + Duration::from_millis(20)).await.is_none(), "no request yet");
+        release.send(()).expect("the client waits");
+        crate::rt::sleep(Duration::from_millis(50)).await;
+        assert!(io.end_idle_receive(&mut receive).await.is_some(), "the request was taken");
+        io
+    }
+
     /// A connection whose read side is shut sends its FIN only once the client has acknowledged
     /// the whole response. Linux resets such a socket as soon as the client sends anything after
     /// the FIN, and the reset discards what the socket had not sent yet.
@@ -806,11 +831,7 @@ mod tests {
             let address = listener.local_addr().expect("a bound address");
             let (release, released) = std::sync::mpsc::channel::<()>();
             let client = std::thread::spawn(move || {
-                // A small receive buffer, so that most of the response waits in the server's.
-                let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-                socket.set_recv_buffer_size(4096).expect("a receive buffer size");
-                socket.connect(&address.into()).expect("a connection");
-                let mut socket = std::net::TcpStream::from(socket);
+                let mut socket = std::net::TcpStream::from(small_window_client(address));
                 socket.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
                 let _ = released.recv_timeout(Duration::from_secs(10));
                 socket.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("a request sent");
@@ -826,17 +847,7 @@ mod tests {
                 received
             });
 
-            let (accepted, _) = listener.accept().await.expect("an accepted connection");
-            // Room for the whole response, so that the flush does not wait for the client.
-            socket2::SockRef::from(&accepted).set_send_buffer_size(1 << 20).expect("a send buffer size");
-            let mut io = ClientIo::new(accepted, None, Duration::from_secs(5), Rc::new(SpareBuffers::default()));
-            let mut receive = io.start_idle_receive();
-            assert!(io.wait_for(&mut receive, Instant::now() + Duration::from_millis(20)).await.is_none(), "no request yet");
-            release.send(()).expect("the client waits");
-            crate::rt::sleep(Duration::from_millis(50)).await;
-            assert!(io.end_idle_receive(&mut receive).await.is_some(), "the request was taken");
-            drop(receive);
-
+            let mut io = rescue_first_request(&listener, &release).await;
             io.queue(&vec![b'x'; RESPONSE_BYTES]).expect("queued");
             io.close(true).await;
             assert_eq!(client.join().expect("the client thread"), RESPONSE_BYTES);
@@ -855,9 +866,7 @@ mod tests {
             let address = listener.local_addr().expect("a bound address");
             let (release, released) = std::sync::mpsc::channel::<()>();
             let client = std::thread::spawn(move || {
-                let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-                socket.set_recv_buffer_size(4096).expect("a receive buffer size");
-                socket.connect(&address.into()).expect("a connection");
+                let socket = small_window_client(address);
                 let _ = released.recv_timeout(Duration::from_secs(10));
                 (&socket).write_all(b"GET / HTTP/1.1\r\n\r\n").expect("a request sent");
                 std::thread::sleep(Duration::from_millis(300));
@@ -865,16 +874,7 @@ mod tests {
                 socket.set_linger(Some(Duration::ZERO)).expect("a zero linger time");
             });
 
-            let (accepted, _) = listener.accept().await.expect("an accepted connection");
-            socket2::SockRef::from(&accepted).set_send_buffer_size(1 << 20).expect("a send buffer size");
-            let mut io = ClientIo::new(accepted, None, Duration::from_secs(5), Rc::new(SpareBuffers::default()));
-            let mut receive = io.start_idle_receive();
-            assert!(io.wait_for(&mut receive, Instant::now() + Duration::from_millis(20)).await.is_none(), "no request yet");
-            release.send(()).expect("the client waits");
-            crate::rt::sleep(Duration::from_millis(50)).await;
-            assert!(io.end_idle_receive(&mut receive).await.is_some(), "the request was taken");
-            drop(receive);
-
+            let mut io = rescue_first_request(&listener, &release).await;
             io.queue(&vec![b'x'; 300_000]).expect("queued");
             let started = Instant::now();
             io.close(true).await;
