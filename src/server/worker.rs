@@ -59,6 +59,9 @@ pub struct WorkerContext {
     pub connections: RefCell<slab::Slab<ConnectionInfo>>,
     /// Output buffers of idle connections, lent to busy ones.
     pub spare_buffers: Rc<SpareBuffers>,
+    /// Started when the last connection closes during shutdown, so that the drain ends then
+    /// instead of at its next look at the table.
+    pub drained: Shutdown,
 }
 
 /// Worker-side record of one open connection.
@@ -120,6 +123,7 @@ pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigg
             upstreams: shared.config.upstream.clone().map(Upstreams::new),
             connections: RefCell::new(slab::Slab::new()),
             spare_buffers: Rc::default(),
+            drained: Shutdown::default(),
         });
         tracing::debug!(worker = id, driver = rt::driver_name(), "worker started");
 
@@ -144,9 +148,10 @@ pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigg
 
 /// Waits until every connection closed or the grace period is over.
 async fn drain(context: &WorkerContext) {
-    let deadline = Instant::now() + context.shared.config.server.shutdown_grace;
-    while !context.connections.borrow().is_empty() && Instant::now() < deadline {
-        rt::sleep(Duration::from_millis(20)).await;
+    let grace = context.shared.config.server.shutdown_grace;
+    if !context.connections.borrow().is_empty() {
+        // The last connection to close starts `drained`.
+        let _ = rt::timeout(grace, context.drained.wait()).await;
     }
     let connections = context.connections.borrow();
     for (_, connection) in connections.iter().take(GRACE_LINES_PER_WORKER) {
@@ -290,6 +295,9 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         if let Ok(mut connections) = self.context.connections.try_borrow_mut() {
             connections.try_remove(self.key);
+            if connections.is_empty() && self.context.shutdown.is_started() {
+                self.context.drained.start();
+            }
         }
     }
 }
