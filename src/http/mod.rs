@@ -35,7 +35,7 @@ pub use head_buffers::MAX_RECYCLED_HEAD_BYTES;
 pub use limits::Limits;
 pub use parse::{RejectedRequestLine, parse_request_head, rejected_request_line};
 pub use request::{BodyFraming, Header, RequestHead, Version};
-pub use response::{DateCache, SERVER_NAME, connection_field, error_response, reason_phrase, status_has_no_body, write_head};
+pub use response::{DateCache, SERVER_NAME, connection_field, error_response, error_response_with_body, reason_phrase, status_has_no_body, write_head};
 pub use upstream::{
     Forwarded, ResponseDecoder, ResponseEvent, ResponseFraming, ResponseHead, ResponseLimits,
     UpstreamError, write_client_response_head, write_client_response_head_chunked, write_client_switching_head,

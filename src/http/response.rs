@@ -206,11 +206,11 @@ pub const SERVER_NAME: &[u8] = b"ringfront";
 /// Content-Length, and the offset is then the end of `out`.
 pub fn error_response(status: u16, close: bool, date: &[u8], out: &mut Vec<u8>) -> usize {
     let reason = reason_phrase(status);
-    let mut headers: Vec<(&str, &[u8])> = vec![("Date", date), ("Server", SERVER_NAME)];
-    if close {
-        headers.push(("Connection", b"close"));
-    }
     if status_has_no_body(status) {
+        let mut headers: Vec<(&str, &[u8])> = vec![("Date", date), ("Server", SERVER_NAME)];
+        if close {
+            headers.push(("Connection", b"close"));
+        }
         write_head(out, status, &headers);
         return out.len();
     }
@@ -221,14 +221,24 @@ pub fn error_response(status: u16, close: bool, date: &[u8], out: &mut Vec<u8>) 
     body.extend_from_slice(b"</title></head><body><h1>");
     push_status_and_reason(&mut body, status, reason);
     body.extend_from_slice(b"</h1></body></html>\n");
+    error_response_with_body(status, close, date, &body, out)
+}
 
-    let mut length = Vec::with_capacity(4);
+/// Writes a complete error response as [`error_response`] does, with `body`, an HTML page such
+/// as one from `[error_pages]`, in place of the built-in one. Returns the offset in `out` where
+/// the body starts.
+pub fn error_response_with_body(status: u16, close: bool, date: &[u8], body: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut length = Vec::with_capacity(8);
     push_decimal(&mut length, body.len() as u64);
+    let mut headers: Vec<(&str, &[u8])> = vec![("Date", date), ("Server", SERVER_NAME)];
+    if close {
+        headers.push(("Connection", b"close"));
+    }
     headers.push(("Content-Type", b"text/html; charset=utf-8"));
     headers.push(("Content-Length", &length));
     write_head(out, status, &headers);
     let body_start = out.len();
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     body_start
 }
 
@@ -374,6 +384,20 @@ mod tests {
         let mut cache = DateCache::new();
         let far = UNIX_EPOCH + Duration::from_secs(MAX_DATE_SECOND + 1_000_000);
         assert_eq!(cache.header_value(far), b"Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[test]
+    fn error_response_with_page_body() {
+        let mut out = Vec::new();
+        let page = b"<p>try again later</p>\n";
+        let body_start = error_response_with_body(503, true, b"date", page, &mut out);
+        let (head, body) = out.split_at(body_start);
+        let head = String::from_utf8_lossy(head);
+        assert_eq!(body, page);
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+        assert!(head.contains("\r\nServer: ringfront\r\n"), "{head}");
+        assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", page.len())), "{head}");
     }
 
     #[test]

@@ -89,6 +89,19 @@ async fn handshake_until_stop(io: &mut ClientIo, context: &WorkerContext, deadli
     }
 }
 
+/// Ends an idle wait's receive with [`ClientIo::end_idle_receive`]. Debug builds first pause for
+/// `RINGFRONT_TEST_IDLE_END_DELAY_MS` when it is set, so that tests can send a request into the
+/// receive that is about to end.
+async fn end_idle_receive(context: &WorkerContext, io: &mut ClientIo, receive: &mut rt::OwnedReceive) -> Option<rt::Received> {
+    #[cfg(debug_assertions)]
+    if let Some(delay) = context.shared.test_idle_end_delay {
+        Box::pin(rt::sleep(delay)).await;
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = context;
+    io.end_idle_receive(receive).await
+}
+
 /// How long a keep-alive connection waits for its next request in the request loop before it
 /// parks: it gives up the request loop's future (3 KiB, see `connection_futures_stay_small`)
 /// and its request decoder, and waits in the small future of [`serve`], with its socket, TLS
@@ -143,11 +156,7 @@ impl Parked {
                 futures_util::future::Either::Left((None, _)) | futures_util::future::Either::Right(_) => {}
             }
         }
-        #[cfg(debug_assertions)]
-        if let Some(delay) = self.context.shared.test_idle_end_delay {
-            Box::pin(rt::sleep(delay)).await;
-        }
-        self.io.end_idle_receive(&mut idle.receive).await
+        end_idle_receive(&self.context, &mut self.io, &mut idle.receive).await
     }
 }
 
@@ -509,11 +518,7 @@ impl Connection {
             self.parking = Some(IdleWait { receive, deadline });
             return Err(ReadOutcome::Park);
         };
-        #[cfg(debug_assertions)]
-        if let Some(delay) = self.context.shared.test_idle_end_delay {
-            Box::pin(rt::sleep(delay)).await;
-        }
-        match self.io.end_idle_receive(&mut receive).await {
+        match end_idle_receive(&self.context, &mut self.io, &mut receive).await {
             Some(received) => {
                 self.handle.idle_since.set(None);
                 Ok(received)
@@ -769,12 +774,16 @@ impl Connection {
 
     /// Builds the response for an error status: the configured error page, or a short built-in one.
     fn error_reply(&self, status: u16) -> Reply {
-        let page = self.context.shared.config.error_pages.iter().find(|(code, _)| *code == status);
         Reply {
             status,
             headers: vec![("Content-Type", b"text/html; charset=utf-8".to_vec())],
-            body: page.map_or_else(|| html_body(status), |(_, body)| body.clone()),
+            body: self.error_page(status).map_or_else(|| html_body(status), <[u8]>::to_vec),
         }
+    }
+
+    /// Returns the page `[error_pages]` sets for `status`, if any.
+    fn error_page(&self, status: u16) -> Option<&[u8]> {
+        self.context.shared.config.error_pages.iter().find(|(code, _)| *code == status).map(|(_, page)| page.as_slice())
     }
 
     async fn send_reply(&mut self, request: &RequestHead, reply: Reply, keep_alive: bool, started: Instant) -> Result<bool, StreamError> {
@@ -826,7 +835,7 @@ impl Connection {
         // A page from `[error_pages]` replaces the built-in body of the static server's own
         // errors, and a 405 keeps its Allow field. 412 and 416 keep theirs: they have no body,
         // and fields (validators, Content-Range) that a page would drop.
-        if matches!(response.status, 400 | 403 | 404 | 405 | 500) && self.context.shared.config.error_pages.iter().any(|(code, _)| *code == response.status) {
+        if matches!(response.status, 400 | 403 | 404 | 405 | 500) && self.error_page(response.status).is_some() {
             let mut reply = self.error_reply(response.status);
             if let Some(allow) = response.header("allow") {
                 reply.headers.push(("Allow", allow.as_bytes().to_vec()));
@@ -890,22 +899,8 @@ impl Connection {
     async fn send_error(&mut self, status: u16, request: Option<&RequestHead>, rejected: Option<http::RejectedRequestLine>, started: Instant) -> Result<(), StreamError> {
         let date = self.context.date();
         let mut out = Vec::with_capacity(256);
-        let page = self.context.shared.config.error_pages.iter().find(|(code, _)| *code == status);
-        let body_start = match page {
-            Some((_, body)) => {
-                let length = body.len().to_string();
-                let headers: [(&str, &[u8]); 5] = [
-                    ("Date", &date),
-                    ("Server", http::SERVER_NAME),
-                    ("Content-Type", b"text/html; charset=utf-8"),
-                    ("Content-Length", length.as_bytes()),
-                    ("Connection", b"close"),
-                ];
-                http::write_head(&mut out, status, &headers);
-                let body_start = out.len();
-                out.extend_from_slice(body);
-                body_start
-            }
+        let body_start = match self.error_page(status) {
+            Some(page) => http::error_response_with_body(status, true, &date, page, &mut out),
             None => http::error_response(status, true, &date, &mut out),
         };
         let (method, target, version) = match (request, &rejected) {
