@@ -537,8 +537,8 @@ fn normal_prefix(prefix: &str) -> Result<Vec<u8>, &'static str> {
     let normalized = normalize_request_path(prefix).map_err(|err| match err {
         PathError::InvalidEscape => "a '%' is not followed by two hex digits (write a '%' itself as %25)",
         PathError::NulByte => "it contains a NUL byte",
-        PathError::Backslash => "it contains a backslash, which request paths may not",
-        PathError::EncodedSlash => "it contains %2F, which request paths may not",
+        PathError::Backslash => "it contains a backslash, which a request path cannot contain",
+        PathError::EncodedSlash => "it contains %2F, which a request path cannot contain",
         PathError::AboveRoot => "its '..' segments climb above '/'",
         PathError::Dotfile => "it has a segment starting with '.'",
     })?;

@@ -164,8 +164,8 @@ const IDLE_END_DELAY_MS: &str = "600";
 /// time, and within the delay that follows it.
 const INTO_IDLE_END: Duration = Duration::from_millis(2300);
 
-/// ringfront with one worker, plain and TLS listeners serving `site`, a 2 s keep-alive time and
-/// [`IDLE_END_DELAY_MS`].
+/// Starts ringfront with one worker, plain and TLS listeners serving `site`, a 2 s keep-alive
+/// time and [`IDLE_END_DELAY_MS`].
 fn start_idle_end_delay(site: &Site, cert: &TestCert) -> Ringfront {
     Config::new()
         .workers(1)
@@ -227,7 +227,7 @@ fn partial_request_at_idle_end_gets_408() {
     assert_eq!(response.header("connection"), Some("close"));
 }
 
-/// An upgrade request that arrives as the idle time runs out is refused with a 503: the relay
+/// An upgrade request that arrives as the idle time runs out is rejected with a 503: the relay
 /// could not read from the client once the read side is shut.
 #[test]
 fn upgrade_at_idle_end_gets_503() {

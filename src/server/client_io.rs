@@ -33,7 +33,7 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes a closing connection reads and discards at most.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// How often [`ClientIo::close`] looks whether the client has acknowledged the whole response,
+/// How often [`ClientIo::close`] checks whether the client has acknowledged the whole response,
 /// on the rare connection whose read side is shut. No completion reports that moment.
 const ACKNOWLEDGE_POLL: Duration = Duration::from_millis(5);
 
@@ -251,13 +251,13 @@ impl ClientIo {
     /// socket: dropping the receive would then lose the request without a word to the client.
     /// So the socket's read side is shut first, which ends the receive at once with the bytes
     /// already there. `None` when there were none: the connection is then closed, and a request
-    /// that arrives after the shut gets a reset, which tells the client that it was not read
-    /// (RFC 9112 §9.3.1 on retrying it).
+    /// that arrives after the shut gets a reset, the sign that it was not read (RFC 9112 §9.3.1
+    /// on retrying it).
     ///
     /// A request returned here is served with `Connection: close` (see
     /// [`ClientIo::is_read_shut`]). Later reads get only what is already in the socket, then end
-    /// of stream, so a request whose rest is still on its way cannot be completed, and the
-    /// close waits for the response to be acknowledged instead of lingering (see
+    /// of stream, so a request whose rest is still on its way cannot be completed. The close
+    /// then waits for the response to be acknowledged instead of lingering (see
     /// [`ClientIo::close`]).
     pub async fn end_idle_receive(&mut self, receive: &mut rt::OwnedReceive) -> Option<rt::Received> {
         if let Err(err) = rt::shut_read(&self.stream) {
@@ -267,7 +267,11 @@ impl ClientIo {
         self.read_shut = true;
         match self.timer.until(Instant::now() + SHUT_RECEIVE_WAIT, receive).await {
             Some(Ok(received)) if !received.as_slice().is_empty() => Some(received),
-            Some(_) => None,
+            Some(Ok(_)) => None,
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "the receive of an idle connection failed at its end");
+                None
+            }
             None => {
                 tracing::warn!("an idle receive did not end after its socket's read side was shut");
                 None
@@ -275,7 +279,7 @@ impl ClientIo {
         }
     }
 
-    /// Whether [`ClientIo::end_idle_receive`] shut the socket's read side, so that the
+    /// Returns whether [`ClientIo::end_idle_receive`] shut the socket's read side, so that the
     /// connection must close after the response it is writing.
     pub fn is_read_shut(&self) -> bool {
         self.read_shut
@@ -530,8 +534,8 @@ impl ClientIo {
     /// lingering close cannot prevent that, as its reads get end of stream at once. So the FIN
     /// waits until nothing of the response is left to lose.
     async fn wait_until_acknowledged(&self) {
-        let deadline = std::time::Instant::now() + LINGER_TIME;
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + LINGER_TIME;
+        while Instant::now() < deadline {
             // A reset socket keeps its count of unacknowledged bytes, which nothing will clear
             // any more, so the reset ends the wait.
             let reset = socket2::SockRef::from(&self.stream).take_error().map_or(true, |error| error.is_some());
@@ -803,7 +807,8 @@ mod tests {
 
     /// Accepts a client on `listener` and takes its first request through `end_idle_receive`, as
     /// for a request that raced an idle connection's close, so the returned connection's read
-    /// side is shut. `release` tells the client to send the request once the receive waits.
+    /// side is shut. A message on `release` lets the client send the request once the receive
+    /// waits.
     async fn rescue_first_request(listener: &TcpListener, release: &std::sync::mpsc::Sender<()>) -> ClientIo {
         let (accepted, _) = listener.accept().await.expect("an accepted connection");
         // Room for a whole response, so that the flush does not wait for the client.
