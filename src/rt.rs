@@ -399,7 +399,7 @@ const SPLICE_CHUNK: usize = 256 * 1024;
 
 /// Sends `len` bytes of `file` from `offset` to `socket` with splice(2) through a pipe, so the
 /// bytes go from the page cache to the socket without a copy through user space. `timeout`
-/// bounds each step, like a send timeout.
+/// bounds each step, like a send timeout. Adds the bytes the socket took to `sent`.
 ///
 /// # Errors
 /// `UnexpectedEof` when the file is shorter than `offset + len` (it shrank since its stat),
@@ -410,6 +410,7 @@ pub async fn splice_file_to_socket(
     len: u64,
     socket: &TcpStream,
     timeout: Duration,
+    sent: &mut u64,
 ) -> io::Result<()> {
     let (receiver, sender) = compio::fs::pipe::anonymous().await?;
     set_pipe_capacity(&sender, SPLICE_CHUNK);
@@ -437,6 +438,7 @@ pub async fn splice_file_to_socket(
                 return Err(io::Error::from(io::ErrorKind::WriteZero));
             }
             drained += moved;
+            *sent += moved as u64;
         }
         position += filled as u64;
     }

@@ -292,6 +292,95 @@ fn access_log_error_counts_body() {
     assert!(contents.contains(&bad_length_line), "no line with {bad_length_line:?}: {contents}");
 }
 
+/// A large body is logged once it is sent, with the body bytes that went out, as nginx's
+/// `$body_bytes_sent`. A client that resets part-way through shows with fewer bytes than the
+/// body: for a file served from the cache, a file streamed from disk, and an upstream response
+/// spilled to a temporary file, over plain TCP and TLS. The cached file's line used to be
+/// missing, and the other two logged their whole length.
+#[test]
+fn access_log_counts_bytes_sent() {
+    const CACHED_BYTES: usize = 24 << 20;
+    const STREAMED_BYTES: usize = 40 << 20;
+    const UPSTREAM_BYTES: usize = 24 << 20;
+    let cert = TestCert::generate(&["localhost"]);
+    let dir = TempDir::new("bytes-sent");
+    let log = dir.join("access.log");
+    let pattern = |len: usize| (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+    dir.write("files/cached.bin", pattern(CACHED_BYTES));
+    dir.write("files/streamed.bin", pattern(STREAMED_BYTES));
+    let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
+    let ringfront = Config::new()
+        .https(&cert)
+        .http()
+        .workers(1)
+        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
+        .static_dir("/files/", dir.join("files"))
+        .static_cache("max_file_bytes", &(32u64 << 20).to_string())
+        .upstream(&gunicorn)
+        .start();
+
+    // Each target names its transport, so that each download has its own log line.
+    let mut downloads = Vec::new();
+    for (transport, port, tls) in [("plain", ringfront.http_port(), None), ("tls", ringfront.https_port(), Some(cert.client_config()))] {
+        for (target, size) in [
+            (format!("/files/cached.bin?{transport}"), CACHED_BYTES),
+            (format!("/files/streamed.bin?{transport}"), STREAMED_BYTES),
+            (format!("/big?bytes={UPSTREAM_BYTES}&{transport}"), UPSTREAM_BYTES),
+        ] {
+            abandon_download(port, tls.clone(), &target);
+            downloads.push((target, size));
+        }
+    }
+    for (target, _) in &downloads {
+        wait_for_file_containing(&log, &format!("\"GET {target} HTTP/1.1\""));
+    }
+
+    let contents = std::fs::read_to_string(&log).unwrap();
+    for (target, size) in &downloads {
+        let request = format!("\"GET {target} HTTP/1.1\" ");
+        let line = contents.lines().find(|line| line.contains(&request)).unwrap_or_else(|| panic!("no line for {target}: {contents}"));
+        let after = &line[line.find(&request).unwrap_or_default() + request.len()..];
+        let mut fields = after.split(' ');
+        assert_eq!(fields.next(), Some("200"), "status in {line:?}");
+        let sent: usize = fields.next().and_then(|field| field.parse().ok()).unwrap_or_else(|| panic!("no byte count in {line:?}"));
+        assert!(sent < *size, "{target}: logged {sent} bytes of {size} that the client did not take: {line:?}");
+    }
+}
+
+/// Requests `target` over a connection with a 4 KiB receive buffer, over TLS when `tls` is
+/// set, reads the response head, and closes with the body unread. The kernel then resets the
+/// connection while the server is still sending.
+fn abandon_download(port: u16, tls: Option<std::sync::Arc<rustls::ClientConfig>>, target: &str) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()).unwrap();
+    let stream = std::net::TcpStream::from(socket);
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    match tls {
+        None => read_download_head(stream, target),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let session = rustls::ClientConnection::new(config, name).unwrap();
+            read_download_head(rustls::StreamOwned::new(session, stream), target);
+        }
+    }
+}
+
+/// Sends a GET for `target` on `stream`, reads the response head, waits for the server to fill
+/// the socket buffers, and drops the stream.
+fn read_download_head(mut stream: impl std::io::Read + std::io::Write, target: &str) {
+    stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = stream.read(&mut byte).unwrap();
+        assert_eq!(read, 1, "{target}: connection ended inside the response head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200 "), "{target}: {}", String::from_utf8_lossy(&head));
+    thread::sleep(Duration::from_millis(300));
+}
+
 /// Starts one worker with a plain listener that writes its access log to `log`.
 fn start_logging_to(log: &std::path::Path, cert: &TestCert) -> Ringfront {
     Config::new()

@@ -420,41 +420,45 @@ impl ClientIo {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let mut out = send_all(&mut self.stream, &mut self.timer, out, self.send_timeout).await?;
+        let mut out = send_all(&mut self.stream, &mut self.timer, out, self.send_timeout, &mut 0).await?;
         out.clear();
         self.out = out;
         Ok(())
     }
 
     /// Sends the queued head followed by `body`. On a plain connection the body goes to the kernel
-    /// from the shared buffer without a copy; on TLS it is encrypted in bounded steps.
+    /// from the shared buffer without a copy; on TLS it is encrypted in bounded steps. Adds the
+    /// body bytes sent to `sent` as it goes, so after a failure `sent` is what the access log
+    /// reports. On TLS a step counts once all its records are sent.
     ///
     /// # Errors
     /// As [`ClientIo::flush`].
-    pub async fn send_with_body(&mut self, body: SharedBytes) -> Result<(), StreamError> {
+    pub async fn send_with_body(&mut self, body: SharedBytes, sent: &mut u64) -> Result<(), StreamError> {
         if self.tls.is_some() {
             for piece in body.as_slice().chunks(TLS_WRITE_CHUNK) {
                 self.queue(piece)?;
                 self.flush().await?;
+                *sent += piece.len() as u64;
             }
-            return self.flush().await;
+            return Ok(());
         }
 
         self.flush().await?;
-        send_all(&mut self.stream, &mut self.timer, body, self.send_timeout).await?;
+        send_all(&mut self.stream, &mut self.timer, body, self.send_timeout, sent).await?;
         Ok(())
     }
 
     /// Sends part of a file: by splice on a plain connection (no copy through user space), by
-    /// positional reads and encryption on TLS. Flushes what was queued first.
+    /// positional reads and encryption on TLS. Flushes what was queued first. Adds the file
+    /// bytes sent to `sent` as it goes, as [`ClientIo::send_with_body`] does.
     ///
     /// # Errors
     /// `Io` with `UnexpectedEof` when the file shrank, `TimedOut`, or a socket error.
-    pub async fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> Result<(), StreamError> {
+    pub async fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64, sent: &mut u64) -> Result<(), StreamError> {
         self.flush().await?;
         let runtime_file = rt::runtime_file(file.try_clone()?);
         if self.tls.is_none() {
-            return match rt::splice_file_to_socket(&runtime_file, offset, len, &self.stream, self.send_timeout).await {
+            return match rt::splice_file_to_socket(&runtime_file, offset, len, &self.stream, self.send_timeout, sent).await {
                 Ok(()) => Ok(()),
                 Err(err) if err.kind() == io::ErrorKind::TimedOut => Err(StreamError::TimedOut),
                 Err(err) => Err(StreamError::Io(err)),
@@ -477,6 +481,7 @@ impl ClientIo {
             position += buffer.len() as u64;
             self.queue(&buffer)?;
             self.flush().await?;
+            *sent += buffer.len() as u64;
         }
         Ok(())
     }
@@ -592,11 +597,11 @@ async fn receive_until(stream: &mut TcpStream, timer: &mut rt::Timer, buffer: &m
     Ok(received.ok_or(StreamError::TimedOut)??)
 }
 
-/// Writes all of `buffer` and hands it back. The timeout applies to each write, so a client
-/// that reads slowly but steadily is served, and one that stops reading is cut off after
-/// `timeout` without progress (nginx's `send_timeout` works the same way). On failure the buffer
-/// is dropped, because the connection is finished.
-async fn send_all<B: IoBuf>(stream: &mut TcpStream, timer: &mut rt::Timer, buffer: B, timeout: Duration) -> Result<B, StreamError> {
+/// Writes all of `buffer` and hands it back, adding each write's bytes to `sent_total`. The
+/// timeout applies to each write, so a client that reads slowly but steadily is served, and one
+/// that stops reading is cut off after `timeout` without progress (nginx's `send_timeout` works
+/// the same way). On failure the buffer is dropped, because the connection is finished.
+async fn send_all<B: IoBuf>(stream: &mut TcpStream, timer: &mut rt::Timer, buffer: B, timeout: Duration, sent_total: &mut u64) -> Result<B, StreamError> {
     let total = buffer.buf_len();
     let mut sent = 0usize;
     let mut buffer = buffer.slice(..);
@@ -608,6 +613,7 @@ async fn send_all<B: IoBuf>(stream: &mut TcpStream, timer: &mut rt::Timer, buffe
             Ok(0) => return Err(StreamError::Io(io::Error::from(io::ErrorKind::WriteZero))),
             Ok(written) => {
                 sent += written;
+                *sent_total += written as u64;
                 buffer = returned.into_inner().slice(sent..);
             }
             Err(err) => return Err(StreamError::Io(err)),

@@ -661,16 +661,21 @@ impl Connection {
         };
         let mut out = Vec::with_capacity(512);
         http::write_client_response_head(&head, body_length, keep_alive, &date, &mut out);
-        let body_bytes = if request.is_head() { 0 } else { body.len() };
-        self.log(request, head.status, body_bytes, &date, started);
         if request.is_head() || body.is_empty() {
+            self.log(request, head.status, 0, &date, started);
             self.io.queue(&out)?;
         } else if !body.is_spilled() && body.memory.len() <= FLUSH_THRESHOLD {
             // A small body goes out with the head, in one TLS record where it fits.
+            self.log(request, head.status, body.len(), &date, started);
             self.io.queue_head_and_body(&out, &body.memory)?;
         } else {
+            // A large body is logged once sent, with the bytes that went out, so a client that
+            // leaves part-way shows in the log with what it got, as in nginx.
             self.io.queue(&out)?;
-            body.send_to_client(&mut self.io).await?;
+            let mut sent = 0;
+            let result = body.send_to_client(&mut self.io, &mut sent).await;
+            self.log(request, head.status, sent, &date, started);
+            result?;
         }
         Ok(keep_alive)
     }
@@ -864,15 +869,19 @@ impl Connection {
         if !request.is_head() && small_body.is_none() {
             match response.body {
                 FileBody::Empty | FileBody::Static(_) => {}
+                // A large body is logged once sent, with the bytes that went out, as in nginx.
                 FileBody::Memory { bytes, range } => {
-                    sent = range.len() as u64;
                     if let Some(shared) = SharedBytes::new(bytes, range) {
-                        Box::pin(self.io.send_with_body(shared)).await?;
+                        let result = Box::pin(self.io.send_with_body(shared, &mut sent)).await;
+                        self.log(request, response.status, sent, &date, started);
+                        result?;
+                        return Ok(keep_alive);
                     }
                 }
                 FileBody::File { file, offset, len } => {
-                    self.log(request, response.status, len, &date, started);
-                    if Box::pin(self.io.send_file(&file, offset, len)).await.is_err() {
+                    let result = Box::pin(self.io.send_file(&file, offset, len, &mut sent)).await;
+                    self.log(request, response.status, sent, &date, started);
+                    if result.is_err() {
                         // The head promised `len` bytes: a short file can only end the connection.
                         return Ok(false);
                     }

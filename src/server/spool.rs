@@ -107,16 +107,20 @@ impl Spool {
         Ok(())
     }
 
-    /// Queues and sends the whole body to the client.
+    /// Sends the whole body to the client after what `io` has queued. Adds each piece to `sent`
+    /// once the kernel has taken all of it, so after a failure `sent` is what the access log
+    /// reports.
     ///
     /// # Errors
     /// A client write failure, or a temporary file read failure as `StreamError::Io`.
-    pub async fn send_to_client(&self, io: &mut ClientIo) -> Result<(), StreamError> {
+    pub async fn send_to_client(&self, io: &mut ClientIo, sent: &mut u64) -> Result<(), StreamError> {
         if !self.is_spilled() {
             io.queue(&self.memory)?;
+            io.flush().await?;
+            *sent += self.memory.len() as u64;
             return Ok(());
         }
-        self.for_each_piece(ClientSink { io }).await
+        self.for_each_piece(ClientSink { io, sent }).await
     }
 }
 
@@ -128,12 +132,14 @@ pub trait AsyncSink<E> {
 
 struct ClientSink<'a> {
     io: &'a mut ClientIo,
+    sent: &'a mut u64,
 }
 
 impl AsyncSink<StreamError> for ClientSink<'_> {
     async fn accept(&mut self, piece: Vec<u8>) -> Result<Vec<u8>, StreamError> {
         self.io.queue(&piece)?;
         self.io.flush().await?;
+        *self.sent += piece.len() as u64;
         Ok(piece)
     }
 }
