@@ -440,7 +440,8 @@ impl ClientIo {
                 self.flush().await?;
                 *sent += piece.len() as u64;
             }
-            return Ok(());
+            // An empty body has no pieces, and the head still waits in the queue.
+            return self.flush().await;
         }
 
         self.flush().await?;
