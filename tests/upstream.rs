@@ -792,6 +792,21 @@ fn untrusted_peer_forwarded_for_replaced() {
     );
 }
 
+/// A trusted proxy may terminate TLS itself, so the scheme it reports is passed on. An
+/// untrusted peer's claim is replaced by the scheme of its own connection.
+#[test]
+fn trusted_proxy_sets_forwarded_proto() {
+    let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
+    let request_line = b"GET /headers HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n\r\n";
+    let trusted = ringfront_for(&gunicorn, |config| config.upstream_setting("trusted_proxies", "[\"127.0.0.1\"]"));
+    let headers = request(&trusted, request_line).json_object();
+    assert_eq!(headers.get("x-forwarded-proto").map(String::as_str), Some("https"));
+
+    let untrusted = ringfront_for(&gunicorn, |config| config);
+    let headers = request(&untrusted, request_line).json_object();
+    assert_eq!(headers.get("x-forwarded-proto").map(String::as_str), Some("http"));
+}
+
 #[test]
 fn error_page_for_502() {
     let mut gunicorn = Gunicorn::start("testapp:app", 1, "sync");

@@ -84,6 +84,22 @@ pub fn write_upstream_request(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Returns the scheme, `"http"` or `"https"`, that a proxy in front of this server reports in
+/// X-Forwarded-Proto. The nearest proxy adds the last element of the last such field, so that
+/// element is read. Returns `None` when the field is missing or names another scheme. Call it
+/// only for a peer inside `trusted_proxies`, because any client can send the field.
+pub fn forwarded_proto(head: &RequestHead) -> Option<&'static str> {
+    let field = head.headers.iter().rev().find(|header| header.name.eq_ignore_ascii_case("x-forwarded-proto"))?;
+    let scheme = list_elements(&field.value).last()?;
+    if scheme.eq_ignore_ascii_case(b"https") {
+        Some("https")
+    } else if scheme.eq_ignore_ascii_case(b"http") {
+        Some("http")
+    } else {
+        None
+    }
+}
+
 fn forwarded_for(forwarded: &Forwarded) -> Vec<u8> {
     let client = forwarded.client_ip.to_canonical().to_string();
     match &forwarded.prior_forwarded_for {

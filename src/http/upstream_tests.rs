@@ -806,3 +806,26 @@ fn response_head_limit_independent_of_split() {
         );
     }
 }
+
+#[test]
+fn forwarded_proto_cases() {
+    let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        (&[("X-Forwarded-Proto", "https")], Some("https")),
+        (&[("x-forwarded-proto", "HTTP")], Some("http")),
+        (&[("X-Forwarded-Proto", " https ")], Some("https")),
+        // The nearest proxy appends its own element, and a later field line comes after.
+        (&[("X-Forwarded-Proto", "http, https")], Some("https")),
+        (&[("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http")], Some("http")),
+        (&[("X-Forwarded-Proto", "https, ")], Some("https")),
+        (&[("X-Forwarded-Proto", "wss")], None),
+        (&[("X-Forwarded-Proto", "https, ftp")], None),
+        (&[("X-Forwarded-Proto", "")], None),
+        (&[("X_Forwarded_Proto", "https")], None),
+        (&[("Forwarded", "proto=https")], None),
+        (&[], None),
+    ];
+    for (headers, expected) in cases {
+        let head = request_head("GET", "/", headers);
+        assert_eq!(forwarded_proto(&head), *expected, "{headers:?}");
+    }
+}

@@ -90,17 +90,18 @@ pub struct ClientFacts<'a> {
 }
 
 /// Builds the client facts sent to the upstream. A client inside `trusted_proxies` is
-/// itself a proxy, so its X-Forwarded-For is kept and extended; anyone else's is replaced.
+/// itself a proxy, so its X-Forwarded-For is kept and extended, and the scheme its
+/// X-Forwarded-Proto reports replaces this connection's, because such a proxy may terminate TLS
+/// itself. Anyone else's fields are replaced.
 pub fn forwarded(settings: &UpstreamSettings, request: &RequestHead, client: &ClientFacts<'_>) -> Forwarded {
-    let prior_forwarded_for = settings
-        .trusted_proxies
-        .iter()
-        .any(|network| network.contains(client.ip))
+    let trusted = settings.trusted_proxies.iter().any(|network| network.contains(client.ip));
+    let prior_forwarded_for = trusted
         .then(|| request.header("x-forwarded-for").map(|value| String::from_utf8_lossy(value).into_owned()))
         .flatten();
+    let proto = trusted.then(|| http::upstream::forwarded_proto(request)).flatten().unwrap_or(client.proto);
     Forwarded {
         client_ip: client.ip,
-        proto: client.proto,
+        proto,
         host: client.host.to_owned(),
         prior_forwarded_for,
         keep_alive: settings.keepalive > 0,
