@@ -807,9 +807,12 @@ fn response_head_limit_independent_of_split() {
     }
 }
 
+/// Request header fields, and the scheme `forwarded_proto` should read from them.
+type ForwardedProtoCase = (&'static [(&'static str, &'static str)], Option<&'static str>);
+
 #[test]
 fn forwarded_proto_cases() {
-    let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+    let cases: &[ForwardedProtoCase] = &[
         (&[("X-Forwarded-Proto", "https")], Some("https")),
         (&[("x-forwarded-proto", "HTTP")], Some("http")),
         (&[("X-Forwarded-Proto", " https ")], Some("https")),
