@@ -293,15 +293,17 @@ fn access_log_error_counts_body() {
 }
 
 /// A large body is logged once it is sent, with the body bytes that went out, as nginx's
-/// `$body_bytes_sent`. A client that resets part-way through shows with fewer bytes than the
-/// body: for a file served from the cache, a file streamed from disk, and an upstream response
-/// spilled to a temporary file, over plain TCP and TLS. The cached file's line used to be
-/// missing, and the other two logged their whole length.
+/// `$body_bytes_sent`. A client that resets part-way through shows with no fewer bytes than it
+/// read and fewer than the body. The cases: a file served from the cache, a file streamed from
+/// disk, an upstream response held in memory and one spilled to a temporary file, over plain
+/// TCP and TLS.
 #[test]
 fn access_log_counts_bytes_sent() {
     const CACHED_BYTES: usize = 24 << 20;
     const STREAMED_BYTES: usize = 40 << 20;
-    const UPSTREAM_BYTES: usize = 24 << 20;
+    const UPSTREAM_BUFFER_BYTES: usize = 16 << 20;
+    const IN_MEMORY_BYTES: usize = 12 << 20;
+    const SPILLED_BYTES: usize = 24 << 20;
     let cert = TestCert::generate(&["localhost"]);
     let dir = TempDir::new("bytes-sent");
     let log = dir.join("access.log");
@@ -317,6 +319,7 @@ fn access_log_counts_bytes_sent() {
         .static_dir("/files/", dir.join("files"))
         .static_cache("max_file_bytes", &(32u64 << 20).to_string())
         .upstream(&gunicorn)
+        .upstream_setting("buffer_bytes", &UPSTREAM_BUFFER_BYTES.to_string())
         .start();
 
     // Each target names its transport, so that each download has its own log line.
@@ -325,50 +328,131 @@ fn access_log_counts_bytes_sent() {
         for (target, size) in [
             (format!("/files/cached.bin?{transport}"), CACHED_BYTES),
             (format!("/files/streamed.bin?{transport}"), STREAMED_BYTES),
-            (format!("/big?bytes={UPSTREAM_BYTES}&{transport}"), UPSTREAM_BYTES),
+            (format!("/big?bytes={IN_MEMORY_BYTES}&{transport}"), IN_MEMORY_BYTES),
+            (format!("/big?bytes={SPILLED_BYTES}&{transport}"), SPILLED_BYTES),
         ] {
-            abandon_download(port, tls.clone(), &target);
-            downloads.push((target, size));
+            let received = abandon_download(port, tls.clone(), &target);
+            downloads.push((target, size, received));
         }
     }
-    for (target, _) in &downloads {
+    for (target, _, _) in &downloads {
         wait_for_file_containing(&log, &format!("\"GET {target} HTTP/1.1\""));
     }
 
     let contents = std::fs::read_to_string(&log).unwrap();
-    for (target, size) in &downloads {
-        let request = format!("\"GET {target} HTTP/1.1\" ");
-        let line = contents.lines().find(|line| line.contains(&request)).unwrap_or_else(|| panic!("no line for {target}: {contents}"));
-        let after = &line[line.find(&request).unwrap_or_default() + request.len()..];
-        let mut fields = after.split(' ');
-        assert_eq!(fields.next(), Some("200"), "status in {line:?}");
-        let sent: usize = fields.next().and_then(|field| field.parse().ok()).unwrap_or_else(|| panic!("no byte count in {line:?}"));
-        assert!(sent < *size, "{target}: logged {sent} bytes of {size} that the client did not take: {line:?}");
+    for (target, size, received) in &downloads {
+        let (status, sent) = logged_status_and_bytes(&contents, target);
+        assert_eq!(status, 200, "{target}");
+        assert!(sent >= *received, "{target}: logged {sent} bytes, but the client read {received}");
+        assert!(sent < *size, "{target}: logged {sent} bytes of {size}, but the client reset the connection");
     }
 }
 
+/// A response streamed from the upstream as it arrives is logged also when the upstream fails
+/// part-way, with the bytes relayed until then.
+#[test]
+fn access_log_streamed_upstream_failure() {
+    let cert = TestCert::generate(&["localhost"]);
+    let dir = TempDir::new("streamed-failure");
+    let log = dir.join("access.log");
+    let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
+    let ringfront = Config::new()
+        .https(&cert)
+        .http()
+        .workers(1)
+        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
+        .upstream(&gunicorn)
+        .start();
+
+    let target = "/die?length=100000&sent=50000&unbuffered=1";
+    let mut connection = Connection::plain(ringfront.http_port());
+    connection.send(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+    let received = connection.read_until_close();
+    assert!(received.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&received));
+    wait_for_file_containing(&log, target);
+
+    let contents = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged_status_and_bytes(&contents, target), (200, 50_000), "{contents}");
+}
+
+/// A line is written when its response ends, so a large download's line carries the time its
+/// send ended: lines stay in time order behind shorter requests served meanwhile, as in nginx.
+#[test]
+fn access_log_lines_in_time_order() {
+    const FILE_BYTES: usize = 16 << 20;
+    let dir = TempDir::new("log-order");
+    let log = dir.join("access.log");
+    dir.write("files/large.bin", vec![7u8; FILE_BYTES]);
+    let ringfront = Config::new()
+        .http()
+        .workers(1)
+        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
+        .static_dir("/files/", dir.join("files"))
+        .start();
+
+    let mut download = Connection::plain(ringfront.http_port());
+    // The client reads nothing yet, so the send waits once the socket buffers are full.
+    download.send(b"GET /files/large.bin HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // Past the next whole second, so that the two ends of the download fall in different seconds.
+    thread::sleep(Duration::from_millis(1200));
+    let quick = common::plain_request(ringfront.http_port(), b"GET /files/missing HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(quick.status, 404);
+    let response = download.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), FILE_BYTES);
+    wait_for_file_containing(&log, "/files/large.bin");
+
+    let contents = std::fs::read_to_string(&log).unwrap();
+    let times: Vec<std::time::SystemTime> = contents
+        .lines()
+        .map(|line| {
+            let date = line.split_once('[').and_then(|(_, rest)| rest.split_once(']')).map(|(date, _)| date);
+            let date = date.unwrap_or_else(|| panic!("no date in {line:?}"));
+            httpdate::parse_http_date(date).unwrap_or_else(|err| panic!("invalid date in {line:?}: {err}"))
+        })
+        .collect();
+    assert_eq!(times.len(), 2, "{contents}");
+    assert!(contents.lines().next().is_some_and(|line| line.contains("/files/missing")), "{contents}");
+    assert!(times[0] <= times[1], "lines out of time order: {contents}");
+}
+
+/// Returns the status and the body byte count of the log line for a GET of `target`.
+fn logged_status_and_bytes(contents: &str, target: &str) -> (u16, usize) {
+    let request = format!("\"GET {target} HTTP/1.1\" ");
+    let line = contents.lines().find(|line| line.contains(&request)).unwrap_or_else(|| panic!("no line for {target}: {contents}"));
+    let after = &line[line.find(&request).unwrap_or_default() + request.len()..];
+    let mut fields = after.split(' ');
+    let status = fields.next().and_then(|field| field.parse().ok()).unwrap_or_else(|| panic!("no status in {line:?}"));
+    let sent = fields.next().and_then(|field| field.parse().ok()).unwrap_or_else(|| panic!("no byte count in {line:?}"));
+    (status, sent)
+}
+
 /// Requests `target` over a connection with a 4 KiB receive buffer, over TLS when `tls` is
-/// set, reads the response head, and closes with the body unread. The kernel then resets the
-/// connection while the server is still sending.
-fn abandon_download(port: u16, tls: Option<std::sync::Arc<rustls::ClientConfig>>, target: &str) {
+/// set, reads the response head and [`ABANDONED_READ_BYTES`] of the body, and closes with the
+/// rest unread. The kernel then resets the connection while the server is still sending.
+/// Returns the body bytes read.
+fn abandon_download(port: u16, tls: Option<std::sync::Arc<rustls::ClientConfig>>, target: &str) -> usize {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()).unwrap();
     let stream = std::net::TcpStream::from(socket);
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     match tls {
-        None => read_download_head(stream, target),
+        None => read_part_of_download(stream, target),
         Some(config) => {
             let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
             let session = rustls::ClientConnection::new(config, name).unwrap();
-            read_download_head(rustls::StreamOwned::new(session, stream), target);
+            read_part_of_download(rustls::StreamOwned::new(session, stream), target)
         }
     }
 }
 
-/// Sends a GET for `target` on `stream`, reads the response head, waits for the server to fill
-/// the socket buffers, and drops the stream.
-fn read_download_head(mut stream: impl std::io::Read + std::io::Write, target: &str) {
+/// Body bytes a client reads before it abandons a download.
+const ABANDONED_READ_BYTES: usize = 100_000;
+
+/// Sends a GET for `target` on `stream`, reads the response head and [`ABANDONED_READ_BYTES`]
+/// of the body, waits for the server to fill the socket buffers, and drops the stream.
+fn read_part_of_download(mut stream: impl std::io::Read + std::io::Write, target: &str) -> usize {
     stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -378,7 +462,10 @@ fn read_download_head(mut stream: impl std::io::Read + std::io::Write, target: &
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 200 "), "{target}: {}", String::from_utf8_lossy(&head));
+    let mut body = vec![0u8; ABANDONED_READ_BYTES];
+    stream.read_exact(&mut body).unwrap();
     thread::sleep(Duration::from_millis(300));
+    body.len()
 }
 
 /// Starts one worker with a plain listener that writes its access log to `log`.

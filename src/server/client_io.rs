@@ -416,32 +416,57 @@ impl ClientIo {
     /// # Errors
     /// `TimedOut` when the client takes no byte for the whole send timeout.
     pub async fn flush(&mut self) -> Result<(), StreamError> {
+        self.flush_counting(&mut 0).await
+    }
+
+    /// Like [`ClientIo::flush`], adding the bytes each write sent to `written`, also when a
+    /// later write fails.
+    async fn flush_counting(&mut self, written: &mut u64) -> Result<(), StreamError> {
         if self.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let mut out = send_all(&mut self.stream, &mut self.timer, out, self.send_timeout, &mut 0).await?;
+        let mut out = send_all(&mut self.stream, &mut self.timer, out, self.send_timeout, written).await?;
         out.clear();
         self.out = out;
         Ok(())
     }
 
-    /// Sends the queued head followed by `body`. On a plain connection the body goes to the kernel
-    /// from the shared buffer without a copy; on TLS it is encrypted in bounded steps. Adds the
-    /// body bytes sent to `sent` as it goes, so after a failure `sent` is what the access log
-    /// reports. On TLS a step counts once all its records are sent.
+    /// Sends what is queued, then `body`, and adds the body bytes sent to `sent` as they go, so
+    /// that after a failure `sent` is what the access log reports. On a plain connection every
+    /// write counts. On TLS the body is encrypted in steps of [`TLS_WRITE_CHUNK`], so the output
+    /// stays bounded, and a step counts once all its records are sent.
+    ///
+    /// # Errors
+    /// As [`ClientIo::flush`].
+    pub async fn send_body(&mut self, body: &[u8], sent: &mut u64) -> Result<(), StreamError> {
+        if self.tls.is_some() {
+            for piece in body.chunks(TLS_WRITE_CHUNK) {
+                self.queue(piece)?;
+                self.flush().await?;
+                *sent += piece.len() as u64;
+            }
+            // An empty body has no pieces, and what was queued before it still waits.
+            return self.flush().await;
+        }
+
+        let queued_before = self.out.len() as u64;
+        self.queue(body)?;
+        let mut written = 0;
+        let result = self.flush_counting(&mut written).await;
+        *sent += written.saturating_sub(queued_before);
+        result
+    }
+
+    /// Sends the queued head followed by `body`, counting into `sent` as [`ClientIo::send_body`]
+    /// does. On a plain connection the body goes to the kernel from the shared buffer without a
+    /// copy.
     ///
     /// # Errors
     /// As [`ClientIo::flush`].
     pub async fn send_with_body(&mut self, body: SharedBytes, sent: &mut u64) -> Result<(), StreamError> {
         if self.tls.is_some() {
-            for piece in body.as_slice().chunks(TLS_WRITE_CHUNK) {
-                self.queue(piece)?;
-                self.flush().await?;
-                *sent += piece.len() as u64;
-            }
-            // An empty body has no pieces, and the head still waits in the queue.
-            return self.flush().await;
+            return self.send_body(body.as_slice(), sent).await;
         }
 
         self.flush().await?;

@@ -669,12 +669,12 @@ impl Connection {
             self.log(request, head.status, body.len(), &date, started);
             self.io.queue_head_and_body(&out, &body.memory)?;
         } else {
-            // A large body is logged once sent, with the bytes that went out, so a client that
-            // leaves part-way shows in the log with what it got, as in nginx.
+            // A large body is logged once sent, with the body bytes the kernel took, as nginx's
+            // `$body_bytes_sent`: a client that leaves part-way shows with less than the body.
             self.io.queue(&out)?;
             let mut sent = 0;
             let result = body.send_to_client(&mut self.io, &mut sent).await;
-            self.log(request, head.status, sent, &date, started);
+            self.log_sent(request, head.status, sent, started);
             result?;
         }
         Ok(keep_alive)
@@ -741,22 +741,38 @@ impl Connection {
             http::write_client_response_head(head, length, keep_alive, &date, &mut out);
         }
         self.io.queue(&out)?;
-        self.io.flush().await?;
 
+        // Logged once the relay ends, whether it completed or failed, with the bytes sent.
         let mut sent = 0u64;
+        let relayed = self.relay_streamed_body(exchange, chunked, read_timeout, request, &mut sent).await;
+        self.log_sent(request, head.status, sent, started);
+        // The head is out, so an upstream failure can only end the connection.
+        let completed = relayed?;
+        Ok(keep_alive && completed)
+    }
+
+    /// Sends the queued head, then each piece of the streamed body as it arrives, counting the
+    /// body bytes sent into `sent`. Returns false when the upstream failed part-way.
+    async fn relay_streamed_body(
+        &mut self,
+        exchange: &mut Exchange,
+        chunked: bool,
+        read_timeout: std::time::Duration,
+        request: &RequestHead,
+        sent: &mut u64,
+    ) -> Result<bool, StreamError> {
+        self.io.flush().await?;
         let mut piece = Vec::with_capacity(16 * 1024);
         loop {
             piece.clear();
             let done = match exchange.read_body(&mut piece, read_timeout).await {
                 Ok(done) => done,
                 Err(err) => {
-                    // The head is out: a failure can only end the connection.
                     tracing::warn!(error = %err, target = %request.target, "streamed upstream response failed");
                     return Ok(false);
                 }
             };
             if !piece.is_empty() {
-                sent += piece.len() as u64;
                 if chunked {
                     self.io.queue(format!("{:x}\r\n", piece.len()).as_bytes())?;
                     self.io.queue(&piece)?;
@@ -765,6 +781,7 @@ impl Connection {
                     self.io.queue(&piece)?;
                 }
                 self.io.flush().await?;
+                *sent += piece.len() as u64;
             }
             if done {
                 break;
@@ -773,8 +790,7 @@ impl Connection {
         if chunked {
             self.io.queue(b"0\r\n\r\n")?;
         }
-        self.log(request, head.status, sent, &date, started);
-        Ok(keep_alive)
+        Ok(true)
     }
 
     /// Builds the response for an error status: the configured error page, or a short built-in one.
@@ -869,18 +885,18 @@ impl Connection {
         if !request.is_head() && small_body.is_none() {
             match response.body {
                 FileBody::Empty | FileBody::Static(_) => {}
-                // A large body is logged once sent, with the bytes that went out, as in nginx.
+                // A large body is logged once sent, with the body bytes the kernel took.
                 FileBody::Memory { bytes, range } => {
                     if let Some(shared) = SharedBytes::new(bytes, range) {
                         let result = Box::pin(self.io.send_with_body(shared, &mut sent)).await;
-                        self.log(request, response.status, sent, &date, started);
+                        self.log_sent(request, response.status, sent, started);
                         result?;
                         return Ok(keep_alive);
                     }
                 }
                 FileBody::File { file, offset, len } => {
                     let result = Box::pin(self.io.send_file(&file, offset, len, &mut sent)).await;
-                    self.log(request, response.status, sent, &date, started);
+                    self.log_sent(request, response.status, sent, started);
                     if result.is_err() {
                         // The head promised `len` bytes: a short file can only end the connection.
                         return Ok(false);
@@ -938,6 +954,12 @@ impl Connection {
             duration: started.elapsed(),
         });
         Ok(())
+    }
+
+    /// Logs a response whose body went out after its head was queued, stamped with the time the
+    /// send ended, so that the file's lines stay in time order, as nginx's do.
+    fn log_sent(&self, request: &RequestHead, status: u16, body_bytes: u64, started: Instant) {
+        self.log(request, status, body_bytes, &self.context.date(), started);
     }
 
     fn log(&self, request: &RequestHead, status: u16, body_bytes: u64, date: &[u8], started: Instant) {

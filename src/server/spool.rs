@@ -107,18 +107,14 @@ impl Spool {
         Ok(())
     }
 
-    /// Sends the whole body to the client after what `io` has queued. Adds each piece to `sent`
-    /// once the kernel has taken all of it, so after a failure `sent` is what the access log
-    /// reports.
+    /// Sends the whole body to the client after what `io` has queued, counting the body bytes
+    /// sent into `sent` as [`ClientIo::send_body`] does.
     ///
     /// # Errors
     /// A client write failure, or a temporary file read failure as `StreamError::Io`.
     pub async fn send_to_client(&self, io: &mut ClientIo, sent: &mut u64) -> Result<(), StreamError> {
         if !self.is_spilled() {
-            io.queue(&self.memory)?;
-            io.flush().await?;
-            *sent += self.memory.len() as u64;
-            return Ok(());
+            return io.send_body(&self.memory, sent).await;
         }
         self.for_each_piece(ClientSink { io, sent }).await
     }
@@ -137,9 +133,7 @@ struct ClientSink<'a> {
 
 impl AsyncSink<StreamError> for ClientSink<'_> {
     async fn accept(&mut self, piece: Vec<u8>) -> Result<Vec<u8>, StreamError> {
-        self.io.queue(&piece)?;
-        self.io.flush().await?;
-        *self.sent += piece.len() as u64;
+        self.io.send_body(&piece, self.sent).await?;
         Ok(piece)
     }
 }
