@@ -118,6 +118,20 @@ fn websocket_echo_over_plain() {
 
 /// The application rejects an upgrade request for a route without WebSocket support with its
 /// own 400, which reaches the client in place of ringfront's 502.
+/// RFC 9110 §7.8: a server ignores Upgrade in an HTTP/1.0 request. The request reaches the app
+/// as an ordinary GET, and the client gets its response, never a 101.
+#[test]
+fn http10_upgrade_ignored() {
+    let fixture = start();
+    let request = format!(
+        "GET /ws HTTP/1.0\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let response = common::plain_request(fixture.ringfront.http_port(), request.as_bytes());
+    assert_ne!(response.status, 101);
+    assert!(response.header("upgrade").is_none(), "{:?}", response.headers);
+}
+
 #[test]
 fn upgrade_declined_is_relayed() {
     let fixture = start();

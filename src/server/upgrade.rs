@@ -23,8 +23,13 @@ use crate::rt::{self, AsyncRead, AsyncWrite, BufResult, IntoInner, IoBuf, Slice,
 const RELAY_CHUNK: usize = 16 * 1024;
 
 /// Returns the `Upgrade` value when `request` requests a protocol switch: an `Upgrade` header and
-/// `upgrade` among the Connection options (RFC 9110 §7.8), on a request without a body.
+/// `upgrade` among the Connection options (RFC 9110 §7.8), on an HTTP/1.1 request without a
+/// body. RFC 9110 §7.8 has a server ignore Upgrade in an HTTP/1.0 request, which is then proxied
+/// as an ordinary one, without the field.
 pub fn requested_upgrade(request: &RequestHead) -> Option<&[u8]> {
+    if request.version == http::Version::Http10 {
+        return None;
+    }
     let upgrade = request.header("upgrade")?;
     let connection_says_upgrade = request.headers_named("connection").any(|value| {
         value.split(|&byte| byte == b',').any(|option| option.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
