@@ -777,6 +777,20 @@ fn trusted_proxy_extends_forwarded_for() {
     );
 }
 
+/// Repeated X-Forwarded-For lines from a trusted proxy form one list (RFC 9110 §5.3): every
+/// entry is kept in order, the nearest proxy's last, and the peer is appended.
+#[test]
+fn trusted_proxy_forwarded_for_lines_joined() {
+    let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
+    let ringfront = ringfront_for(&gunicorn, |config| config.upstream_setting("trusted_proxies", "[\"127.0.0.1\"]"));
+    let response = request(
+        &ringfront,
+        b"GET /headers HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For:\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n",
+    );
+    let headers = response.json_object();
+    assert_eq!(headers.get("x-forwarded-for").map(String::as_str), Some("192.0.2.1, 198.51.100.7, 127.0.0.1"));
+}
+
 #[test]
 fn untrusted_peer_forwarded_for_replaced() {
     let gunicorn = Gunicorn::start("testapp:app", 1, "sync");

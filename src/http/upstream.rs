@@ -42,7 +42,8 @@ pub struct Forwarded {
 ///
 /// Dropped from the client's headers: Connection and every header it names, Keep-Alive, TE,
 /// Trailer, Transfer-Encoding, Upgrade, every `Proxy-*` header, Content-Length, Expect, Host and
-/// every Forwarded, X-Forwarded-For, -Proto, -Host and -Port, and every name containing `_`. Names are compared with `_` equal
+/// every Forwarded, X-Forwarded-For, -Proto, -Host, -Port, -Ssl, -Protocol and -Scheme,
+/// X-Url-Scheme, Front-End-Https, and every name containing `_`. Names are compared with `_` equal
 /// to `-`, so an underscore spelling of any of them is dropped too.
 /// Content-Length is sent when `body_len > 0` or the method is POST, PUT or PATCH, because some
 /// applications expect it on those methods even for an empty body.
@@ -152,6 +153,18 @@ fn is_dropped_from_request(name: &str, connection_options: &[&[u8]]) -> bool {
         "x-forwarded-proto",
         "x-forwarded-host",
     ];
+    // Other fields that frameworks and WSGI servers read as the client's scheme. Gunicorn's
+    // default `secure_scheme_headers` (27.0) reads the first two beside X-Forwarded-Proto. A
+    // client's value could make the application take a plain request for HTTPS, or make
+    // Gunicorn reject the request for contradicting ours, so each is dropped.
+    // X-Forwarded-Proto alone carries the scheme.
+    const OTHER_SCHEME_FIELDS: [&str; 5] = [
+        "x-forwarded-ssl",
+        "x-forwarded-protocol",
+        "x-forwarded-scheme",
+        "x-url-scheme",
+        "front-end-https",
+    ];
     // A name with `_` reaches a WSGI application under the same environ key as its `-`
     // spelling, so it could shadow any header, ours included. nginx drops such names by default
     // (`underscores_in_headers off`), and so does Gunicorn from version 22.
@@ -159,6 +172,7 @@ fn is_dropped_from_request(name: &str, connection_options: &[&[u8]]) -> bool {
         || is_hop_by_hop(name, connection_options)
         || REWRITTEN
             .iter()
+            .chain(OTHER_SCHEME_FIELDS.iter())
             .any(|rewritten| same_field_name(name.as_bytes(), rewritten.as_bytes()))
 }
 

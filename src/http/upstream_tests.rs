@@ -87,6 +87,11 @@ fn upstream_request_drops_hop_by_hop() {
             ("x-forwarded-proto", "http"),
             ("X-Forwarded-Host", "evil.example"),
             ("Forwarded", "for=203.0.113.9"),
+            ("X-Forwarded-Ssl", "on"),
+            ("X-Forwarded-Protocol", "ssl"),
+            ("X-Forwarded-Scheme", "https"),
+            ("X-Url-Scheme", "https"),
+            ("Front-End-Https", "on"),
             ("Cookie", "a=b"),
         ],
     );

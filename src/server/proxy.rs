@@ -95,8 +95,13 @@ pub struct ClientFacts<'a> {
 /// itself. Anyone else's fields are replaced.
 pub fn forwarded(settings: &UpstreamSettings, request: &RequestHead, client: &ClientFacts<'_>) -> Forwarded {
     let trusted = settings.trusted_proxies.iter().any(|network| network.contains(client.ip));
+    // Repeated field lines form one list (RFC 9110 §5.3), and the nearest proxy's entry is the
+    // last, so every line is kept, in order.
     let prior_forwarded_for = trusted
-        .then(|| request.header("x-forwarded-for").map(|value| String::from_utf8_lossy(value).into_owned()))
+        .then(|| {
+            let lines: Vec<_> = request.headers_named("x-forwarded-for").filter(|value| !value.trim_ascii().is_empty()).map(String::from_utf8_lossy).collect();
+            (!lines.is_empty()).then(|| lines.join(", "))
+        })
         .flatten();
     let proto = trusted.then(|| http::upstream::forwarded_proto(request)).flatten().unwrap_or(client.proto);
     Forwarded {
