@@ -276,15 +276,23 @@ pub struct IpNetwork {
 }
 
 impl IpNetwork {
-    /// Parses `"10.0.0.0/8"`, `"::1"` or `"fd00::/8"`.
+    /// Parses `"10.0.0.0/8"`, `"::1"` or `"fd00::/8"`. The prefix length is plain decimal
+    /// digits. An IPv4-mapped network (`"::ffff:10.0.0.0/104"`) becomes the IPv4 network it
+    /// maps, because peers are compared in their IPv4 form.
     pub fn parse(text: &str) -> Option<IpNetwork> {
         let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address.parse::<std::net::IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
+            Some((address, prefix)) => (address.parse::<std::net::IpAddr>().ok()?, Some(parse_prefix_length(prefix)?)),
             None => (text.parse::<std::net::IpAddr>().ok()?, None),
         };
         let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpNetwork { address, prefix })
+        if prefix > max {
+            return None;
+        }
+        match address.to_canonical() {
+            mapped @ std::net::IpAddr::V4(_) if address.is_ipv6() && prefix >= 96 => Some(IpNetwork { address: mapped, prefix: prefix - 96 }),
+            _ => Some(IpNetwork { address, prefix }),
+        }
     }
 
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
@@ -301,6 +309,17 @@ impl IpNetwork {
             _ => false,
         }
     }
+}
+
+/// Parses a CIDR prefix length written as decimal digits without a sign or a leading zero, so
+/// that `"/08"` or `"/+8"` are not taken for `/8`.
+fn parse_prefix_length(text: &str) -> Option<u8> {
+    let digits_only = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    let leading_zero = text.len() > 1 && text.starts_with('0');
+    if !digits_only || leading_zero {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// Rejection of a configuration file.
@@ -1600,6 +1619,23 @@ mod tests {
         assert!(IpNetwork::parse("0.0.0.0/0").unwrap().contains("192.0.2.1".parse().unwrap()));
         assert_eq!(IpNetwork::parse("10.0.0.0/33"), None);
         assert_eq!(IpNetwork::parse("example.org"), None);
+    }
+
+    #[test]
+    fn networks_mapped_and_prefix_forms() {
+        let mapped = IpNetwork::parse("::ffff:127.0.0.1").unwrap();
+        assert_eq!(mapped, IpNetwork::parse("127.0.0.1/32").unwrap());
+        assert!(mapped.contains("127.0.0.1".parse().unwrap()));
+        let all_mapped = IpNetwork::parse("::ffff:0:0/96").unwrap();
+        assert!(all_mapped.contains("192.0.2.1".parse().unwrap()));
+        assert!(!all_mapped.contains("2001:db8::1".parse().unwrap()));
+        let mapped_range = IpNetwork::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped_range.contains("10.200.0.1".parse().unwrap()));
+        assert!(!mapped_range.contains("11.0.0.1".parse().unwrap()));
+        for text in ["10.0.0.0/08", "10.0.0.0/+8", "10.0.0.0/", "10.0.0.0/ 8", "::1/-1"] {
+            assert_eq!(IpNetwork::parse(text), None, "{text}");
+        }
+        assert_eq!(IpNetwork::parse("0.0.0.0/0").map(|network| network.prefix), Some(0));
     }
 
     #[test]
