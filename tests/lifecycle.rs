@@ -311,11 +311,8 @@ fn access_log_counts_bytes_sent() {
     dir.write("files/cached.bin", pattern(CACHED_BYTES));
     dir.write("files/streamed.bin", pattern(STREAMED_BYTES));
     let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
-    let ringfront = Config::new()
+    let ringfront = logging_config(&log)
         .https(&cert)
-        .http()
-        .workers(1)
-        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
         .static_dir("/files/", dir.join("files"))
         .static_cache("max_file_bytes", &(32u64 << 20).to_string())
         .upstream(&gunicorn)
@@ -352,17 +349,10 @@ fn access_log_counts_bytes_sent() {
 /// part-way, with the bytes relayed until then.
 #[test]
 fn access_log_streamed_upstream_failure() {
-    let cert = TestCert::generate(&["localhost"]);
     let dir = TempDir::new("streamed-failure");
     let log = dir.join("access.log");
     let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
-    let ringfront = Config::new()
-        .https(&cert)
-        .http()
-        .workers(1)
-        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
-        .upstream(&gunicorn)
-        .start();
+    let ringfront = logging_config(&log).upstream(&gunicorn).start();
 
     let target = "/die?length=100000&sent=50000&unbuffered=1";
     let mut connection = Connection::plain(ringfront.http_port());
@@ -383,12 +373,7 @@ fn access_log_lines_in_time_order() {
     let dir = TempDir::new("log-order");
     let log = dir.join("access.log");
     dir.write("files/large.bin", vec![7u8; FILE_BYTES]);
-    let ringfront = Config::new()
-        .http()
-        .workers(1)
-        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
-        .static_dir("/files/", dir.join("files"))
-        .start();
+    let ringfront = logging_config(&log).static_dir("/files/", dir.join("files")).start();
 
     let mut download = Connection::plain(ringfront.http_port());
     // The client reads nothing yet, so the send waits once the socket buffers are full.
@@ -470,12 +455,12 @@ fn read_part_of_download(mut stream: impl std::io::Read + std::io::Write, target
 
 /// Starts one worker with a plain listener that writes its access log to `log`.
 fn start_logging_to(log: &std::path::Path, cert: &TestCert) -> Ringfront {
-    Config::new()
-        .https(cert)
-        .http()
-        .workers(1)
-        .server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
-        .start()
+    logging_config(log).https(cert).start()
+}
+
+/// One worker with a plain listener that writes its access log to `log`.
+fn logging_config(log: &std::path::Path) -> Config {
+    Config::new().http().workers(1).server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
 }
 
 /// Waits, bounded, until `path` exists and contains `text`.
