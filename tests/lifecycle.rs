@@ -271,7 +271,8 @@ fn access_log_times_from_first_byte() {
 
 /// An error response sent before a head was parsed is logged with its body's length, as every
 /// other line is, not with the length of the whole response. When the request line arrived
-/// whole, the line gives its method, target and version; otherwise dashes.
+/// whole, the line gives its method, target and version, also an unsupported version;
+/// otherwise dashes.
 #[test]
 fn access_log_error_counts_body() {
     let cert = TestCert::generate(&["localhost"]);
@@ -283,16 +284,22 @@ fn access_log_error_counts_body() {
     let bad_field = b"POST /bad-length HTTP/1.0\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n";
     let bad_length = common::plain_request(ringfront.http_port(), bad_field);
     assert_eq!(bad_length.status, 400);
+    let unsupported = common::plain_request(ringfront.http_port(), b"GET /two HTTP/2.0\r\nHost: localhost\r\n\r\n");
+    assert_eq!(unsupported.status, 505);
     wait_for_file_containing(&log, "/bad-length");
+    wait_for_file_containing(&log, "/two");
 
     let contents = std::fs::read_to_string(&log).unwrap();
     let malformed_line = format!("\"- - HTTP/1.1\" 400 {} ", malformed.body.len());
     assert!(contents.contains(&malformed_line), "no line with {malformed_line:?}: {contents}");
     let bad_length_line = format!("\"POST /bad-length HTTP/1.0\" 400 {} ", bad_length.body.len());
     assert!(contents.contains(&bad_length_line), "no line with {bad_length_line:?}: {contents}");
+    // The version that caused a 505 is logged as sent.
+    let unsupported_line = format!("\"GET /two HTTP/2.0\" 505 {} ", unsupported.body.len());
+    assert!(contents.contains(&unsupported_line), "no line with {unsupported_line:?}: {contents}");
 }
 
-/// A large body is logged once it is sent, with the body bytes that went out, as nginx's
+/// A large body is logged once it is sent, with the body bytes the kernel took, as nginx's
 /// `$body_bytes_sent`. A client that resets part-way through shows with no fewer bytes than it
 /// read and fewer than the body. The cases: a file served from the cache, a file streamed from
 /// disk, an upstream response held in memory and one spilled to a temporary file, over plain

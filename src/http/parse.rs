@@ -901,11 +901,13 @@ fn is_target_byte(byte: u8) -> bool {
 pub struct RejectedRequestLine {
     pub method: String,
     pub target: String,
-    pub version: Version,
+    /// The protocol version as sent, also one this server does not support (`HTTP/2.0`), so that
+    /// the log line of a 505 shows the version that caused it.
+    pub version: String,
 }
 
 /// Returns the request line at the start of `buf` when it is complete within `max_line_bytes`
-/// and well formed (`token SP target SP HTTP/1.0` or `HTTP/1.1`), after the empty lines RFC 9112
+/// and well formed (`token SP target SP HTTP/d.d`), after the empty lines RFC 9112
 /// §2.2 allows before it. For the access log of a request whose head was rejected after its
 /// first line arrived, such as a 400 for a bad field or a 431, which the decoder reports before
 /// it returns a head.
@@ -920,7 +922,9 @@ pub fn rejected_request_line(buf: &[u8], max_line_bytes: usize) -> Option<Reject
 
     let mut parts = line.splitn(3, |&byte| byte == b' ');
     let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    let version = parse_version(version).ok()?;
+    if matches!(parse_version(version), Err(RequestError::MalformedRequestLine)) {
+        return None;
+    }
     let method_ok = !method.is_empty() && method.iter().all(|&byte| is_token_byte(byte));
     let target_ok = !target.is_empty() && target.iter().all(|&byte| matches!(byte, b'!'..=b'~'));
     if !method_ok || !target_ok {
@@ -929,7 +933,7 @@ pub fn rejected_request_line(buf: &[u8], max_line_bytes: usize) -> Option<Reject
     Some(RejectedRequestLine {
         method: std::str::from_utf8(method).ok()?.to_owned(),
         target: std::str::from_utf8(target).ok()?.to_owned(),
-        version,
+        version: std::str::from_utf8(version).ok()?.to_owned(),
     })
 }
 

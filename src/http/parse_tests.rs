@@ -832,18 +832,21 @@ fn uri_limit_error_independent_of_split() {
 
 #[test]
 fn rejected_request_line_table() {
-    let found = |method: &str, target: &str, version| {
-        Some(RejectedRequestLine { method: method.to_owned(), target: target.to_owned(), version })
+    let found = |method: &str, target: &str, version: &str| {
+        Some(RejectedRequestLine { method: method.to_owned(), target: target.to_owned(), version: version.to_owned() })
     };
-    let cases: [(&[u8], Option<RejectedRequestLine>); 10] = [
-        (b"GET /a HTTP/1.0\r\nContent-Length: x\r\n\r\n", found("GET", "/a", Version::Http10)),
-        (b"POST /b?c=d HTTP/1.1\r\n", found("POST", "/b?c=d", Version::Http11)),
-        (b"\r\n\r\nGET / HTTP/1.1\r\n", found("GET", "/", Version::Http11)),
+    let cases: [(&[u8], Option<RejectedRequestLine>); 12] = [
+        (b"GET /a HTTP/1.0\r\nContent-Length: x\r\n\r\n", found("GET", "/a", "HTTP/1.0")),
+        (b"POST /b?c=d HTTP/1.1\r\n", found("POST", "/b?c=d", "HTTP/1.1")),
+        (b"\r\n\r\nGET / HTTP/1.1\r\n", found("GET", "/", "HTTP/1.1")),
         (b"GET /a HTTP/1.1", None),
         (b"GET /a HTTP/1.1\n", None),
         (b"GET  /a HTTP/1.1\r\n", None),
         (b"GET /a b HTTP/1.1\r\n", None),
-        (b"GET /a HTTP/2.0\r\n", None),
+        // A version this server does not support gets a 505, whose log line names it.
+        (b"GET /a HTTP/2.0\r\n", found("GET", "/a", "HTTP/2.0")),
+        (b"GET /a HTTP/1.2\r\n", found("GET", "/a", "HTTP/1.2")),
+        (b"GET /a HTTP/10.0\r\n", None),
         (b"G\x01T /a HTTP/1.1\r\n", None),
         (b"GET /\xff HTTP/1.1\r\n", None),
     ];

@@ -929,9 +929,9 @@ impl Connection {
             None => http::error_response(status, true, &date, &mut out),
         };
         let (method, target, version) = match (request, &rejected) {
-            (Some(request), _) => (request.method.as_str(), request.target.as_str(), request.version),
-            (None, Some(line)) => (line.method.as_str(), line.target.as_str(), line.version),
-            (None, None) => ("-", "-", Version::Http11),
+            (Some(request), _) => (request.method.as_str(), request.target.as_str(), request.version.as_str()),
+            (None, Some(line)) => (line.method.as_str(), line.target.as_str(), line.version.as_str()),
+            (None, None) => ("-", "-", Version::Http11.as_str()),
         };
         // RFC 9110 §9.3.2: the response to HEAD has the head that GET would get and no body.
         if method == "HEAD" {
@@ -945,7 +945,7 @@ impl Connection {
             date: &date,
             method,
             target,
-            version: version.as_str(),
+            version,
             status,
             // The body alone, as on every other line and in nginx's `$body_bytes_sent`.
             body_bytes: out.len().saturating_sub(body_start) as u64,
