@@ -278,7 +278,7 @@ pub struct IpNetwork {
 impl IpNetwork {
     /// Parses `"10.0.0.0/8"`, `"::1"` or `"fd00::/8"`. The prefix length is plain decimal
     /// digits. An IPv4-mapped network (`"::ffff:10.0.0.0/104"`) becomes the IPv4 network it
-    /// maps, because peers are compared in their IPv4 form.
+    /// maps, because peers are compared in their IPv4 form, and one shorter than /96 is invalid.
     pub fn parse(text: &str) -> Option<IpNetwork> {
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address.parse::<std::net::IpAddr>().ok()?, Some(parse_prefix_length(prefix)?)),
@@ -290,7 +290,8 @@ impl IpNetwork {
             return None;
         }
         match address.to_canonical() {
-            mapped @ std::net::IpAddr::V4(_) if address.is_ipv6() && prefix >= 96 => Some(IpNetwork { address: mapped, prefix: prefix - 96 }),
+            // A shorter prefix would mix IPv4-mapped and other IPv6 addresses and match no peer.
+            mapped @ std::net::IpAddr::V4(_) if address.is_ipv6() => prefix.checked_sub(96).map(|prefix| IpNetwork { address: mapped, prefix }),
             _ => Some(IpNetwork { address, prefix }),
         }
     }
@@ -1632,7 +1633,7 @@ mod tests {
         let mapped_range = IpNetwork::parse("::ffff:10.0.0.0/104").unwrap();
         assert!(mapped_range.contains("10.200.0.1".parse().unwrap()));
         assert!(!mapped_range.contains("11.0.0.1".parse().unwrap()));
-        for text in ["10.0.0.0/08", "10.0.0.0/+8", "10.0.0.0/", "10.0.0.0/ 8", "::1/-1"] {
+        for text in ["10.0.0.0/08", "10.0.0.0/+8", "10.0.0.0/", "10.0.0.0/ 8", "::1/-1", "::ffff:127.0.0.0/95"] {
             assert_eq!(IpNetwork::parse(text), None, "{text}");
         }
         assert_eq!(IpNetwork::parse("0.0.0.0/0").map(|network| network.prefix), Some(0));

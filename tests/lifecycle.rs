@@ -372,6 +372,38 @@ fn access_log_streamed_upstream_failure() {
     assert_eq!(logged_status_and_bytes(&contents, target), (200, 50_000), "{contents}");
 }
 
+/// A streamed upstream response cut off by the send timeout, because the client stopped
+/// reading, counts every write the kernel took, also the one the timeout cut short: the line
+/// shows at least what the client read.
+#[test]
+fn access_log_streamed_stall_counts_writes() {
+    const SENT_BYTES: usize = 39_000_000;
+    let dir = TempDir::new("streamed-stall");
+    let log = dir.join("access.log");
+    let gunicorn = Gunicorn::start("testapp:app", 1, "sync");
+    let ringfront = logging_config(&log).upstream(&gunicorn).timeout("send", "\"1s\"").start();
+
+    let target = format!("/die?length={}&sent={SENT_BYTES}&unbuffered=1", SENT_BYTES + 1);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], ringfront.http_port())).into()).unwrap();
+    let mut stream = std::net::TcpStream::from(socket);
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let received = read_part_of_download(&mut stream, &target);
+    // Well past the send timeout, so that the server gives up on the stalled client.
+    thread::sleep(Duration::from_millis(2500));
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    let received = received + rest.len();
+    assert!(received < SENT_BYTES, "the client got the whole body; the send never stalled");
+    wait_for_file_containing(&log, &target);
+
+    let contents = std::fs::read_to_string(&log).unwrap();
+    let (status, logged) = logged_status_and_bytes(&contents, &target);
+    assert_eq!(status, 200);
+    assert!(logged >= received, "logged {logged} bytes, but the client read {received}");
+}
+
 /// A line is written when its response ends, so a large download's line carries the time its
 /// send ended: lines stay in time order behind shorter requests served meanwhile, as in nginx.
 #[test]
@@ -465,7 +497,8 @@ fn start_logging_to(log: &std::path::Path, cert: &TestCert) -> Ringfront {
     logging_config(log).https(cert).start()
 }
 
-/// One worker with a plain listener that writes its access log to `log`.
+/// Returns the configuration of one worker with a plain listener that writes its access log to
+/// `log`.
 fn logging_config(log: &std::path::Path) -> Config {
     Config::new().http().workers(1).server("access_log", &common::ringfront::toml_string(&log.to_string_lossy()))
 }

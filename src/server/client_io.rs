@@ -432,19 +432,27 @@ impl ClientIo {
         Ok(())
     }
 
-    /// Sends what is queued, then `body`, and adds the body bytes sent to `sent` as they go, so
-    /// that after a failure `sent` is what the access log reports. On a plain connection every
-    /// write counts. On TLS the body is encrypted in steps of [`TLS_WRITE_CHUNK`], so the output
-    /// stays bounded, and a step counts once all its records are sent.
+    /// Sends what is queued, then `body`, then `suffix` (framing such as a chunk's closing CRLF),
+    /// and adds the body bytes sent to `sent` as they go, so that after a failure `sent` is what
+    /// the access log reports. On a plain connection every write counts. On TLS the body is
+    /// encrypted in steps of [`TLS_WRITE_CHUNK`], so the output stays bounded, and a step counts
+    /// once all its records are sent.
     ///
     /// # Errors
     /// As [`ClientIo::flush`].
-    pub async fn send_body(&mut self, body: &[u8], sent: &mut u64) -> Result<(), StreamError> {
+    pub async fn send_body(&mut self, body: &[u8], suffix: &[u8], sent: &mut u64) -> Result<(), StreamError> {
         if self.tls.is_some() {
-            for piece in body.chunks(TLS_WRITE_CHUNK) {
+            let mut pieces = body.chunks(TLS_WRITE_CHUNK).peekable();
+            while let Some(piece) = pieces.next() {
                 self.queue(piece)?;
+                if pieces.peek().is_none() {
+                    self.queue(suffix)?;
+                }
                 self.flush().await?;
                 *sent += piece.len() as u64;
+            }
+            if body.is_empty() {
+                self.queue(suffix)?;
             }
             // An empty body has no pieces, and what was queued before it still waits.
             return self.flush().await;
@@ -452,9 +460,10 @@ impl ClientIo {
 
         let queued_before = self.out.len() as u64;
         self.queue(body)?;
+        self.queue(suffix)?;
         let mut written = 0;
         let result = self.flush_counting(&mut written).await;
-        *sent += written.saturating_sub(queued_before);
+        *sent += written.saturating_sub(queued_before).min(body.len() as u64);
         result
     }
 
@@ -466,7 +475,7 @@ impl ClientIo {
     /// As [`ClientIo::flush`].
     pub async fn send_with_body(&mut self, body: SharedBytes, sent: &mut u64) -> Result<(), StreamError> {
         if self.tls.is_some() {
-            return self.send_body(body.as_slice(), sent).await;
+            return self.send_body(body.as_slice(), &[], sent).await;
         }
 
         self.flush().await?;

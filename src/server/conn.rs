@@ -773,15 +773,13 @@ impl Connection {
                 }
             };
             if !piece.is_empty() {
+                // Each chunk goes out whole, with its closing CRLF, so that the client has a
+                // complete chunk as soon as the chunk arrives.
                 if chunked {
                     self.io.queue(format!("{:x}\r\n", piece.len()).as_bytes())?;
-                    self.io.queue(&piece)?;
-                    self.io.queue(b"\r\n")?;
-                } else {
-                    self.io.queue(&piece)?;
                 }
-                self.io.flush().await?;
-                *sent += piece.len() as u64;
+                let suffix: &[u8] = if chunked { b"\r\n" } else { b"" };
+                self.io.send_body(&piece, suffix, sent).await?;
             }
             if done {
                 break;
@@ -957,7 +955,7 @@ impl Connection {
     }
 
     /// Logs a response whose body went out after its head was queued, stamped with the time the
-    /// send ended, so that the file's lines stay in time order, as nginx's do.
+    /// send ended, so that a worker's lines stay in time order, as nginx's do.
     fn log_sent(&self, request: &RequestHead, status: u16, body_bytes: u64, started: Instant) {
         self.log(request, status, body_bytes, &self.context.date(), started);
     }

@@ -114,7 +114,7 @@ impl Spool {
     /// A client write failure, or a temporary file read failure as `StreamError::Io`.
     pub async fn send_to_client(&self, io: &mut ClientIo, sent: &mut u64) -> Result<(), StreamError> {
         if !self.is_spilled() {
-            return io.send_body(&self.memory, sent).await;
+            return io.send_body(&self.memory, &[], sent).await;
         }
         self.for_each_piece(ClientSink { io, sent }).await
     }
@@ -133,7 +133,7 @@ struct ClientSink<'a> {
 
 impl AsyncSink<StreamError> for ClientSink<'_> {
     async fn accept(&mut self, piece: Vec<u8>) -> Result<Vec<u8>, StreamError> {
-        self.io.send_body(&piece, self.sent).await?;
+        self.io.send_body(&piece, &[], self.sent).await?;
         Ok(piece)
     }
 }
