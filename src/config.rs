@@ -807,7 +807,7 @@ impl Checker<'_> {
         list.get_ref()
             .iter()
             .map(|entry| {
-                entry.get_ref().parse::<SocketAddr>().map_err(|_| {
+                let address = entry.get_ref().parse::<SocketAddr>().map_err(|_| {
                     self.error(
                         entry.span(),
                         key,
@@ -816,7 +816,23 @@ impl Checker<'_> {
                             entry.get_ref()
                         ),
                     )
-                })
+                })?;
+                // IPv6 listeners are IPv6-only (IPV6_V6ONLY), and Linux refuses to bind such a
+                // socket to an IPv4-mapped address (EINVAL), so the entry would fail at start.
+                if let SocketAddr::V6(v6) = address
+                    && let Some(v4) = v6.ip().to_ipv4_mapped()
+                {
+                    return Err(self.error(
+                        entry.span(),
+                        key,
+                        format!(
+                            "invalid listen address {:?}: an IPv4-mapped address cannot be listened on; write \"{v4}:{}\"",
+                            entry.get_ref(),
+                            v6.port()
+                        ),
+                    ));
+                }
+                Ok(address)
             })
             .collect()
     }
@@ -1291,6 +1307,14 @@ mod tests {
         let err = parse("[http]\nlisten = [\n  \"127.0.0.1:8080\",\n  \"localhost\",\n]\n").unwrap_err();
         assert_eq!(err.key.as_deref(), Some("http.listen"));
         assert_eq!(err.line, Some(4));
+    }
+
+    #[test]
+    fn mapped_listen_address_rejected() {
+        let err = parse("[http]\nlisten = [\"[::ffff:127.0.0.1]:8080\"]\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.listen"));
+        assert_eq!(err.line, Some(2));
+        assert!(err.message.contains("\"127.0.0.1:8080\""), "{}", err.message);
     }
 
     #[test]
