@@ -272,7 +272,7 @@ fn access_log_times_from_first_byte() {
 /// An error response sent before a head was parsed is logged with its body's length, as every
 /// other line is, not with the length of the whole response. When the request line arrived
 /// whole, the line gives its method, target and version, also an unsupported version;
-/// otherwise dashes.
+/// otherwise a dash for each.
 #[test]
 fn access_log_error_counts_body() {
     let cert = TestCert::generate(&["localhost"]);
@@ -286,17 +286,23 @@ fn access_log_error_counts_body() {
     assert_eq!(bad_length.status, 400);
     let unsupported = common::plain_request(ringfront.http_port(), b"GET /two HTTP/2.0\r\nHost: localhost\r\n\r\n");
     assert_eq!(unsupported.status, 505);
+    // A byte that is invalid in a method hides the whole line, so no field is guessed.
+    let unreadable = common::plain_request(ringfront.http_port(), b"G\x01T /three HTTP/2.0\r\nHost: localhost\r\n\r\n");
+    assert_eq!(unreadable.status, 505);
     wait_for_file_containing(&log, "/bad-length");
     wait_for_file_containing(&log, "/two");
+    wait_for_file_containing(&log, "\"- - -\" 505");
 
     let contents = std::fs::read_to_string(&log).unwrap();
-    let malformed_line = format!("\"- - HTTP/1.1\" 400 {} ", malformed.body.len());
+    let malformed_line = format!("\"- - -\" 400 {} ", malformed.body.len());
     assert!(contents.contains(&malformed_line), "no line with {malformed_line:?}: {contents}");
     let bad_length_line = format!("\"POST /bad-length HTTP/1.0\" 400 {} ", bad_length.body.len());
     assert!(contents.contains(&bad_length_line), "no line with {bad_length_line:?}: {contents}");
     // The version that caused a 505 is logged as sent.
     let unsupported_line = format!("\"GET /two HTTP/2.0\" 505 {} ", unsupported.body.len());
     assert!(contents.contains(&unsupported_line), "no line with {unsupported_line:?}: {contents}");
+    let unreadable_line = format!("\"- - -\" 505 {} ", unreadable.body.len());
+    assert!(contents.contains(&unreadable_line), "no line with {unreadable_line:?}: {contents}");
 }
 
 /// A large body is logged once it is sent, with the body bytes the kernel took, as nginx's

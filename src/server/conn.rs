@@ -929,7 +929,8 @@ impl Connection {
         let (method, target, version) = match (request, &rejected) {
             (Some(request), _) => (request.method.as_str(), request.target.as_str(), request.version.as_str()),
             (None, Some(line)) => (line.method.as_str(), line.target.as_str(), line.version.as_str()),
-            (None, None) => ("-", "-", Version::Http11.as_str()),
+            // Nothing of the request line could be read, not even its version.
+            (None, None) => ("-", "-", "-"),
         };
         // RFC 9110 §9.3.2: the response to HEAD has the head that GET would get and no body.
         if method == "HEAD" {
