@@ -832,6 +832,22 @@ impl Checker<'_> {
                         ),
                     ));
                 }
+                // Linux ignores a zone index on other addresses, so "[::1%1]:443" would bind the
+                // same socket address as "[::1]:443" and pass the duplicate check.
+                if let SocketAddr::V6(v6) = address
+                    && v6.scope_id() != 0
+                    && !v6.ip().is_unicast_link_local()
+                {
+                    return Err(self.error(
+                        entry.span(),
+                        key,
+                        format!(
+                            "invalid listen address {:?}: a zone index (%{}) applies only to link-local addresses (fe80::/10); remove it",
+                            entry.get_ref(),
+                            v6.scope_id()
+                        ),
+                    ));
+                }
                 Ok(address)
             })
             .collect()
@@ -1315,6 +1331,15 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("http.listen"));
         assert_eq!(err.line, Some(2));
         assert!(err.message.contains("\"127.0.0.1:8080\""), "{}", err.message);
+    }
+
+    #[test]
+    fn zone_index_only_on_link_local() {
+        let err = parse("[http]\nlisten = [\"[::1%1]:8080\"]\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.listen"));
+        assert!(err.message.contains("zone index"), "{}", err.message);
+        let config = parse("[http]\nlisten = [\"[fe80::1%1]:8080\"]\n").unwrap();
+        assert_eq!(config.http.map(|http| http.listen.len()), Some(1));
     }
 
     #[test]
