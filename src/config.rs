@@ -278,7 +278,8 @@ pub struct IpNetwork {
 impl IpNetwork {
     /// Parses `"10.0.0.0/8"`, `"::1"` or `"fd00::/8"`. The prefix length is plain decimal
     /// digits. An IPv4-mapped network (`"::ffff:10.0.0.0/104"`) becomes the IPv4 network it
-    /// maps, because peers are compared in their IPv4 form, and one shorter than /96 is invalid.
+    /// maps, because peers are compared in their IPv4 form. A mapped network shorter than /96
+    /// is invalid.
     pub fn parse(text: &str) -> Option<IpNetwork> {
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address.parse::<std::net::IpAddr>().ok()?, Some(parse_prefix_length(prefix)?)),
@@ -310,6 +311,21 @@ impl IpNetwork {
             _ => false,
         }
     }
+}
+
+/// Returns the reason an IPv6 listen address cannot be used as written, or `None` when it can.
+fn unbindable_ipv6_reason(address: &std::net::SocketAddrV6) -> Option<String> {
+    // IPv6 listeners are IPv6-only (IPV6_V6ONLY), and Linux refuses to bind such a socket to an
+    // IPv4-mapped address (EINVAL), so the entry would fail at start.
+    if let Some(v4) = address.ip().to_ipv4_mapped() {
+        return Some(format!("an IPv4-mapped address cannot be listened on; write \"{v4}:{}\"", address.port()));
+    }
+    // Linux ignores a zone index on other addresses, so "[::1%1]:443" would bind the same socket
+    // address as "[::1]:443" and pass the duplicate check.
+    if address.scope_id() != 0 && !address.ip().is_unicast_link_local() {
+        return Some(format!("a zone index (%{}) applies only to link-local addresses (fe80::/10); remove it", address.scope_id()));
+    }
+    None
 }
 
 /// Parses a CIDR prefix length written as decimal digits without a sign or a leading zero, so
@@ -817,36 +833,10 @@ impl Checker<'_> {
                         ),
                     )
                 })?;
-                // IPv6 listeners are IPv6-only (IPV6_V6ONLY), and Linux refuses to bind such a
-                // socket to an IPv4-mapped address (EINVAL), so the entry would fail at start.
                 if let SocketAddr::V6(v6) = address
-                    && let Some(v4) = v6.ip().to_ipv4_mapped()
+                    && let Some(reason) = unbindable_ipv6_reason(&v6)
                 {
-                    return Err(self.error(
-                        entry.span(),
-                        key,
-                        format!(
-                            "invalid listen address {:?}: an IPv4-mapped address cannot be listened on; write \"{v4}:{}\"",
-                            entry.get_ref(),
-                            v6.port()
-                        ),
-                    ));
-                }
-                // Linux ignores a zone index on other addresses, so "[::1%1]:443" would bind the
-                // same socket address as "[::1]:443" and pass the duplicate check.
-                if let SocketAddr::V6(v6) = address
-                    && v6.scope_id() != 0
-                    && !v6.ip().is_unicast_link_local()
-                {
-                    return Err(self.error(
-                        entry.span(),
-                        key,
-                        format!(
-                            "invalid listen address {:?}: a zone index (%{}) applies only to link-local addresses (fe80::/10); remove it",
-                            entry.get_ref(),
-                            v6.scope_id()
-                        ),
-                    ));
+                    return Err(self.error(entry.span(), key, format!("invalid listen address {:?}: {reason}", entry.get_ref())));
                 }
                 Ok(address)
             })

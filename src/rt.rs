@@ -399,7 +399,8 @@ const SPLICE_CHUNK: usize = 256 * 1024;
 
 /// Sends `len` bytes of `file` from `offset` to `socket` with splice(2) through a pipe, so the
 /// bytes go from the page cache to the socket without a copy through user space. `timeout`
-/// bounds each step, like a send timeout. Adds the bytes the socket took to `sent`.
+/// bounds each step, like a send timeout. Adds each completed step's bytes to `sent`. A step cut
+/// short by the timeout counts nothing, because a cancelled splice does not report what it moved.
 ///
 /// # Errors
 /// `UnexpectedEof` when the file is shorter than `offset + len` (it shrank since its stat),

@@ -390,11 +390,7 @@ fn access_log_streamed_stall_counts_writes() {
     let ringfront = logging_config(&log).upstream(&gunicorn).timeout("send", "\"1s\"").start();
 
     let target = format!("/die?length={}&sent={SENT_BYTES}&unbuffered=1", SENT_BYTES + 1);
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], ringfront.http_port())).into()).unwrap();
-    let mut stream = std::net::TcpStream::from(socket);
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut stream = small_window_connection(ringfront.http_port());
     let received = read_part_of_download(&mut stream, &target);
     // Well past the send timeout, so that the server gives up on the stalled client.
     thread::sleep(Duration::from_millis(2500));
@@ -462,11 +458,7 @@ fn logged_status_and_bytes(contents: &str, target: &str) -> (u16, usize) {
 /// rest unread. The kernel then resets the connection while the server is still sending.
 /// Returns the body bytes read.
 fn abandon_download(port: u16, tls: Option<std::sync::Arc<rustls::ClientConfig>>, target: &str) -> usize {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()).unwrap();
-    let stream = std::net::TcpStream::from(socket);
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let stream = small_window_connection(port);
     match tls {
         None => read_part_of_download(stream, target),
         Some(config) => {
@@ -475,6 +467,17 @@ fn abandon_download(port: u16, tls: Option<std::sync::Arc<rustls::ClientConfig>>
             read_part_of_download(rustls::StreamOwned::new(session, stream), target)
         }
     }
+}
+
+/// Connects to `port` on 127.0.0.1 with a 4 KiB receive buffer, so that a server sending a
+/// large body soon waits for the client to read.
+fn small_window_connection(port: u16) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()).unwrap();
+    let stream = std::net::TcpStream::from(socket);
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
 }
 
 /// Body bytes a client reads before it abandons a download.

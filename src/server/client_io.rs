@@ -432,11 +432,11 @@ impl ClientIo {
         Ok(())
     }
 
-    /// Sends what is queued, then `body`, then `suffix` (framing such as a chunk's closing CRLF),
-    /// and adds the body bytes sent to `sent` as they go, so that after a failure `sent` is what
-    /// the access log reports. On a plain connection every write counts. On TLS the body is
-    /// encrypted in steps of [`TLS_WRITE_CHUNK`], so the output stays bounded, and a step counts
-    /// once all its records are sent.
+    /// Sends what is queued, then `body`, then `suffix` (framing such as a chunk's closing CRLF).
+    /// Adds the body bytes sent to `sent` as they go, so that after a failure `sent` is what the
+    /// access log reports. On a plain connection every write counts. On TLS the body is encrypted
+    /// in steps of [`TLS_WRITE_CHUNK`], so the output stays bounded, and a step counts once all
+    /// its records are sent.
     ///
     /// # Errors
     /// As [`ClientIo::flush`].
@@ -514,9 +514,7 @@ impl ClientIo {
             }
             buffer.truncate(read.min(want));
             position += buffer.len() as u64;
-            self.queue(&buffer)?;
-            self.flush().await?;
-            *sent += buffer.len() as u64;
+            self.send_body(&buffer, &[], sent).await?;
         }
         Ok(())
     }

@@ -773,8 +773,8 @@ impl Connection {
                 }
             };
             if !piece.is_empty() {
-                // Each chunk goes out whole, with its closing CRLF, so that the client has a
-                // complete chunk as soon as the chunk arrives.
+                // Each chunk goes out whole, with its closing CRLF, so that the CRLF never waits
+                // for the next chunk.
                 if chunked {
                     self.io.queue(format!("{:x}\r\n", piece.len()).as_bytes())?;
                 }

@@ -89,10 +89,10 @@ pub struct ClientFacts<'a> {
     pub host: &'a str,
 }
 
-/// Builds the client facts sent to the upstream. A client inside `trusted_proxies` is
-/// itself a proxy, so its X-Forwarded-For is kept and extended, and the scheme its
-/// X-Forwarded-Proto reports replaces this connection's, because such a proxy may terminate TLS
-/// itself. Anyone else's fields are replaced.
+/// Builds the client facts sent to the upstream. A client inside `trusted_proxies` is itself a
+/// proxy, so its X-Forwarded-For is kept and extended. The scheme its X-Forwarded-Proto reports
+/// replaces this connection's, because such a proxy may terminate TLS itself. Anyone else's
+/// fields are replaced.
 pub fn forwarded(settings: &UpstreamSettings, request: &RequestHead, client: &ClientFacts<'_>) -> Forwarded {
     let trusted = settings.trusted_proxies.iter().any(|network| network.contains(client.ip));
     // Repeated field lines form one list (RFC 9110 §5.3), and the nearest proxy's entry is the
