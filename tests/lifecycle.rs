@@ -203,7 +203,8 @@ fn read(path: &std::path::Path) -> Vec<u8> {
     }
 }
 
-/// nginx reloads on SIGHUP; ringfront cannot, and must neither die nor stop serving.
+/// SIGHUP reloads only the certificate (tests/tls.rs), and the process must neither die nor stop
+/// serving.
 #[test]
 fn sighup_keeps_serving() {
     let cert = TestCert::generate(&["localhost"]);

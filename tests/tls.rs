@@ -1,5 +1,6 @@
 //! The HTTPS listener's TLS: protocol versions, ALPN, session resumption by ticket and by session
-//! ID, and the private key formats operators bring (PKCS#8, PKCS#1 RSA, SEC1 EC).
+//! ID, the private key formats operators bring (PKCS#8, PKCS#1 RSA, SEC1 EC), and a renewed
+//! certificate taken in on SIGHUP.
 
 mod common;
 
@@ -219,4 +220,87 @@ fn mismatched_key_fails_start() {
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("rejected"), "unexpected message: {message}");
+}
+
+/// Waits until ringfront's output has `count` lines containing `needle`, and returns the output.
+fn wait_for_output(ringfront: &Ringfront, needle: &str, count: usize) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = ringfront.output();
+        if output.matches(needle).count() >= count {
+            return output;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {needle:?} in the output:\n{output}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Returns whether a new connection completes a handshake while trusting only `trusted`'s CA.
+/// Each call builds a new client configuration, so no session is resumed.
+fn handshake_trusting(port: u16, trusted: &TestCert) -> bool {
+    let mut connection = common::Connection::https(port, trusted);
+    connection.handshake().is_ok()
+}
+
+/// A renewed certificate is served after SIGHUP, as with nginx's reload: new handshakes get the
+/// new pair, a connection opened before keeps working, and files that do not make a usable pair
+/// leave the last good pair in place.
+#[test]
+fn sighup_reloads_certificate() {
+    let first = TestCert::generate(&["localhost"]);
+    let renewed = TestCert::generate(&["localhost"]);
+    let ringfront = start(&first);
+    let port = ringfront.https_port();
+    let pid = i64::from(ringfront.pid().expect("ringfront is running"));
+    let request = b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut open_before = common::Connection::https(port, &first);
+    assert_eq!(open_before.request(request).status, 404);
+    let resuming = first.client_config();
+    assert_eq!(connect(port, &resuming).kind, Some(HandshakeKind::Full));
+
+    // The files change on disk; nothing changes until the signal.
+    std::fs::copy(renewed.cert_path(), first.cert_path()).unwrap();
+    std::fs::copy(renewed.key_path(), first.key_path()).unwrap();
+    assert!(handshake_trusting(port, &first));
+    assert!(common::process::send_signal(pid, "HUP"));
+    wait_for_output(&ringfront, "reloaded the certificate and key", 1);
+    assert!(handshake_trusting(port, &renewed));
+    assert!(!handshake_trusting(port, &first), "the replaced certificate is still served");
+    assert_eq!(open_before.request(request).status, 404);
+    // The session ticket's key did not change, so a session from before the reload resumes.
+    assert_eq!(connect(port, &resuming).kind, Some(HandshakeKind::Resumed));
+
+    // Files that do not make a usable pair are rejected, each with the file or the reason
+    // named, and the renewed pair stays. The cases: a key that is not PEM, a key path that now
+    // leads to a device or a FIFO, and a key that belongs to another certificate. A device or
+    // FIFO must not be read, because neither ends.
+    let failed_reload = "failed to reload the certificate and key";
+    std::fs::write(first.key_path(), "not a key\n").unwrap();
+    assert!(common::process::send_signal(pid, "HUP"));
+    let output = wait_for_output(&ringfront, failed_reload, 1);
+    assert!(output.contains(&first.key_path().display().to_string()), "{output}");
+
+    std::fs::remove_file(first.key_path()).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", first.key_path()).unwrap();
+    assert!(common::process::send_signal(pid, "HUP"));
+    let output = wait_for_output(&ringfront, failed_reload, 2);
+    assert_eq!(output.matches("not a regular file").count(), 1, "{output}");
+
+    std::fs::remove_file(first.key_path()).unwrap();
+    let mkfifo = Command::new("mkfifo").arg(first.key_path()).status().unwrap();
+    assert!(mkfifo.success());
+    assert!(common::process::send_signal(pid, "HUP"));
+    let output = wait_for_output(&ringfront, failed_reload, 3);
+    assert_eq!(output.matches("not a regular file").count(), 2, "{output}");
+
+    std::fs::remove_file(first.key_path()).unwrap();
+    let stranger = TestCert::generate(&["localhost"]);
+    std::fs::copy(stranger.cert_path(), first.cert_path()).unwrap();
+    std::fs::copy(renewed.key_path(), first.key_path()).unwrap();
+    assert!(common::process::send_signal(pid, "HUP"));
+    let output = wait_for_output(&ringfront, failed_reload, 4);
+    assert!(output.contains("rejected"), "{output}");
+    assert!(handshake_trusting(port, &renewed));
+    let mut after = common::Connection::https(port, &renewed);
+    assert_eq!(after.request(request).status, 404);
 }

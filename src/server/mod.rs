@@ -143,9 +143,12 @@ pub fn worker_count(config: &Config) -> usize {
 /// Returns a [`ServerError`] when anything needed to serve is missing, and nothing is served
 /// then, or `WorkerPanicked` after the stop when a worker thread panicked.
 pub fn run(config: Config) -> Result<(), ServerError> {
-    let tls = match &config.https {
-        Some(https) => Some(tls::server_config(&https.certificate, &https.private_key).map_err(ServerError::Tls)?),
-        None => None,
+    let (tls, certificate) = match &config.https {
+        Some(https) => {
+            let setup = tls::server_config(&https.certificate, &https.private_key).map_err(ServerError::Tls)?;
+            (Some(setup.config), Some(setup.certificate))
+        }
+        None => (None, None),
     };
     if !matches!(config.server.access_log.as_str(), "stdout" | "stderr" | "off") {
         std::fs::OpenOptions::new()
@@ -264,14 +267,15 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
 
     // nginx's signals, as far as they apply: TERM, INT and QUIT stop gracefully, USR1 reopens
-    // the log file after rotation, HUP (reload) is not supported and only logged.
+    // the log file after rotation, HUP reloads the certificate (the part of nginx's reload that
+    // a certificate renewal needs).
     for signal in signals.forever() {
         match signal {
             SIGUSR1 => {
                 shared.log_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
                 tracing::info!("reopening the access log");
             }
-            SIGHUP => tracing::warn!("SIGHUP: configuration reload is not supported; restart ringfront to apply changes"),
+            SIGHUP => reload_certificate(certificate.as_deref()),
             _ => {
                 tracing::info!(signal, grace = ?shared.config.server.shutdown_grace, "stopping: no new connections, finishing requests in flight");
                 break;
@@ -306,6 +310,25 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         return Err(ServerError::WorkerPanicked { count: panicked });
     }
     Ok(())
+}
+
+/// Reloads the HTTPS certificate and key on SIGHUP. The configuration file is not read again, so
+/// the paths are those it named at start.
+fn reload_certificate(certificate: Option<&tls::CertificateFiles>) {
+    let Some(certificate) = certificate else {
+        tracing::warn!("SIGHUP: there is no [https] certificate to reload, and other configuration changes need a restart");
+        return;
+    };
+    let certificate_path = certificate.certificate_path().display();
+    let key_path = certificate.private_key_path().display();
+    match certificate.reload() {
+        Ok(()) => tracing::info!(
+            certificate = %certificate_path,
+            private_key = %key_path,
+            "SIGHUP: reloaded the certificate and key for new handshakes. Other configuration changes need a restart"
+        ),
+        Err(err) => tracing::error!(error = %err, "SIGHUP: failed to reload the certificate and key, so new handshakes keep the previous pair"),
+    }
 }
 
 #[cfg(test)]
