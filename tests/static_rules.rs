@@ -180,6 +180,47 @@ fn truncated_file_never_garbage() {
     assert_eq!(after.body, new);
 }
 
+/// A file streamed from disk that shrank after the cache's last look at it is cut short, and
+/// the error log gets a warning, because the access log shows only a 200 with fewer bytes.
+#[test]
+fn shrunk_file_logged() {
+    let dir = TempDir::new("static-shrunk");
+    let old = noise_bytes(4 * MAX_FILE_BYTES);
+    dir.write("big.bin", &old);
+    let cert = TestCert::generate(&["localhost"]);
+    let upstream = StubUpstream::start();
+    // One worker, and a revalidate interval longer than the test, so that the second request
+    // is served from the stale size.
+    let mut config = Config::new().workers(1).https(&cert).http().to_toml(upstream.socket_path());
+    config.push_str(&format!(
+        "\n[[static]]\nprefix = \"/static/\"\ndir = {}\n\n[static_cache]\nrevalidate = \"60s\"\nmax_file_bytes = {MAX_FILE_BYTES}\n",
+        toml_string(&dir.path().to_string_lossy())
+    ));
+    let ringfront = Ringfront::start(&config);
+    let request = b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(plain_request(ringfront.http_port(), request).body, old);
+
+    let new_len = MAX_FILE_BYTES + 100;
+    fs::File::options().write(true).open(dir.join("big.bin")).unwrap().set_len(new_len as u64).unwrap();
+    let mut plain = Connection::plain(ringfront.http_port());
+    plain.send(request);
+    let plain_raw = plain.read_until_close();
+    let mut tls = Connection::https(ringfront.https_port(), &cert);
+    tls.send(request);
+    let tls_raw = tls.read_until_close();
+
+    assert!(plain_raw.len() < old.len(), "plain: {} bytes", plain_raw.len());
+    assert!(tls_raw.len() < old.len(), "TLS: {} bytes", tls_raw.len());
+    let deadline = Instant::now() + CHANGE_DEADLINE;
+    let mut output = ringfront.output();
+    while output.matches("static file shrank").count() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        output = ringfront.output();
+    }
+    assert_eq!(output.matches("static file shrank").count(), 2, "{output}");
+    assert!(output.contains("target=/static/big.bin"), "{output}");
+}
+
 #[test]
 fn sixteen_mib_identical_tls_and_plain() {
     let content = noise_bytes(16 * 1024 * 1024);

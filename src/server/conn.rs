@@ -895,7 +895,12 @@ impl Connection {
                 FileBody::File { file, offset, len } => {
                     let result = Box::pin(self.io.send_file(&file, offset, len, &mut sent)).await;
                     self.log_sent(request, response.status, sent, started);
-                    if result.is_err() {
+                    if let Err(err) = result {
+                        // A client that left is routine, but a file that shrank after its stat
+                        // is a fault on this side, which the access log's 200 does not show.
+                        if matches!(&err, StreamError::Io(io_err) if io_err.kind() == std::io::ErrorKind::UnexpectedEof) {
+                            tracing::warn!(target = %request.target, sent, expected = len, "static file shrank while it was sent, so the response was cut short. Replace files by renaming a new file over them, not by writing in place");
+                        }
                         // The head promised `len` bytes: a short file can only end the connection.
                         return Ok(false);
                     }
