@@ -74,6 +74,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(path) => {
+            let signals = match ringfront::server::install_signal_handlers() {
+                Ok(signals) => signals,
+                Err(err) => {
+                    eprintln!("ringfront: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let config = match Config::load(&path) {
                 Ok(config) => config,
                 Err(err) => {
@@ -83,7 +90,7 @@ fn main() -> ExitCode {
             };
             init_logging(&config.server.log_level);
             install_panic_logging();
-            match ringfront::server::run(config) {
+            match ringfront::server::run(config, signals) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("ringfront: {err}");

@@ -12,7 +12,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 
 /// Server-side sessions kept for TLS 1.2 session-ID resumption and TLS 1.3 stateful resumption,
@@ -22,24 +22,49 @@ const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 /// Failure to build the TLS configuration.
 #[derive(Debug)]
 pub enum TlsSetupError {
-    /// The certificate file has no readable PEM certificate.
+    /// A certificate or key file cannot be opened or read, is not a regular file, or is larger
+    /// than [`MAX_PEM_FILE_BYTES`].
+    Unreadable { kind: PemFileKind, path: PathBuf, reason: String },
+    /// The certificate file has no PEM certificate chain that parses.
     Certificate { path: PathBuf, reason: String },
-    /// The key file has no readable PEM private key.
+    /// The key file has no PEM private key that the crypto provider accepts.
     PrivateKey { path: PathBuf, reason: String },
-    /// rustls refused the pair, for example because the key does not match the certificate.
+    /// The private key does not belong to the chain's first certificate.
+    KeyMismatch { certificate: PathBuf, private_key: PathBuf },
+    /// rustls rejected the rest of the configuration.
     Rejected(rustls::Error),
+}
+
+/// The two PEM files of the `[https]` section, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemFileKind {
+    Certificate,
+    PrivateKey,
 }
 
 impl fmt::Display for TlsSetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            TlsSetupError::Unreadable { kind, path, reason } => {
+                let kind = match kind {
+                    PemFileKind::Certificate => "certificate",
+                    PemFileKind::PrivateKey => "private key",
+                };
+                write!(f, "cannot read the {kind} file {}: {reason}", path.display())
+            }
             TlsSetupError::Certificate { path, reason } => {
                 write!(f, "invalid certificate file {}: {reason}", path.display())
             }
             TlsSetupError::PrivateKey { path, reason } => {
                 write!(f, "invalid private key file {}: {reason}", path.display())
             }
-            TlsSetupError::Rejected(err) => write!(f, "certificate and key rejected: {err}"),
+            TlsSetupError::KeyMismatch { certificate, private_key } => write!(
+                f,
+                "private key {} rejected: it does not belong to the first certificate in {}",
+                private_key.display(),
+                certificate.display()
+            ),
+            TlsSetupError::Rejected(err) => write!(f, "TLS configuration rejected: {err}"),
         }
     }
 }
@@ -80,12 +105,19 @@ fn read_pem_file(path: &Path) -> Result<Vec<u8>, String> {
 /// [`MAX_PEM_FILE_BYTES`], is not PEM, or contains no certificate.
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let invalid = |reason: String| TlsSetupError::Certificate { path: path.to_owned(), reason };
-    let pem = read_pem_file(path).map_err(invalid)?;
+    let pem = read_pem_file(path).map_err(|reason| TlsSetupError::Unreadable { kind: PemFileKind::Certificate, path: path.to_owned(), reason })?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| invalid(err.to_string()))?;
+        .map_err(|err| invalid(describe_pem_error(&err)))?;
     if chain.is_empty() {
         return Err(invalid("no CERTIFICATE block found".to_owned()));
+    }
+    // rustls parses only the first certificate, and clients reject a chain whose later
+    // certificate does not parse, so every one is checked here.
+    for (index, certificate) in chain.iter().enumerate() {
+        if let Err(err) = ParsedCertificate::try_from(certificate) {
+            return Err(invalid(format!("certificate {} of {} in the chain is not valid X.509 ({err})", index + 1, chain.len())));
+        }
     }
     Ok(chain)
 }
@@ -97,8 +129,27 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 /// [`MAX_PEM_FILE_BYTES`], or contains no key.
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let invalid = |reason: String| TlsSetupError::PrivateKey { path: path.to_owned(), reason };
-    let pem = read_pem_file(path).map_err(invalid)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| invalid(err.to_string()))
+    let pem = read_pem_file(path).map_err(|reason| TlsSetupError::Unreadable { kind: PemFileKind::PrivateKey, path: path.to_owned(), reason })?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| match err {
+        rustls::pki_types::pem::Error::NoItemsFound => invalid(
+            "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found. An ENCRYPTED PRIVATE KEY must be decrypted first, for example with `openssl pkey -in FILE -out NEW_FILE`".to_owned(),
+        ),
+        other => invalid(describe_pem_error(&other)),
+    })
+}
+
+/// Describes a PEM syntax error with the block's label as text, where the library's message
+/// shows it as a list of byte values.
+fn describe_pem_error(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { end_marker } => {
+            format!("a PEM block has no \"-----END {}-----\" line", String::from_utf8_lossy(end_marker))
+        }
+        Error::IllegalSectionStart { line } => format!("invalid PEM BEGIN line {:?}", String::from_utf8_lossy(line)),
+        Error::Base64Decode(reason) => format!("invalid base64 in a PEM block: {reason}"),
+        other => other.to_string(),
+    }
 }
 
 /// The certificate chain and private key offered in full handshakes. They are read from their
@@ -135,11 +186,15 @@ impl CertificateFiles {
     ///
     /// # Errors
     /// Fails when a file is unreadable, is not a regular file, is too large, or contains no PEM
-    /// certificate or key, or when the key does not match the certificate.
-    pub fn reload(&self) -> Result<(), TlsSetupError> {
+    /// certificate or key, when a certificate does not parse, or when the key does not match
+    /// the certificate.
+    pub fn reload(&self) -> Result<Reloaded, TlsSetupError> {
         let pair = Arc::new(read_pair(&self.certificate, &self.private_key, &self.provider)?);
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = pair;
-        Ok(())
+        let chain_length = pair.cert.len();
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = current.cert != pair.cert;
+        *current = pair;
+        Ok(Reloaded { chain_length, changed })
     }
 
     /// Returns the certificate file's path, as the configuration names it.
@@ -153,6 +208,15 @@ impl CertificateFiles {
     }
 }
 
+/// The chain loaded by a successful [`CertificateFiles::reload`].
+#[derive(Debug, Clone, Copy)]
+pub struct Reloaded {
+    /// Certificates in the chain, the leaf included.
+    pub chain_length: usize,
+    /// Whether the chain differs from the one served before.
+    pub changed: bool,
+}
+
 impl ResolvesServerCert for CertificateFiles {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner)))
@@ -164,7 +228,19 @@ impl ResolvesServerCert for CertificateFiles {
 fn read_pair(certificate: &Path, private_key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsSetupError> {
     let chain = load_certificates(certificate)?;
     let key = load_private_key(private_key)?;
-    CertifiedKey::from_der(chain, key, provider).map_err(TlsSetupError::Rejected)
+    let signing_key = provider.key_provider.load_private_key(key).map_err(|err| TlsSetupError::PrivateKey {
+        path: private_key.to_owned(),
+        reason: format!("{err}. Supported keys are RSA of at least 2048 bits, ECDSA P-256, P-384 and P-521, and Ed25519"),
+    })?;
+    let pair = CertifiedKey::new(chain, signing_key);
+    match pair.keys_match() {
+        // rustls also accepts a key whose public half it cannot derive.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(pair),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            Err(TlsSetupError::KeyMismatch { certificate: certificate.to_owned(), private_key: private_key.to_owned() })
+        }
+        Err(err) => Err(TlsSetupError::Certificate { path: certificate.to_owned(), reason: err.to_string() }),
+    }
 }
 
 /// The TLS configuration for the HTTPS listeners and the handle that reloads its certificate.
@@ -213,7 +289,37 @@ pub fn check_files(config: &crate::config::Config) -> Result<(), TlsSetupError> 
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_PEM_FILE_BYTES, read_pem_file};
+    use super::{MAX_PEM_FILE_BYTES, TlsSetupError, load_certificates, read_pem_file};
+
+    /// Removes the second base64 line of a PEM block. The rest still decodes, because each full
+    /// line is 48 bytes, but the DER inside no longer parses.
+    fn drop_second_base64_line(pem: &str) -> String {
+        let mut lines: Vec<&str> = pem.lines().collect();
+        lines.remove(2);
+        lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn chain_certificates_all_parsed() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let other = rcgen::CertificateParams::new(vec!["other.test".to_owned()]).unwrap().self_signed(&other_key).unwrap();
+        let path = std::env::temp_dir().join(format!("ringfront-chain-{}.pem", std::process::id()));
+
+        std::fs::write(&path, certificate.pem() + &other.pem()).unwrap();
+        let whole = load_certificates(&path);
+        std::fs::write(&path, certificate.pem() + &drop_second_base64_line(&other.pem())).unwrap();
+        let damaged = load_certificates(&path);
+        std::fs::remove_file(&path).unwrap();
+
+        assert_eq!(whole.map(|chain| chain.len()).ok(), Some(2));
+        let reason = match damaged {
+            Err(TlsSetupError::Certificate { reason, .. }) => reason,
+            other => panic!("expected an invalid certificate file, got {other:?}"),
+        };
+        assert!(reason.starts_with("certificate 2 of 2 in the chain is not valid X.509"), "{reason}");
+    }
 
     #[test]
     fn pem_file_size_limit() {

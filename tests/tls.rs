@@ -269,11 +269,13 @@ fn sighup_reloads_certificate() {
     assert_eq!(open_before.request(request).status, 404);
     // The session ticket's key did not change, so a session from before the reload resumes.
     assert_eq!(connect(port, &resuming).kind, Some(HandshakeKind::Resumed));
+    assert!(common::process::send_signal(pid, "HUP"));
+    wait_for_output(&ringfront, "the certificate chain is unchanged", 1);
 
     // Files that do not make a usable pair are rejected, each with the file or the reason
     // named, and the renewed pair stays. The cases: a key that is not PEM, a key path that now
-    // leads to a device or a FIFO, and a key that belongs to another certificate. A device or
-    // FIFO must not be read, because neither ends.
+    // leads to a device or a FIFO, a key that belongs to another certificate, and a chain with
+    // a damaged certificate. A device or FIFO must not be read, because neither ends.
     let failed_reload = "failed to reload the certificate and key";
     std::fs::write(first.key_path(), "not a key\n").unwrap();
     assert!(common::process::send_signal(pid, "HUP"));
@@ -299,7 +301,19 @@ fn sighup_reloads_certificate() {
     std::fs::copy(renewed.key_path(), first.key_path()).unwrap();
     assert!(common::process::send_signal(pid, "HUP"));
     let output = wait_for_output(&ringfront, failed_reload, 4);
-    assert!(output.contains("rejected"), "{output}");
+    assert!(output.contains("does not belong to the first certificate"), "{output}");
+
+    // A chain whose second certificate lost a line of base64: the PEM still decodes, but the
+    // certificate does not parse, and clients would reject every handshake.
+    let stranger_pem = std::fs::read_to_string(stranger.cert_path()).unwrap();
+    let mut damaged: Vec<&str> = stranger_pem.lines().collect();
+    damaged.remove(2);
+    let chain = std::fs::read_to_string(renewed.cert_path()).unwrap() + &damaged.join("\n") + "\n";
+    std::fs::write(first.cert_path(), chain).unwrap();
+    assert!(common::process::send_signal(pid, "HUP"));
+    let output = wait_for_output(&ringfront, failed_reload, 5);
+    assert!(output.contains("certificate 2 of 2 in the chain is not valid X.509"), "{output}");
+
     assert!(handshake_trusting(port, &renewed));
     let mut after = common::Connection::https(port, &renewed);
     assert_eq!(after.request(request).status, 404);

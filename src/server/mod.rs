@@ -104,6 +104,7 @@ pub enum ServerError {
     Bind { address: SocketAddr, error: io::Error },
     AccessLog { path: String, error: io::Error },
     Static(RouteError),
+    Signals(io::Error),
     Thread(io::Error),
     /// Worker threads that panicked, after the others stopped. Panics inside a connection's task
     /// end only that task; these came from outside any task.
@@ -120,6 +121,7 @@ impl fmt::Display for ServerError {
             ),
             ServerError::Bind { address, error } => write!(f, "cannot listen on {address}: {error}"),
             ServerError::AccessLog { path, error } => write!(f, "cannot open the access log {path}: {error}"),
+            ServerError::Signals(err) => write!(f, "cannot install the signal handlers: {err}"),
             ServerError::Thread(err) => write!(f, "cannot start a worker thread: {err}"),
             ServerError::Static(err) => write!(f, "invalid static route: {err}"),
             ServerError::WorkerPanicked { count } => write!(f, "{count} worker thread(s) panicked; the log has the panic message"),
@@ -137,12 +139,29 @@ pub fn worker_count(config: &Config) -> usize {
     }
 }
 
+/// The handlers of the signals the server acts on. Until they are installed, the default action
+/// of SIGHUP and SIGUSR1 ends the process, so they are installed before the configuration is
+/// read: a reload or log rotation that comes during start-up must not stop the server.
+pub struct SignalHandlers(signal_hook::iterator::Signals);
+
+/// Installs the handlers for SIGTERM, SIGINT, SIGQUIT, SIGHUP and SIGUSR1. Signals that arrive
+/// before [`run`] waits for them are kept and acted on then.
+///
+/// # Errors
+/// `Signals` when the handlers cannot be installed.
+pub fn install_signal_handlers() -> Result<SignalHandlers, ServerError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(ServerError::Signals)?;
+    Ok(SignalHandlers(signals))
+}
+
 /// Runs the server until SIGTERM or SIGINT, then drains it. Returns once every worker stopped.
 ///
 /// # Errors
 /// Returns a [`ServerError`] when anything needed to serve is missing, and nothing is served
 /// then, or `WorkerPanicked` after the stop when a worker thread panicked.
-pub fn run(config: Config) -> Result<(), ServerError> {
+pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
+    let SignalHandlers(mut signals) = signals;
     let (tls, certificate) = match &config.https {
         Some(https) => {
             let setup = tls::server_config(&https.certificate, &https.private_key).map_err(ServerError::Tls)?;
@@ -158,10 +177,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .map_err(|error| ServerError::AccessLog { path: config.server.access_log.clone(), error })?;
     }
 
-    // Signals are taken over before any port listens: a client, or a test, may see the port
-    // and send SIGTERM at once, and the default action would kill the process without a drain.
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(ServerError::Thread)?;
 
     let mut addresses: Vec<(ListenerKind, SocketAddr)> = Vec::new();
     if let Some(redirect) = &config.redirect {
@@ -295,6 +311,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 tracing::warn!(signal, "second stop signal: exiting without waiting for requests in flight");
                 std::process::exit(1);
             }
+            tracing::info!(signal, "signal ignored: the server is stopping");
         }
     });
     let started = Instant::now();
@@ -322,12 +339,22 @@ fn reload_certificate(certificate: Option<&tls::CertificateFiles>) {
     let certificate_path = certificate.certificate_path().display();
     let key_path = certificate.private_key_path().display();
     match certificate.reload() {
-        Ok(()) => tracing::info!(
+        Ok(reloaded) if reloaded.changed => tracing::info!(
             certificate = %certificate_path,
             private_key = %key_path,
+            chain_length = reloaded.chain_length,
             "SIGHUP: reloaded the certificate and key for new handshakes. Other configuration changes need a restart"
         ),
-        Err(err) => tracing::error!(error = %err, "SIGHUP: failed to reload the certificate and key, so new handshakes keep the previous pair"),
+        Ok(reloaded) => tracing::info!(
+            certificate = %certificate_path,
+            private_key = %key_path,
+            chain_length = reloaded.chain_length,
+            "SIGHUP: reloaded the certificate and key, and the certificate chain is unchanged. Other configuration changes need a restart"
+        ),
+        Err(err) => tracing::error!(
+            error = %err,
+            "SIGHUP: failed to reload the certificate and key, so new handshakes keep the previous pair. Fix the files and send SIGHUP again"
+        ),
     }
 }
 

@@ -60,3 +60,21 @@ pub fn open_fd_targets(pid: u32) -> Vec<String> {
     targets.sort();
     targets
 }
+
+/// Returns the signals that process `pid` has handlers for, the `SigCgt` mask of
+/// `/proc/PID/status`: bit N-1 is set when signal N is caught.
+///
+/// # Panics
+/// Panics if the file cannot be read or has no parsable `SigCgt` line.
+pub fn caught_signals(pid: u32) -> u64 {
+    let path = PathBuf::from(format!("/proc/{pid}/status"));
+    let status = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) => panic!("failed to read {}: {error}", path.display()),
+    };
+    let mask = status.lines().find_map(|line| line.strip_prefix("SigCgt:"));
+    match mask.map(|mask| u64::from_str_radix(mask.trim(), 16)) {
+        Some(Ok(mask)) => mask,
+        _ => panic!("no SigCgt line in {}", path.display()),
+    }
+}
