@@ -25,7 +25,7 @@ pub enum TlsSetupError {
     /// A certificate or key file cannot be opened or read, is not a regular file, or is larger
     /// than [`MAX_PEM_FILE_BYTES`].
     Unreadable { kind: PemFileKind, path: PathBuf, reason: String },
-    /// The certificate file has no PEM certificate chain that parses.
+    /// The certificate file has no PEM certificate chain, or a damaged certificate in it.
     Certificate { path: PathBuf, reason: String },
     /// The key file has no PEM private key that the crypto provider accepts.
     PrivateKey { path: PathBuf, reason: String },
@@ -113,13 +113,80 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
         return Err(invalid("no CERTIFICATE block found".to_owned()));
     }
     // rustls parses only the first certificate, and clients reject a chain whose later
-    // certificate does not parse, so every one is checked here.
+    // certificate is damaged, so every one is checked for DER structure here. Only the first
+    // must also suit rustls's X.509 parser (webpki), which rejects some certificates that are
+    // valid to pass on, such as version 1 roots or critical policy extensions.
     for (index, certificate) in chain.iter().enumerate() {
-        if let Err(err) = ParsedCertificate::try_from(certificate) {
-            return Err(invalid(format!("certificate {} of {} in the chain is not valid X.509 ({err})", index + 1, chain.len())));
+        let position = format!("certificate {} of {} in the chain", index + 1, chain.len());
+        if let Err(reason) = check_certificate_structure(certificate.as_ref()) {
+            return Err(invalid(format!("{position} is not a DER-encoded X.509 certificate: {reason}")));
+        }
+        if index == 0
+            && let Err(err) = ParsedCertificate::try_from(certificate)
+        {
+            return Err(invalid(format!("{position}, the server's own, is not supported by rustls: {}", describe_rustls_error(&err))));
         }
     }
     Ok(chain)
+}
+
+/// Checks that `der` has the outer shape of an X.509 certificate (RFC 5280 §4.1). That shape is
+/// a SEQUENCE of three parts: a SEQUENCE (the signed part), a SEQUENCE (the signature
+/// algorithm) and a BIT STRING (the signature). Each needs a definite DER length, and nothing
+/// may follow them. A lost or changed line of base64 breaks a length, so this finds a damaged
+/// certificate without judging its contents.
+fn check_certificate_structure(der: &[u8]) -> Result<(), String> {
+    const SEQUENCE: u8 = 0x30;
+    const BIT_STRING: u8 = 0x03;
+    let (outer, rest) = der_element(der, SEQUENCE)?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes follow the certificate", rest.len()));
+    }
+    let (_, rest) = der_element(outer, SEQUENCE)?;
+    let (_, rest) = der_element(rest, SEQUENCE)?;
+    let (_, rest) = der_element(rest, BIT_STRING)?;
+    if !rest.is_empty() {
+        return Err("the certificate has more than three parts".to_owned());
+    }
+    Ok(())
+}
+
+/// Splits one DER element with the given tag off the front of `bytes`, returning its contents
+/// and the bytes after it. Lengths must be definite and in their shortest form (X.690 §10.1).
+fn der_element(bytes: &[u8], tag: u8) -> Result<(&[u8], &[u8]), String> {
+    let (&found, rest) = bytes.split_first().ok_or("a part is missing")?;
+    if found != tag {
+        return Err(format!("expected tag 0x{tag:02x}, found 0x{found:02x}"));
+    }
+    let (&first, mut rest) = rest.split_first().ok_or("a length is missing")?;
+    let length = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        // 0x80 is the indefinite length, which DER forbids. Four length bytes cover 4 GiB.
+        if count == 0 || count > 4 {
+            return Err(format!("invalid length byte 0x{first:02x}"));
+        }
+        let (length_bytes, after) = rest.split_at_checked(count).ok_or("a length is cut short")?;
+        rest = after;
+        let length = length_bytes.iter().fold(0usize, |length, &byte| (length << 8) | usize::from(byte));
+        let shortest = if count == 1 { length >= 0x80 } else { length_bytes.first() != Some(&0) };
+        if !shortest {
+            return Err("a length is not in its shortest form".to_owned());
+        }
+        length
+    };
+    rest.split_at_checked(length).ok_or_else(|| format!("a part claims {length} bytes, but only {} follow", rest.len()))
+}
+
+/// Describes an error from rustls without its Rust type names.
+fn describe_rustls_error(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => "it is not well-formed".to_owned(),
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other.to_string(),
+        rustls::Error::General(message) => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Reads the first PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
@@ -130,11 +197,20 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let invalid = |reason: String| TlsSetupError::PrivateKey { path: path.to_owned(), reason };
     let pem = read_pem_file(path).map_err(|reason| TlsSetupError::Unreadable { kind: PemFileKind::PrivateKey, path: path.to_owned(), reason })?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| match err {
-        rustls::pki_types::pem::Error::NoItemsFound => invalid(
-            "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found. An ENCRYPTED PRIVATE KEY must be decrypted first, for example with `openssl pkey -in FILE -out NEW_FILE`".to_owned(),
-        ),
-        other => invalid(describe_pem_error(&other)),
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| {
+        // PKCS#8 and the older OpenSSL format mark an encrypted key in these two ways.
+        let encrypted = [&b"-----BEGIN ENCRYPTED PRIVATE KEY-----"[..], &b"Proc-Type: 4,ENCRYPTED"[..]]
+            .iter()
+            .any(|marker| pem.windows(marker.len()).any(|window| window == *marker));
+        if encrypted {
+            return invalid(
+                "the key is encrypted, and ringfront cannot ask for a passphrase. Decrypt it first, for example with `openssl pkey -in FILE -out NEW_FILE`".to_owned(),
+            );
+        }
+        match err {
+            rustls::pki_types::pem::Error::NoItemsFound => invalid("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found".to_owned()),
+            other => invalid(describe_pem_error(&other)),
+        }
     })
 }
 
@@ -230,7 +306,7 @@ fn read_pair(certificate: &Path, private_key: &Path, provider: &CryptoProvider) 
     let key = load_private_key(private_key)?;
     let signing_key = provider.key_provider.load_private_key(key).map_err(|err| TlsSetupError::PrivateKey {
         path: private_key.to_owned(),
-        reason: format!("{err}. Supported keys are RSA of at least 2048 bits, ECDSA P-256, P-384 and P-521, and Ed25519"),
+        reason: format!("{}. Supported keys are RSA of at least 2048 bits, ECDSA P-256, P-384 and P-521, and Ed25519", describe_rustls_error(&err)),
     })?;
     let pair = CertifiedKey::new(chain, signing_key);
     match pair.keys_match() {
@@ -289,7 +365,7 @@ pub fn check_files(config: &crate::config::Config) -> Result<(), TlsSetupError> 
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_PEM_FILE_BYTES, TlsSetupError, load_certificates, read_pem_file};
+    use super::{MAX_PEM_FILE_BYTES, TlsSetupError, check_certificate_structure, load_certificates, read_pem_file};
 
     /// Removes the second base64 line of a PEM block. The rest still decodes, because each full
     /// line is 48 bytes, but the DER inside no longer parses.
@@ -318,7 +394,30 @@ mod tests {
             Err(TlsSetupError::Certificate { reason, .. }) => reason,
             other => panic!("expected an invalid certificate file, got {other:?}"),
         };
-        assert!(reason.starts_with("certificate 2 of 2 in the chain is not valid X.509"), "{reason}");
+        assert!(reason.starts_with("certificate 2 of 2 in the chain is not a DER-encoded X.509 certificate"), "{reason}");
+    }
+
+    /// Only the outer shape is judged: three parts with DER lengths and nothing after them.
+    #[test]
+    fn certificate_structure_cases() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let real = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap().der().to_vec();
+        let mut trailing = real.clone();
+        trailing.push(0);
+        let cases: [(&str, &[u8], bool); 9] = [
+            ("a real certificate", &real, true),
+            ("contents not judged", &[0x30, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00], true),
+            ("a byte after the certificate", &trailing, false),
+            ("cut short", real.get(..real.len() - 1).unwrap(), false),
+            ("empty", &[], false),
+            ("indefinite length", &[0x30, 0x80, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00, 0x00, 0x00], false),
+            ("length not in its shortest form", &[0x30, 0x81, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00], false),
+            ("a fourth part", &[0x30, 0x08, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00, 0x05, 0x00], false),
+            ("wrong tag for the signature", &[0x30, 0x06, 0x30, 0x00, 0x30, 0x00, 0x04, 0x00], false),
+        ];
+        for (name, der, valid) in cases {
+            assert_eq!(check_certificate_structure(der).is_ok(), valid, "{name}: {:?}", check_certificate_structure(der));
+        }
     }
 
     #[test]

@@ -216,54 +216,87 @@ fn sighup_keeps_serving() {
     assert_eq!(response.status, 404);
 }
 
+/// ringfront started with its configuration file on a FIFO that has no writer yet, so the
+/// test decides when the read of the configuration ends.
+struct WaitingForConfig {
+    _dir: TempDir,
+    config_path: std::path::PathBuf,
+    child: std::process::Child,
+    output: common::process::CapturedOutput,
+}
+
+impl WaitingForConfig {
+    /// Starts ringfront and waits until it handles every signal in `caught_mask` (bit N-1 for
+    /// signal N), which shows that its `main` has started.
+    fn start(label: &str, caught_mask: u64) -> WaitingForConfig {
+        let dir = TempDir::new(label);
+        let config_path = dir.join("ringfront.toml");
+        let mkfifo = std::process::Command::new("mkfifo").arg(&config_path).status().unwrap();
+        assert!(mkfifo.success());
+        let mut command = std::process::Command::new(common::ringfront::binary_path());
+        command.arg("--config").arg(&config_path);
+        let (mut child, output) = common::process::spawn_captured(&mut command, "ringfront");
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while common::procfs::caught_signals(child.id()) & caught_mask != caught_mask {
+            if Instant::now() >= deadline {
+                common::process::kill_and_reap(&mut child);
+                panic!("signal mask {caught_mask:#x} not caught while the configuration was read:\n{}", output.text());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        WaitingForConfig { _dir: dir, config_path, child, output }
+    }
+
+    fn signal(&self, signal: &str) {
+        assert!(common::process::send_signal(i64::from(self.child.id()), signal));
+    }
+}
+
 /// A reload or a log rotation that comes while the configuration is still being read must not
-/// end the process, as the default action of SIGHUP and SIGUSR1 would. The configuration is
-/// read from a FIFO here, so the test decides when reading ends.
+/// end the process, as the default action of SIGHUP and SIGUSR1 would.
 #[test]
 fn signals_during_startup_handled() {
-    let dir = TempDir::new("startup-signals");
-    let config_path = dir.join("ringfront.toml");
-    let mkfifo = std::process::Command::new("mkfifo").arg(&config_path).status().unwrap();
-    assert!(mkfifo.success());
-    let mut command = std::process::Command::new(common::ringfront::binary_path());
-    command.arg("--config").arg(&config_path);
-    let (mut child, output) = common::process::spawn_captured(&mut command, "ringfront");
-    let pid = child.id();
-
-    // Bit N-1 of the mask is signal N: SIGHUP is 1 and SIGUSR1 is 10.
-    let handled_mask = 1u64 | (1u64 << 9);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while common::procfs::caught_signals(pid) & handled_mask != handled_mask {
-        if Instant::now() >= deadline {
-            common::process::kill_and_reap(&mut child);
-            panic!("SIGHUP and SIGUSR1 were not caught while the configuration was read:\n{}", output.text());
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    assert!(common::process::send_signal(i64::from(pid), "HUP"));
-    assert!(common::process::send_signal(i64::from(pid), "USR1"));
+    // SIGHUP is signal 1 and SIGUSR1 is 10.
+    let mut starting = WaitingForConfig::start("startup-signals", 1u64 | (1u64 << 9));
+    starting.signal("HUP");
+    starting.signal("USR1");
 
     let port = common::process::free_port();
     let config = Config::new().http().to_toml("/nonexistent/app.sock".as_ref()).replace("{http_port}", &port.to_string());
-    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(&starting.config_path, config).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() >= deadline || !matches!(child.try_wait(), Ok(None)) {
-            common::process::kill_and_reap(&mut child);
-            panic!("ringfront did not start listening:\n{}", output.text());
+        if Instant::now() >= deadline || !matches!(starting.child.try_wait(), Ok(None)) {
+            common::process::kill_and_reap(&mut starting.child);
+            panic!("ringfront did not start listening:\n{}", starting.output.text());
         }
         thread::sleep(Duration::from_millis(10));
     }
     let response = common::plain_request(port, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert!(common::process::send_signal(i64::from(pid), "TERM"));
-    let status = common::process::wait_with_timeout(&mut child, Duration::from_secs(10));
-    common::process::kill_and_reap(&mut child);
+    starting.signal("TERM");
+    let status = common::process::wait_with_timeout(&mut starting.child, Duration::from_secs(10));
+    common::process::kill_and_reap(&mut starting.child);
 
     assert_eq!(response.status, 502);
     assert!(status.is_some_and(|status| status.success()), "exit status {status:?}");
-    let text = output.text();
+    let text = starting.output.text();
     assert!(text.contains("no [https] certificate to reload"), "{text}");
     assert!(text.contains("reopening the access log"), "{text}");
+}
+
+/// A stop signal that comes while the configuration is still being read ends the process at
+/// once, by the signal's default action, rather than waiting for the read to finish.
+#[test]
+fn sigterm_during_config_read_stops() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let mut starting = WaitingForConfig::start("startup-stop", 1);
+    starting.signal("TERM");
+    let status = common::process::wait_with_timeout(&mut starting.child, Duration::from_secs(5));
+    common::process::kill_and_reap(&mut starting.child);
+
+    assert_eq!(status.and_then(|status| status.signal()), Some(15), "exit status {status:?}\n{}", starting.output.text());
 }
 
 /// logrotate moves the file and sends SIGUSR1; new lines must go to a new file at the old path.

@@ -134,11 +134,10 @@ fn openssl(arguments: &[&str], dir: &Path) {
     );
 }
 
-/// Makes a CA and a leaf certificate for localhost whose key comes from `new_key` (`openssl req`
-/// arguments), converts the key with `convert` (or leaves it as PKCS#8), checks the PEM label,
-/// then serves one request with the pair.
-fn serve_with_key(new_key: &[&str], convert: Option<&[&str]>, label: &str) {
-    let dir = TempDir::new("tls-key");
+/// Makes a CA (`ca.pem`, `ca.key`) and a leaf certificate for localhost (`cert.pem`, with its
+/// PKCS#8 key in `pkcs8.pem`) in `dir`, the leaf's key made by `new_key` (`openssl req`
+/// arguments).
+fn make_ca_and_leaf(dir: &TempDir, new_key: &[&str]) {
     let mut ca = vec!["req", "-x509"];
     ca.extend_from_slice(&EC_KEY);
     ca.extend_from_slice(&["-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA"]);
@@ -156,7 +155,14 @@ fn serve_with_key(new_key: &[&str], convert: Option<&[&str]>, label: &str) {
         ],
         dir.path(),
     );
+}
 
+/// Makes a CA and a leaf certificate for localhost whose key comes from `new_key` (`openssl req`
+/// arguments), converts the key with `convert` (or leaves it as PKCS#8), checks the PEM label,
+/// then serves one request with the pair.
+fn serve_with_key(new_key: &[&str], convert: Option<&[&str]>, label: &str) {
+    let dir = TempDir::new("tls-key");
+    make_ca_and_leaf(&dir, new_key);
     let key_file = match convert {
         Some(arguments) => {
             openssl(arguments, dir.path());
@@ -198,6 +204,40 @@ fn key_pkcs1_rsa() {
 #[test]
 fn key_sec1_ec() {
     serve_with_key(&EC_KEY, Some(&["ec", "-in", "pkcs8.pem", "-out", "converted.pem"]), "BEGIN EC PRIVATE KEY");
+}
+
+/// Certificates after the leaf are only passed on to clients. So ringfront checks their DER
+/// structure, but not whether rustls's X.509 parser supports them. Here a version 1 root and a
+/// CA with a critical inhibitAnyPolicy extension are served, and OpenSSL verifies the chain.
+/// RFC 5280 §4.2.1.14 requires that extension to be critical.
+#[test]
+fn chain_extras_passed_on() {
+    let dir = TempDir::new("tls-chain-extras");
+    make_ca_and_leaf(&dir, &EC_KEY);
+    openssl(&["req", "-new", "-key", "ca.key", "-out", "v1.csr", "-subj", "/CN=version 1 root"], dir.path());
+    openssl(&["x509", "-req", "-in", "v1.csr", "-signkey", "ca.key", "-days", "2", "-out", "v1.pem"], dir.path());
+    openssl(
+        &["req", "-x509", "-key", "ca.key", "-out", "policy.pem", "-days", "2", "-subj", "/CN=policy CA", "-addext", "inhibitAnyPolicy=critical,0"],
+        dir.path(),
+    );
+    let chain: Vec<String> = ["cert.pem", "policy.pem", "v1.pem"].iter().map(|name| std::fs::read_to_string(dir.join(name)).unwrap()).collect();
+    std::fs::write(dir.join("chain.pem"), chain.concat()).unwrap();
+
+    let config = "[server]\nworkers = 1\naccess_log = \"off\"\n[https]\nlisten = [\"127.0.0.1:{https_port}\"]\ncertificate = \"chain.pem\"\nprivate_key = \"pkcs8.pem\"\nserver_names = [\"localhost\"]\n";
+    let ringfront = Ringfront::start_in(dir.path(), config);
+    let port = ringfront.https_port().to_string();
+    let connect_to = format!("127.0.0.1:{port}");
+    let output = Command::new("openssl")
+        .args(["s_client", "-connect", &connect_to, "-servername", "localhost", "-CAfile", "ca.pem", "-verify_return_error", "-showcerts"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+
+    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert_eq!(text.matches("-----BEGIN CERTIFICATE-----").count(), 3, "{text}");
 }
 
 #[test]
@@ -312,7 +352,7 @@ fn sighup_reloads_certificate() {
     std::fs::write(first.cert_path(), chain).unwrap();
     assert!(common::process::send_signal(pid, "HUP"));
     let output = wait_for_output(&ringfront, failed_reload, 5);
-    assert!(output.contains("certificate 2 of 2 in the chain is not valid X.509"), "{output}");
+    assert!(output.contains("certificate 2 of 2 in the chain is not a DER-encoded X.509 certificate"), "{output}");
 
     assert!(handshake_trusting(port, &renewed));
     let mut after = common::Connection::https(port, &renewed);

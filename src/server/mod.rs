@@ -140,18 +140,20 @@ pub fn worker_count(config: &Config) -> usize {
 }
 
 /// The handlers of the signals the server acts on. Until they are installed, the default action
-/// of SIGHUP and SIGUSR1 ends the process, so they are installed before the configuration is
-/// read: a reload or log rotation that comes during start-up must not stop the server.
+/// of SIGHUP and SIGUSR1 ends the process, so those two are installed before the configuration
+/// is read: a reload or log rotation that comes during start-up must not stop the server. The
+/// stop signals keep their default action until [`run`] starts, so that a stop requested while
+/// the configuration is read (from a pipe that never ends, say) takes effect at once.
 pub struct SignalHandlers(signal_hook::iterator::Signals);
 
-/// Installs the handlers for SIGTERM, SIGINT, SIGQUIT, SIGHUP and SIGUSR1. Signals that arrive
-/// before [`run`] waits for them are kept and acted on then.
+/// Installs the handlers for SIGHUP and SIGUSR1. Signals that arrive before [`run`] waits for
+/// them are kept and acted on then.
 ///
 /// # Errors
 /// `Signals` when the handlers cannot be installed.
 pub fn install_signal_handlers() -> Result<SignalHandlers, ServerError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1]).map_err(ServerError::Signals)?;
+    use signal_hook::consts::{SIGHUP, SIGUSR1};
+    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1]).map_err(ServerError::Signals)?;
     Ok(SignalHandlers(signals))
 }
 
@@ -161,7 +163,14 @@ pub fn install_signal_handlers() -> Result<SignalHandlers, ServerError> {
 /// Returns a [`ServerError`] when anything needed to serve is missing, and nothing is served
 /// then, or `WorkerPanicked` after the stop when a worker thread panicked.
 pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
     let SignalHandlers(mut signals) = signals;
+    // The stop signals are taken over before any port listens: a client, or a test, may see the
+    // port and send SIGTERM at once, and the default action would end the process without a
+    // drain.
+    for signal in [SIGTERM, SIGINT, SIGQUIT] {
+        signals.add_signal(signal).map_err(ServerError::Signals)?;
+    }
     let (tls, certificate) = match &config.https {
         Some(https) => {
             let setup = tls::server_config(&https.certificate, &https.private_key).map_err(ServerError::Tls)?;
@@ -176,8 +185,6 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
             .open(&config.server.access_log)
             .map_err(|error| ServerError::AccessLog { path: config.server.access_log.clone(), error })?;
     }
-
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 
     let mut addresses: Vec<(ListenerKind, SocketAddr)> = Vec::new();
     if let Some(redirect) = &config.redirect {
@@ -293,7 +300,7 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
             }
             SIGHUP => reload_certificate(certificate.as_deref()),
             _ => {
-                tracing::info!(signal, grace = ?shared.config.server.shutdown_grace, "stopping: no new connections, finishing requests in flight");
+                tracing::info!(signal = signal_name(signal), grace = ?shared.config.server.shutdown_grace, "stopping: no new connections, finishing requests in flight");
                 break;
             }
         }
@@ -308,10 +315,10 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
     std::thread::spawn(move || {
         for signal in signals.forever() {
             if matches!(signal, SIGTERM | SIGINT | SIGQUIT) {
-                tracing::warn!(signal, "second stop signal: exiting without waiting for requests in flight");
+                tracing::warn!(signal = signal_name(signal), "second stop signal: exiting without waiting for requests in flight");
                 std::process::exit(1);
             }
-            tracing::info!(signal, "signal ignored: the server is stopping");
+            tracing::info!(signal = signal_name(signal), "signal ignored: the server is stopping");
         }
     });
     let started = Instant::now();
@@ -327,6 +334,19 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
         return Err(ServerError::WorkerPanicked { count: panicked });
     }
     Ok(())
+}
+
+/// Returns the name of one of the signals the server handles, for log lines.
+fn signal_name(signal: i32) -> &'static str {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+    match signal {
+        SIGHUP => "SIGHUP",
+        SIGINT => "SIGINT",
+        SIGQUIT => "SIGQUIT",
+        SIGTERM => "SIGTERM",
+        SIGUSR1 => "SIGUSR1",
+        _ => "another signal",
+    }
 }
 
 /// Reloads the HTTPS certificate and key on SIGHUP. The configuration file is not read again, so
