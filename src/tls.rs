@@ -113,50 +113,132 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
         return Err(invalid("no CERTIFICATE block found".to_owned()));
     }
     // rustls parses only the first certificate, and clients reject a chain whose later
-    // certificate is damaged, so every one is checked for DER structure here. Only the first
-    // must also suit rustls's X.509 parser (webpki), which rejects some certificates that are
-    // valid to pass on, such as version 1 roots or critical policy extensions.
+    // certificate is damaged, so every one is checked here. The first must suit rustls's X.509
+    // parser (webpki). The others are only passed on, so the parser's rules that are not about
+    // damage (version 1 roots, critical policy extensions, the size limit) do not apply to them.
     for (index, certificate) in chain.iter().enumerate() {
         let position = format!("certificate {} of {} in the chain", index + 1, chain.len());
         if let Err(reason) = check_certificate_structure(certificate.as_ref()) {
             return Err(invalid(format!("{position} is not a DER-encoded X.509 certificate: {reason}")));
         }
-        if index == 0
-            && let Err(err) = ParsedCertificate::try_from(certificate)
-        {
-            return Err(invalid(format!("{position}, the server's own, is not supported by rustls: {}", describe_rustls_error(&err))));
+        let Err(err) = ParsedCertificate::try_from(certificate) else {
+            continue;
+        };
+        let unsupported = unsupported_reason(&err, certificate.as_ref().len());
+        if index == 0 {
+            let reason = unsupported.map_or_else(|| format!("it is damaged ({})", describe_rustls_error(&err)), str::to_owned);
+            return Err(invalid(format!("{position}, the server's own, cannot be used by rustls: {reason}")));
+        }
+        if unsupported.is_none() {
+            return Err(invalid(format!("{position} is damaged: {}", describe_rustls_error(&err))));
         }
     }
     Ok(chain)
 }
 
-/// Checks that `der` has the outer shape of an X.509 certificate (RFC 5280 §4.1). That shape is
-/// a SEQUENCE of three parts: a SEQUENCE (the signed part), a SEQUENCE (the signature
-/// algorithm) and a BIT STRING (the signature). Each needs a definite DER length, and nothing
-/// may follow them. A lost or changed line of base64 breaks a length, so this finds a damaged
-/// certificate without judging its contents.
+/// Largest certificate that webpki parses, because it limits DER lengths inside a certificate
+/// to two bytes.
+const MAX_PARSED_CERTIFICATE_BYTES: usize = 0xffff;
+
+/// Returns why webpki rejected a certificate that is not damaged but unsupported, or `None`
+/// when the error points at damage.
+fn unsupported_reason(error: &rustls::Error, certificate_bytes: usize) -> Option<&'static str> {
+    if certificate_bytes > MAX_PARSED_CERTIFICATE_BYTES {
+        return Some("it is larger than the 64 KiB that rustls parses");
+    }
+    let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = error else {
+        return None;
+    };
+    match other.0.downcast_ref::<webpki::Error>()? {
+        webpki::Error::UnsupportedCertVersion => Some("it is not an X.509 version 3 certificate"),
+        webpki::Error::UnsupportedCriticalExtension => Some(
+            "it has a critical extension that rustls does not support (it supports key usage, extended key usage, subject alternative name, basic constraints, name constraints and CRL distribution points)",
+        ),
+        _ => None,
+    }
+}
+
+/// Deepest nesting of DER elements accepted in a certificate. X.509 structures nest about ten
+/// levels deep, and the limit bounds the recursion of the check.
+const MAX_DER_DEPTH: usize = 32;
+
+/// Elements of an X.509 TBSCertificate that are not optional (RFC 5280 §4.1): serial number,
+/// signature algorithm, issuer, validity, subject and public key.
+const MIN_TBS_ELEMENTS: usize = 6;
+
+/// Checks that `der` is well-formed DER with the shape of an X.509 certificate (RFC 5280 §4.1):
+/// a SEQUENCE of the signed part (a SEQUENCE of at least six elements), the signature
+/// algorithm (a SEQUENCE) and the signature (a BIT STRING). Every element inside must have a
+/// definite length in its shortest form that fits its parent, and nothing may follow. A lost or
+/// changed byte nearly always breaks one of these, so this finds a damaged certificate without
+/// judging what it says, which is the client's business.
 fn check_certificate_structure(der: &[u8]) -> Result<(), String> {
     const SEQUENCE: u8 = 0x30;
     const BIT_STRING: u8 = 0x03;
-    let (outer, rest) = der_element(der, SEQUENCE)?;
+    let (certificate, rest) = split_der_element(der)?;
+    if certificate.identifier != SEQUENCE {
+        return Err(format!("it starts with tag 0x{:02x}, not a SEQUENCE", certificate.identifier));
+    }
     if !rest.is_empty() {
         return Err(format!("{} bytes follow the certificate", rest.len()));
     }
-    let (_, rest) = der_element(outer, SEQUENCE)?;
-    let (_, rest) = der_element(rest, SEQUENCE)?;
-    let (_, rest) = der_element(rest, BIT_STRING)?;
-    if !rest.is_empty() {
-        return Err("the certificate has more than three parts".to_owned());
+    check_der_contents(certificate.contents, 1)?;
+
+    let (signed, rest) = split_der_element(certificate.contents)?;
+    let (algorithm, rest) = split_der_element(rest)?;
+    let (signature, rest) = split_der_element(rest)?;
+    let shape = [signed.identifier, algorithm.identifier, signature.identifier];
+    if shape != [SEQUENCE, SEQUENCE, BIT_STRING] || !rest.is_empty() {
+        return Err("it is not a SEQUENCE of a SEQUENCE, a SEQUENCE and a BIT STRING".to_owned());
+    }
+    let signed_elements = check_der_contents(signed.contents, 2)?;
+    if signed_elements < MIN_TBS_ELEMENTS {
+        return Err(format!("the signed part has {signed_elements} elements, fewer than the {MIN_TBS_ELEMENTS} that X.509 requires"));
+    }
+    if algorithm.contents.is_empty() || signature.contents.is_empty() {
+        return Err("the signature or its algorithm is empty".to_owned());
     }
     Ok(())
 }
 
-/// Splits one DER element with the given tag off the front of `bytes`, returning its contents
-/// and the bytes after it. Lengths must be definite and in their shortest form (X.690 §10.1).
-fn der_element(bytes: &[u8], tag: u8) -> Result<(&[u8], &[u8]), String> {
-    let (&found, rest) = bytes.split_first().ok_or("a part is missing")?;
-    if found != tag {
-        return Err(format!("expected tag 0x{tag:02x}, found 0x{found:02x}"));
+/// One DER element: its first identifier byte (class, constructed bit and tag number) and its
+/// contents.
+struct DerElement<'a> {
+    identifier: u8,
+    contents: &'a [u8],
+}
+
+/// Checks every element in `contents`, descending into constructed ones, and returns how many
+/// elements `contents` contains at its own level.
+fn check_der_contents(contents: &[u8], depth: usize) -> Result<usize, String> {
+    const CONSTRUCTED: u8 = 0x20;
+    if depth > MAX_DER_DEPTH {
+        return Err(format!("elements are nested more than {MAX_DER_DEPTH} levels deep"));
+    }
+    let mut rest = contents;
+    let mut count = 0;
+    while !rest.is_empty() {
+        let (element, after) = split_der_element(rest)?;
+        if element.identifier & CONSTRUCTED != 0 {
+            check_der_contents(element.contents, depth + 1)?;
+        }
+        rest = after;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Splits one DER element off the front of `bytes` and returns it with the bytes after it.
+/// Lengths must be definite and in their shortest form (X.690 §10.1).
+fn split_der_element(bytes: &[u8]) -> Result<(DerElement<'_>, &[u8]), String> {
+    let (&identifier, mut rest) = bytes.split_first().ok_or("an element is missing")?;
+    // Tag numbers of 31 and above continue in base-128 bytes, the last without the top bit.
+    if identifier & 0x1f == 0x1f {
+        let tag_bytes = rest.iter().position(|byte| byte & 0x80 == 0).ok_or("a tag number is cut short")? + 1;
+        if tag_bytes > 4 || rest.first() == Some(&0x80) {
+            return Err("invalid tag number".to_owned());
+        }
+        rest = rest.get(tag_bytes..).unwrap_or_default();
     }
     let (&first, mut rest) = rest.split_first().ok_or("a length is missing")?;
     let length = if first < 0x80 {
@@ -176,7 +258,9 @@ fn der_element(bytes: &[u8], tag: u8) -> Result<(&[u8], &[u8]), String> {
         }
         length
     };
-    rest.split_at_checked(length).ok_or_else(|| format!("a part claims {length} bytes, but only {} follow", rest.len()))
+    let (contents, after) =
+        rest.split_at_checked(length).ok_or_else(|| format!("an element claims {length} bytes, but only {} follow", rest.len()))?;
+    Ok((DerElement { identifier, contents }, after))
 }
 
 /// Describes an error from rustls without its Rust type names.
@@ -262,8 +346,8 @@ impl CertificateFiles {
     ///
     /// # Errors
     /// Fails when a file is unreadable, is not a regular file, is too large, or contains no PEM
-    /// certificate or key, when a certificate does not parse, or when the key does not match
-    /// the certificate.
+    /// certificate or key, when a certificate is damaged or the first one does not suit
+    /// rustls, or when the key does not match the certificate.
     pub fn reload(&self) -> Result<Reloaded, TlsSetupError> {
         let pair = Arc::new(read_pair(&self.certificate, &self.private_key, &self.provider)?);
         let chain_length = pair.cert.len();
@@ -365,7 +449,7 @@ pub fn check_files(config: &crate::config::Config) -> Result<(), TlsSetupError> 
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_PEM_FILE_BYTES, TlsSetupError, check_certificate_structure, load_certificates, read_pem_file};
+    use super::{MAX_DER_DEPTH, MAX_PEM_FILE_BYTES, TlsSetupError, check_certificate_structure, load_certificates, read_pem_file};
 
     /// Removes the second base64 line of a PEM block. The rest still decodes, because each full
     /// line is 48 bytes, but the DER inside no longer parses.
@@ -397,23 +481,41 @@ mod tests {
         assert!(reason.starts_with("certificate 2 of 2 in the chain is not a DER-encoded X.509 certificate"), "{reason}");
     }
 
-    /// Only the outer shape is judged: three parts with DER lengths and nothing after them.
+    /// The DER structure is checked at every level, and the content of the elements is not.
     #[test]
     fn certificate_structure_cases() {
         let key = rcgen::KeyPair::generate().unwrap();
         let real = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap().der().to_vec();
         let mut trailing = real.clone();
         trailing.push(0);
-        let cases: [(&str, &[u8], bool); 9] = [
+        // The version field, [0] EXPLICIT INTEGER 2, made to claim one byte more than it holds.
+        let version = [0xa0, 0x03, 0x02, 0x01, 0x02];
+        let at = real.windows(version.len()).position(|window| window == version).unwrap();
+        let mut inner_length = real.clone();
+        inner_length[at + 1] = 0x04;
+        // A SEQUENCE with short contents (under 128 bytes).
+        let sequence = |contents: &[u8]| [&[0x30, u8::try_from(contents.len()).unwrap()][..], contents].concat();
+        let algorithm_and_signature = [0x30, 0x02, 5, 0, 0x03, 0x01, 0x00];
+        // Six NULLs as the signed part: the right shape with meaningless contents.
+        let shape_only = sequence(&[&sequence(&[5, 0, 5, 0, 5, 0, 5, 0, 5, 0, 5, 0])[..], &algorithm_and_signature].concat());
+        let mut nested = vec![5, 0];
+        for _ in 0..MAX_DER_DEPTH {
+            nested = sequence(&nested);
+        }
+        let signed = sequence(&[&[5, 0, 5, 0, 5, 0, 5, 0, 5, 0][..], &nested].concat());
+        let deep = sequence(&[&signed[..], &algorithm_and_signature].concat());
+        let cases: [(&str, &[u8], bool); 11] = [
             ("a real certificate", &real, true),
-            ("contents not judged", &[0x30, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00], true),
+            ("contents not judged", &shape_only, true),
             ("a byte after the certificate", &trailing, false),
             ("cut short", real.get(..real.len() - 1).unwrap(), false),
+            ("an inner length too long", &inner_length, false),
             ("empty", &[], false),
+            ("an empty signed part", &[0x30, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00], false),
             ("indefinite length", &[0x30, 0x80, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00, 0x00, 0x00], false),
             ("length not in its shortest form", &[0x30, 0x81, 0x06, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00], false),
             ("a fourth part", &[0x30, 0x08, 0x30, 0x00, 0x30, 0x00, 0x03, 0x00, 0x05, 0x00], false),
-            ("wrong tag for the signature", &[0x30, 0x06, 0x30, 0x00, 0x30, 0x00, 0x04, 0x00], false),
+            ("nested too deeply", &deep, false),
         ];
         for (name, der, valid) in cases {
             assert_eq!(check_certificate_structure(der).is_ok(), valid, "{name}: {:?}", check_certificate_structure(der));
