@@ -143,17 +143,16 @@ const MAX_PARSED_CERTIFICATE_BYTES: usize = 0xffff;
 /// Returns why webpki rejected a certificate that is not damaged but unsupported, or `None`
 /// when the error points at damage.
 fn unsupported_reason(error: &rustls::Error, certificate_bytes: usize) -> Option<&'static str> {
-    if certificate_bytes > MAX_PARSED_CERTIFICATE_BYTES {
-        return Some("it is larger than the 64 KiB that rustls parses");
-    }
-    let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = error else {
-        return None;
+    let webpki_error = match error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other.0.downcast_ref::<webpki::Error>(),
+        _ => None,
     };
-    match other.0.downcast_ref::<webpki::Error>()? {
-        webpki::Error::UnsupportedCertVersion => Some("it is not an X.509 version 3 certificate"),
-        webpki::Error::UnsupportedCriticalExtension => Some(
+    match webpki_error {
+        Some(webpki::Error::UnsupportedCertVersion) => Some("it is not an X.509 version 3 certificate"),
+        Some(webpki::Error::UnsupportedCriticalExtension) => Some(
             "it has a critical extension that rustls does not support (it supports key usage, extended key usage, subject alternative name, basic constraints, name constraints and CRL distribution points)",
         ),
+        _ if certificate_bytes > MAX_PARSED_CERTIFICATE_BYTES => Some("it is larger than rustls's limit of about 64 KiB"),
         _ => None,
     }
 }
@@ -195,8 +194,34 @@ fn check_certificate_structure(der: &[u8]) -> Result<(), String> {
     if signed_elements < MIN_TBS_ELEMENTS {
         return Err(format!("the signed part has {signed_elements} elements, fewer than the {MIN_TBS_ELEMENTS} that X.509 requires"));
     }
+    check_signed_part_tags(signed.contents)?;
     if algorithm.contents.is_empty() || signature.contents.is_empty() {
         return Err("the signature or its algorithm is empty".to_owned());
+    }
+    Ok(())
+}
+
+/// Checks the tags of the signed part's mandatory elements: an optional version ([0]), then the
+/// serial number (INTEGER) and five SEQUENCEs (signature algorithm, issuer, validity, subject,
+/// public key). Their contents were checked for DER structure already.
+fn check_signed_part_tags(signed: &[u8]) -> Result<(), String> {
+    const VERSION: u8 = 0xa0;
+    const INTEGER: u8 = 0x02;
+    const SEQUENCE: u8 = 0x30;
+    let mut rest = signed;
+    let mut identifiers = Vec::with_capacity(MIN_TBS_ELEMENTS + 1);
+    while identifiers.len() <= MIN_TBS_ELEMENTS && !rest.is_empty() {
+        let (element, after) = split_der_element(rest)?;
+        identifiers.push(element.identifier);
+        rest = after;
+    }
+    let mandatory = match identifiers.split_first() {
+        Some((&VERSION, mandatory)) => mandatory,
+        _ => identifiers.as_slice(),
+    };
+    let expected = [INTEGER, SEQUENCE, SEQUENCE, SEQUENCE, SEQUENCE, SEQUENCE];
+    if mandatory.get(..expected.len()) != Some(&expected[..]) {
+        return Err("the signed part does not start with a serial number and five SEQUENCEs".to_owned());
     }
     Ok(())
 }
@@ -496,17 +521,20 @@ mod tests {
         // A SEQUENCE with short contents (under 128 bytes).
         let sequence = |contents: &[u8]| [&[0x30, u8::try_from(contents.len()).unwrap()][..], contents].concat();
         let algorithm_and_signature = [0x30, 0x02, 5, 0, 0x03, 0x01, 0x00];
-        // Six NULLs as the signed part: the right shape with meaningless contents.
-        let shape_only = sequence(&[&sequence(&[5, 0, 5, 0, 5, 0, 5, 0, 5, 0, 5, 0])[..], &algorithm_and_signature].concat());
+        // A serial number and five empty SEQUENCEs as the signed part: the right shape with
+        // meaningless contents.
+        let shape_only = sequence(&[&sequence(&[2, 1, 0, 0x30, 0, 0x30, 0, 0x30, 0, 0x30, 0, 0x30, 0])[..], &algorithm_and_signature].concat());
+        let six_nulls = sequence(&[&sequence(&[5, 0, 5, 0, 5, 0, 5, 0, 5, 0, 5, 0])[..], &algorithm_and_signature].concat());
         let mut nested = vec![5, 0];
         for _ in 0..MAX_DER_DEPTH {
             nested = sequence(&nested);
         }
         let signed = sequence(&[&[5, 0, 5, 0, 5, 0, 5, 0, 5, 0][..], &nested].concat());
         let deep = sequence(&[&signed[..], &algorithm_and_signature].concat());
-        let cases: [(&str, &[u8], bool); 11] = [
+        let cases: [(&str, &[u8], bool); 12] = [
             ("a real certificate", &real, true),
             ("contents not judged", &shape_only, true),
+            ("six NULLs as the signed part", &six_nulls, false),
             ("a byte after the certificate", &trailing, false),
             ("cut short", real.get(..real.len() - 1).unwrap(), false),
             ("an inner length too long", &inner_length, false),
