@@ -161,21 +161,24 @@ fn unsupported_reason(error: &rustls::Error, certificate_bytes: usize) -> Option
 /// levels deep, and the limit bounds the recursion of the check.
 const MAX_DER_DEPTH: usize = 32;
 
-/// Elements of an X.509 TBSCertificate that are not optional (RFC 5280 §4.1): serial number,
-/// signature algorithm, issuer, validity, subject and public key.
-const MIN_TBS_ELEMENTS: usize = 6;
+/// DER identifier bytes (X.690 §8.1.2) of the elements the certificate check looks for.
+const DER_INTEGER: u8 = 0x02;
+const DER_BIT_STRING: u8 = 0x03;
+const DER_SEQUENCE: u8 = 0x30;
+/// The certificate version field, `[0] EXPLICIT`.
+const DER_VERSION: u8 = 0xa0;
+/// The bit of an identifier byte set on constructed elements, whose contents are elements.
+const DER_CONSTRUCTED: u8 = 0x20;
 
-/// Checks that `der` is well-formed DER with the shape of an X.509 certificate (RFC 5280 §4.1):
-/// a SEQUENCE of the signed part (a SEQUENCE of at least six elements), the signature
-/// algorithm (a SEQUENCE) and the signature (a BIT STRING). Every element inside must have a
-/// definite length in its shortest form that fits its parent, and nothing may follow. A lost or
-/// changed byte nearly always breaks one of these, so this finds a damaged certificate without
-/// judging what it says, which is the client's business.
+/// Checks that `der` is well-formed DER with the shape of an X.509 certificate (RFC 5280 §4.1).
+/// That is a SEQUENCE of the signed part, the signature algorithm (a SEQUENCE) and the
+/// signature (a BIT STRING), with the signed part's mandatory elements in place. Every element
+/// inside must have a definite length in its shortest form that fits its parent, and nothing
+/// may follow. A lost or changed byte nearly always breaks one of these, so this finds a
+/// damaged certificate without judging its contents, which is the client's business.
 fn check_certificate_structure(der: &[u8]) -> Result<(), String> {
-    const SEQUENCE: u8 = 0x30;
-    const BIT_STRING: u8 = 0x03;
     let (certificate, rest) = split_der_element(der)?;
-    if certificate.identifier != SEQUENCE {
+    if certificate.identifier != DER_SEQUENCE {
         return Err(format!("it starts with tag 0x{:02x}, not a SEQUENCE", certificate.identifier));
     }
     if !rest.is_empty() {
@@ -187,12 +190,8 @@ fn check_certificate_structure(der: &[u8]) -> Result<(), String> {
     let (algorithm, rest) = split_der_element(rest)?;
     let (signature, rest) = split_der_element(rest)?;
     let shape = [signed.identifier, algorithm.identifier, signature.identifier];
-    if shape != [SEQUENCE, SEQUENCE, BIT_STRING] || !rest.is_empty() {
+    if shape != [DER_SEQUENCE, DER_SEQUENCE, DER_BIT_STRING] || !rest.is_empty() {
         return Err("it is not a SEQUENCE of a SEQUENCE, a SEQUENCE and a BIT STRING".to_owned());
-    }
-    let signed_elements = check_der_contents(signed.contents, 2)?;
-    if signed_elements < MIN_TBS_ELEMENTS {
-        return Err(format!("the signed part has {signed_elements} elements, fewer than the {MIN_TBS_ELEMENTS} that X.509 requires"));
     }
     check_signed_part_tags(signed.contents)?;
     if algorithm.contents.is_empty() || signature.contents.is_empty() {
@@ -201,25 +200,22 @@ fn check_certificate_structure(der: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the tags of the signed part's mandatory elements: an optional version ([0]), then the
-/// serial number (INTEGER) and five SEQUENCEs (signature algorithm, issuer, validity, subject,
-/// public key). Their contents were checked for DER structure already.
+/// Checks the tags of the signed part's mandatory elements (RFC 5280 §4.1): an optional version,
+/// then the serial number (INTEGER) and five SEQUENCEs (signature algorithm, issuer, validity,
+/// subject, public key). Their contents were checked for DER structure already.
 fn check_signed_part_tags(signed: &[u8]) -> Result<(), String> {
-    const VERSION: u8 = 0xa0;
-    const INTEGER: u8 = 0x02;
-    const SEQUENCE: u8 = 0x30;
+    let expected = [DER_INTEGER, DER_SEQUENCE, DER_SEQUENCE, DER_SEQUENCE, DER_SEQUENCE, DER_SEQUENCE];
     let mut rest = signed;
-    let mut identifiers = Vec::with_capacity(MIN_TBS_ELEMENTS + 1);
-    while identifiers.len() <= MIN_TBS_ELEMENTS && !rest.is_empty() {
+    let mut identifiers = Vec::with_capacity(expected.len() + 1);
+    while identifiers.len() <= expected.len() && !rest.is_empty() {
         let (element, after) = split_der_element(rest)?;
         identifiers.push(element.identifier);
         rest = after;
     }
     let mandatory = match identifiers.split_first() {
-        Some((&VERSION, mandatory)) => mandatory,
+        Some((&DER_VERSION, mandatory)) => mandatory,
         _ => identifiers.as_slice(),
     };
-    let expected = [INTEGER, SEQUENCE, SEQUENCE, SEQUENCE, SEQUENCE, SEQUENCE];
     if mandatory.get(..expected.len()) != Some(&expected[..]) {
         return Err("the signed part does not start with a serial number and five SEQUENCEs".to_owned());
     }
@@ -233,24 +229,20 @@ struct DerElement<'a> {
     contents: &'a [u8],
 }
 
-/// Checks every element in `contents`, descending into constructed ones, and returns how many
-/// elements `contents` contains at its own level.
-fn check_der_contents(contents: &[u8], depth: usize) -> Result<usize, String> {
-    const CONSTRUCTED: u8 = 0x20;
+/// Checks every element in `contents`, descending into constructed ones.
+fn check_der_contents(contents: &[u8], depth: usize) -> Result<(), String> {
     if depth > MAX_DER_DEPTH {
         return Err(format!("elements are nested more than {MAX_DER_DEPTH} levels deep"));
     }
     let mut rest = contents;
-    let mut count = 0;
     while !rest.is_empty() {
         let (element, after) = split_der_element(rest)?;
-        if element.identifier & CONSTRUCTED != 0 {
+        if element.identifier & DER_CONSTRUCTED != 0 {
             check_der_contents(element.contents, depth + 1)?;
         }
         rest = after;
-        count += 1;
     }
-    Ok(count)
+    Ok(())
 }
 
 /// Splits one DER element off the front of `bytes` and returns it with the bytes after it.
@@ -371,8 +363,8 @@ impl CertificateFiles {
     ///
     /// # Errors
     /// Fails when a file is unreadable, is not a regular file, is too large, or contains no PEM
-    /// certificate or key, when a certificate is damaged or the first one does not suit
-    /// rustls, or when the key does not match the certificate.
+    /// certificate or key. Also fails when a certificate is damaged, when the first one does not
+    /// suit rustls, or when the key does not match it.
     pub fn reload(&self) -> Result<Reloaded, TlsSetupError> {
         let pair = Arc::new(read_pair(&self.certificate, &self.private_key, &self.provider)?);
         let chain_length = pair.cert.len();
@@ -513,11 +505,13 @@ mod tests {
         let real = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap().der().to_vec();
         let mut trailing = real.clone();
         trailing.push(0);
+
         // The version field, [0] EXPLICIT INTEGER 2, made to claim one byte more than it holds.
         let version = [0xa0, 0x03, 0x02, 0x01, 0x02];
         let at = real.windows(version.len()).position(|window| window == version).unwrap();
         let mut inner_length = real.clone();
         inner_length[at + 1] = 0x04;
+
         // A SEQUENCE with short contents (under 128 bytes).
         let sequence = |contents: &[u8]| [&[0x30, u8::try_from(contents.len()).unwrap()][..], contents].concat();
         let algorithm_and_signature = [0x30, 0x02, 5, 0, 0x03, 0x01, 0x00];
@@ -525,12 +519,15 @@ mod tests {
         // meaningless contents.
         let shape_only = sequence(&[&sequence(&[2, 1, 0, 0x30, 0, 0x30, 0, 0x30, 0, 0x30, 0, 0x30, 0])[..], &algorithm_and_signature].concat());
         let six_nulls = sequence(&[&sequence(&[5, 0, 5, 0, 5, 0, 5, 0, 5, 0, 5, 0])[..], &algorithm_and_signature].concat());
+
+        // The right shape again, but with the public key nested past the limit.
         let mut nested = vec![5, 0];
         for _ in 0..MAX_DER_DEPTH {
             nested = sequence(&nested);
         }
-        let signed = sequence(&[&[5, 0, 5, 0, 5, 0, 5, 0, 5, 0][..], &nested].concat());
+        let signed = sequence(&[&[2, 1, 0, 0x30, 0, 0x30, 0, 0x30, 0, 0x30, 0][..], &nested].concat());
         let deep = sequence(&[&signed[..], &algorithm_and_signature].concat());
+
         let cases: [(&str, &[u8], bool); 12] = [
             ("a real certificate", &real, true),
             ("contents not judged", &shape_only, true),

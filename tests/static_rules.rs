@@ -211,12 +211,7 @@ fn shrunk_file_logged() {
 
     assert!(plain_raw.len() < old.len(), "plain: {} bytes", plain_raw.len());
     assert!(tls_raw.len() < old.len(), "TLS: {} bytes", tls_raw.len());
-    let deadline = Instant::now() + CHANGE_DEADLINE;
-    let mut output = ringfront.output();
-    while output.matches("static file shrank").count() < 2 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-        output = ringfront.output();
-    }
+    let output = ringfront.wait_for_output("static file shrank", 2, CHANGE_DEADLINE);
     assert_eq!(output.matches("static file shrank").count(), 2, "{output}");
     assert!(output.contains("target=/static/big.bin"), "{output}");
 }

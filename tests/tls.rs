@@ -262,18 +262,8 @@ fn mismatched_key_fails_start() {
     assert!(message.contains("rejected"), "unexpected message: {message}");
 }
 
-/// Waits until ringfront's output has `count` lines containing `needle`, and returns the output.
-fn wait_for_output(ringfront: &Ringfront, needle: &str, count: usize) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let output = ringfront.output();
-        if output.matches(needle).count() >= count {
-            return output;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {needle:?} in the output:\n{output}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// Time a log line may take to reach the captured output after the signal that causes it.
+const OUTPUT_WAIT: Duration = Duration::from_secs(10);
 
 /// Returns whether a new connection completes a handshake while trusting only `trusted`'s CA.
 /// Each call builds a new client configuration, so no session is resumed.
@@ -303,14 +293,14 @@ fn sighup_reloads_certificate() {
     std::fs::copy(renewed.key_path(), first.key_path()).unwrap();
     assert!(handshake_trusting(port, &first));
     assert!(common::process::send_signal(pid, "HUP"));
-    wait_for_output(&ringfront, "reloaded the certificate and key", 1);
+    ringfront.wait_for_output("reloaded the certificate and key", 1, OUTPUT_WAIT);
     assert!(handshake_trusting(port, &renewed));
     assert!(!handshake_trusting(port, &first), "the replaced certificate is still served");
     assert_eq!(open_before.request(request).status, 404);
     // The session ticket's key did not change, so a session from before the reload resumes.
     assert_eq!(connect(port, &resuming).kind, Some(HandshakeKind::Resumed));
     assert!(common::process::send_signal(pid, "HUP"));
-    wait_for_output(&ringfront, "the certificate chain is unchanged", 1);
+    ringfront.wait_for_output("the certificate chain is unchanged", 1, OUTPUT_WAIT);
 
     // Files that do not make a usable pair are rejected, each with the file or the reason
     // named, and the renewed pair stays. The cases: a key that is not PEM, a key path that now
@@ -319,20 +309,20 @@ fn sighup_reloads_certificate() {
     let failed_reload = "failed to reload the certificate and key";
     std::fs::write(first.key_path(), "not a key\n").unwrap();
     assert!(common::process::send_signal(pid, "HUP"));
-    let output = wait_for_output(&ringfront, failed_reload, 1);
+    let output = ringfront.wait_for_output(failed_reload, 1, OUTPUT_WAIT);
     assert!(output.contains(&first.key_path().display().to_string()), "{output}");
 
     std::fs::remove_file(first.key_path()).unwrap();
     std::os::unix::fs::symlink("/dev/zero", first.key_path()).unwrap();
     assert!(common::process::send_signal(pid, "HUP"));
-    let output = wait_for_output(&ringfront, failed_reload, 2);
+    let output = ringfront.wait_for_output(failed_reload, 2, OUTPUT_WAIT);
     assert_eq!(output.matches("not a regular file").count(), 1, "{output}");
 
     std::fs::remove_file(first.key_path()).unwrap();
     let mkfifo = Command::new("mkfifo").arg(first.key_path()).status().unwrap();
     assert!(mkfifo.success());
     assert!(common::process::send_signal(pid, "HUP"));
-    let output = wait_for_output(&ringfront, failed_reload, 3);
+    let output = ringfront.wait_for_output(failed_reload, 3, OUTPUT_WAIT);
     assert_eq!(output.matches("not a regular file").count(), 2, "{output}");
 
     std::fs::remove_file(first.key_path()).unwrap();
@@ -340,7 +330,7 @@ fn sighup_reloads_certificate() {
     std::fs::copy(stranger.cert_path(), first.cert_path()).unwrap();
     std::fs::copy(renewed.key_path(), first.key_path()).unwrap();
     assert!(common::process::send_signal(pid, "HUP"));
-    let output = wait_for_output(&ringfront, failed_reload, 4);
+    let output = ringfront.wait_for_output(failed_reload, 4, OUTPUT_WAIT);
     assert!(output.contains("does not belong to the first certificate"), "{output}");
 
     // A chain whose second certificate lost a line of base64: the PEM still decodes, but the
@@ -351,7 +341,7 @@ fn sighup_reloads_certificate() {
     let chain = std::fs::read_to_string(renewed.cert_path()).unwrap() + &damaged.join("\n") + "\n";
     std::fs::write(first.cert_path(), chain).unwrap();
     assert!(common::process::send_signal(pid, "HUP"));
-    let output = wait_for_output(&ringfront, failed_reload, 5);
+    let output = ringfront.wait_for_output(failed_reload, 5, OUTPUT_WAIT);
     assert!(output.contains("certificate 2 of 2 in the chain is not a DER-encoded X.509 certificate"), "{output}");
 
     assert!(handshake_trusting(port, &renewed));

@@ -139,11 +139,11 @@ pub fn worker_count(config: &Config) -> usize {
     }
 }
 
-/// The handlers of the signals the server acts on. Until they are installed, the default action
-/// of SIGHUP and SIGUSR1 ends the process, so those two are installed before the configuration
-/// is read: a reload or log rotation that comes during start-up must not stop the server. The
-/// stop signals keep their default action until [`run`] starts, so that a stop requested while
-/// the configuration is read (from a pipe that never ends, say) takes effect at once.
+/// The handlers of the signals the server acts on. The default action of SIGHUP and SIGUSR1 ends
+/// the process, and a reload or log rotation that comes during start-up must not stop the
+/// server, so those two are installed before the configuration is read. The stop signals keep
+/// their default action until [`run`] starts, so that a stop requested while the configuration
+/// is read (from a pipe that never ends, say) takes effect at once.
 pub struct SignalHandlers(signal_hook::iterator::Signals);
 
 /// Installs the handlers for SIGHUP and SIGUSR1. Signals that arrive before [`run`] waits for
@@ -359,18 +359,19 @@ fn reload_certificate(certificate: Option<&tls::CertificateFiles>) {
     let certificate_path = certificate.certificate_path().display();
     let key_path = certificate.private_key_path().display();
     match certificate.reload() {
-        Ok(reloaded) if reloaded.changed => tracing::info!(
-            certificate = %certificate_path,
-            private_key = %key_path,
-            chain_length = reloaded.chain_length,
-            "SIGHUP: reloaded the certificate and key for new handshakes. Other configuration changes need a restart"
-        ),
-        Ok(reloaded) => tracing::info!(
-            certificate = %certificate_path,
-            private_key = %key_path,
-            chain_length = reloaded.chain_length,
-            "SIGHUP: reloaded the certificate and key, and the certificate chain is unchanged. Other configuration changes need a restart"
-        ),
+        Ok(reloaded) => {
+            let outcome = if reloaded.changed {
+                "reloaded the certificate and key for new handshakes"
+            } else {
+                "reloaded the certificate and key, and the certificate chain is unchanged"
+            };
+            tracing::info!(
+                certificate = %certificate_path,
+                private_key = %key_path,
+                chain_length = reloaded.chain_length,
+                "SIGHUP: {outcome}. Other configuration changes need a restart"
+            );
+        }
         Err(err) => tracing::error!(
             error = %err,
             "SIGHUP: failed to reload the certificate and key, so new handshakes keep the previous pair. Fix the files and send SIGHUP again"

@@ -583,6 +583,24 @@ impl Ringfront {
         self.output.text()
     }
 
+    /// Waits up to `limit` until ringfront's output contains `needle` at least `count` times,
+    /// and returns the output then.
+    ///
+    /// # Panics
+    /// Panics, with the output, if `needle` does not appear `count` times within `limit`.
+    pub fn wait_for_output(&self, needle: &str, count: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let output = self.output();
+            let found = output.matches(needle).count();
+            if found >= count {
+                return output;
+            }
+            assert!(Instant::now() < deadline, "{found} of {count} {needle:?} in the output after {limit:?}:\n{output}");
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
     /// Returns the process id, for signals other than SIGTERM.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
