@@ -158,6 +158,10 @@ pub struct HttpsSettings {
     pub private_key: PathBuf,
     /// Host names of this site. The first is the canonical one for redirects.
     pub server_names: Vec<String>,
+    /// How long after its full handshake a TLS session may be resumed, by ticket or by session
+    /// ID. A resumed connection skips the certificate, so this also bounds how long a session
+    /// made before a certificate reload stays usable.
+    pub session_timeout: Duration,
 }
 
 /// `[http]`: plain listeners serving the same routes as `[https]`.
@@ -401,7 +405,19 @@ struct RawHttps {
     certificate: Spanned<PathBuf>,
     private_key: Spanned<PathBuf>,
     server_names: Spanned<Vec<Spanned<String>>>,
+    #[serde(default = "default_session_timeout", deserialize_with = "timeout")]
+    session_timeout: Duration,
 }
+
+/// H2O's default. nginx's `ssl_session_timeout` defaults to 5 minutes, which makes a browser
+/// returning after a short break repeat the full handshake.
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Longest `https.session_timeout`: the upper limit RFC 5246 (appendix F.1.4) suggests for
+/// session IDs, since a resumed session reuses keys from its first handshake.
+const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1095,7 +1111,13 @@ impl Checker<'_> {
             }
             server_names.push(name.get_ref().to_ascii_lowercase());
         }
-        Ok(HttpsSettings { listen, certificate, private_key, server_names })
+        if table.session_timeout > MAX_SESSION_TIMEOUT {
+            return Err(self.error_at_key(
+                "https.session_timeout",
+                format!("{:?} is too long: use at most \"24h\"", table.session_timeout),
+            ));
+        }
+        Ok(HttpsSettings { listen, certificate, private_key, server_names, session_timeout: table.session_timeout })
     }
 
     /// Resolves the access log's path against the config file's directory, and checks what
@@ -1345,6 +1367,24 @@ mod tests {
         let err = parse(text).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("https.certificate"));
         assert_eq!(err.line, Some(3));
+    }
+
+    #[test]
+    fn session_timeout_bounded() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let https = |extra: &str| {
+            format!("[https]\nlisten = [\"127.0.0.1:8443\"]\ncertificate = {file:?}\nprivate_key = {file:?}\nserver_names = [\"example.org\"]\n{extra}")
+        };
+        let session_timeout = |extra: &str| parse(&https(extra)).unwrap().https.unwrap().session_timeout;
+        assert_eq!(session_timeout(""), Duration::from_secs(3600));
+        assert_eq!(session_timeout("session_timeout = \"10m\"\n"), Duration::from_secs(600));
+        assert_eq!(session_timeout("session_timeout = \"24h\"\n"), Duration::from_secs(24 * 3600));
+        for (value, reason) in [("\"25h\"", "too long"), ("86401", "too long"), ("\"0s\"", "above zero")] {
+            let err = parse(&https(&format!("session_timeout = {value}\n"))).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("https.session_timeout"), "{value}");
+            assert_eq!(err.line, Some(6), "{value}");
+            assert!(err.message.contains(reason), "{value}: {}", err.message);
+        }
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! record layer is driven in `server::tls_session`.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
+use rustls::server::{ProducesTickets, StoresServerSessions};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs as provider;
@@ -427,11 +430,12 @@ pub struct TlsSetup {
 }
 
 /// Builds the server configuration: TLS 1.2 and 1.3 only, ALPN `http/1.1`, resumption by
-/// stateless tickets and by a shared session cache.
+/// stateless tickets and by a shared session cache, for at most `session_timeout` after the
+/// session's full handshake.
 ///
 /// # Errors
 /// Fails when a file is unreadable or the key does not match the certificate.
-pub fn server_config(certificate: &Path, private_key: &Path) -> Result<TlsSetup, TlsSetupError> {
+pub fn server_config(certificate: &Path, private_key: &Path, session_timeout: Duration) -> Result<TlsSetup, TlsSetupError> {
     let provider = Arc::new(provider::default_provider());
     let files = Arc::new(CertificateFiles::load(certificate, private_key, Arc::clone(&provider))?);
 
@@ -442,8 +446,10 @@ pub fn server_config(certificate: &Path, private_key: &Path) -> Result<TlsSetup,
         .with_cert_resolver(Arc::clone(&files) as Arc<dyn ResolvesServerCert>);
 
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-    config.ticketer = provider::Ticketer::new().map_err(TlsSetupError::Rejected)?;
+    config.session_storage =
+        Arc::new(ExpiringSessions { inner: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES), lifetime: session_timeout });
+    config.ticketer =
+        Arc::new(ExpiringTickets { inner: provider::Ticketer::new().map_err(TlsSetupError::Rejected)?, lifetime: session_timeout });
     // One ticket is enough for a browser's next connection; the default of two doubles the
     // handshake's ticket-encryption work.
     config.send_tls13_tickets = 1;
@@ -453,20 +459,183 @@ pub fn server_config(certificate: &Path, private_key: &Path) -> Result<TlsSetup,
     Ok(TlsSetup { config: Arc::new(config), certificate: files })
 }
 
+/// Returns the clock for session stamps. A stamp is the time of a session's full handshake,
+/// written before its encoded state in the session cache and inside the encrypted part of a
+/// ticket. rustls checks no session's age when it resumes one: its cache keeps a session until
+/// newer ones push it out, and a ticket stays valid as long as its key.
+///
+/// The clock is the time since this process first read it, in milliseconds: monotonic, so a
+/// step of the wall clock neither revives old sessions nor ends new ones. Sessions and ticket
+/// keys live only in this process, so no stamp outlives its clock.
+fn session_clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Bytes of the stamp before each session's state: milliseconds, big-endian.
+const STAMP_BYTES: usize = 8;
+
+/// Returns `state` behind its stamp.
+fn stamp_session(stamp: u64, state: &[u8]) -> Vec<u8> {
+    let mut stamped = Vec::with_capacity(STAMP_BYTES + state.len());
+    stamped.extend_from_slice(&stamp.to_be_bytes());
+    stamped.extend_from_slice(state);
+    stamped
+}
+
+/// Returns the stamp and the state from `stamped` when the stamp is at most `lifetime` before
+/// `now`. A stamp after `now` or a value too short for a stamp gives `None` too.
+fn unstamp_session(now: u64, lifetime: Duration, mut stamped: Vec<u8>) -> Option<(u64, Vec<u8>)> {
+    let (stamp, _) = stamped.split_first_chunk::<STAMP_BYTES>()?;
+    let stamp = u64::from_be_bytes(*stamp);
+    let age = now.checked_sub(stamp)?;
+    if u128::from(age) > lifetime.as_millis() {
+        return None;
+    }
+    stamped.drain(..STAMP_BYTES);
+    Some((stamp, stamped))
+}
+
+thread_local! {
+    /// The stamp of the session that the handshake step running on this thread resumes; see
+    /// [`handshake_step`].
+    static SESSION_ORIGIN: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Runs one step of a connection's handshake with `origin`, the stamp of the session it
+/// resumes, where the session stores can read it, and stores the stamp of a session that the
+/// step resumed back into `origin`.
+///
+/// A resumed session gets a new ticket (TLS 1.3 always, TLS 1.2 when the client requests one), and a
+/// TLS 1.2 renewal keeps the first handshake's master secret. A ticket stamped at its own issue
+/// would let a client that returns often enough use keys from one full handshake for ever,
+/// where RFC 8446 §4.6.1 recommends limiting their total lifetime. So each new ticket carries
+/// its session's first stamp. rustls's ticket interface sees no connection, and the unbuffered
+/// connection does not expose its resumption data, so the stamp passes through this thread:
+/// each call into rustls for a connection runs to its end on the worker's thread, and a ticket
+/// is decrypted and a new one encrypted only inside such calls.
+pub fn handshake_step<T>(origin: &mut Option<u64>, step: impl FnOnce() -> T) -> T {
+    SESSION_ORIGIN.set(*origin);
+    let result = step();
+    *origin = SESSION_ORIGIN.take();
+    result
+}
+
+/// The shared session cache (TLS 1.2 session IDs), ending each session `lifetime` after its
+/// first handshake.
+#[derive(Debug)]
+struct ExpiringSessions {
+    inner: Arc<dyn StoresServerSessions>,
+    lifetime: Duration,
+}
+
+impl ExpiringSessions {
+    fn unstamp(&self, stamped: Vec<u8>) -> Option<Vec<u8>> {
+        let (stamp, state) = unstamp_session(session_clock(), self.lifetime, stamped)?;
+        SESSION_ORIGIN.set(Some(stamp));
+        Some(state)
+    }
+}
+
+impl StoresServerSessions for ExpiringSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let stamp = SESSION_ORIGIN.get().unwrap_or_else(session_clock);
+        self.inner.put(key, stamp_session(stamp, &value))
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let state = self.unstamp(self.inner.get(key)?);
+        if state.is_none() {
+            // Frees the entry now instead of when newer sessions push it out.
+            self.inner.take(key);
+        }
+        state
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.unstamp(self.inner.take(key)?)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+/// rustls's ticket keys, ending each ticket `lifetime` after its session's first handshake.
+/// The stamp is inside the ticket's encrypted and authenticated part, so a client cannot
+/// change it.
+#[derive(Debug)]
+struct ExpiringTickets {
+    inner: Arc<dyn ProducesTickets>,
+    lifetime: Duration,
+}
+
+impl ProducesTickets for ExpiringTickets {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    /// The lifetime sent with a ticket: what is left of its session's, rounded up to whole
+    /// seconds, or the key's own when that is shorter. rustls reads it right after encrypting.
+    fn lifetime(&self) -> u32 {
+        let used = SESSION_ORIGIN.get().map_or(0, |origin| session_clock().saturating_sub(origin));
+        let left = u64::try_from(self.lifetime.as_millis()).unwrap_or(u64::MAX).saturating_sub(used);
+        let seconds = u32::try_from(left.div_ceil(1000).max(1)).unwrap_or(u32::MAX);
+        self.inner.lifetime().min(seconds)
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let stamp = SESSION_ORIGIN.get().unwrap_or_else(|| {
+            let now = session_clock();
+            SESSION_ORIGIN.set(Some(now));
+            now
+        });
+        self.inner.encrypt(&stamp_session(stamp, plain))
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let (stamp, state) = unstamp_session(session_clock(), self.lifetime, self.inner.decrypt(cipher)?)?;
+        SESSION_ORIGIN.set(Some(stamp));
+        Some(state)
+    }
+}
+
 /// Loads the TLS files named by `config`, without serving, for `ringfront check`.
 ///
 /// # Errors
 /// As [`server_config`].
 pub fn check_files(config: &crate::config::Config) -> Result<(), TlsSetupError> {
     match &config.https {
-        Some(https) => server_config(&https.certificate, &https.private_key).map(|_| ()),
+        Some(https) => server_config(&https.certificate, &https.private_key, https.session_timeout).map(|_| ()),
         None => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_DER_DEPTH, MAX_PEM_FILE_BYTES, TlsSetupError, check_certificate_structure, load_certificates, read_pem_file};
+    use std::time::Duration;
+
+    use super::{
+        MAX_DER_DEPTH, MAX_PEM_FILE_BYTES, TlsSetupError, check_certificate_structure, load_certificates, read_pem_file,
+        stamp_session, unstamp_session,
+    };
+
+    #[test]
+    fn session_ends_after_lifetime() {
+        let lifetime = Duration::from_secs(60);
+        let stamped = stamp_session(5_000, b"state");
+        assert_eq!(stamped.len(), 13);
+        for (now, expected) in [(5_000, true), (65_000, true), (65_001, false), (4_999, false), (u64::MAX, false)] {
+            let unstamped = unstamp_session(now, lifetime, stamped.clone());
+            assert_eq!(unstamped.is_some(), expected, "at {now}");
+            if let Some((stamp, state)) = unstamped {
+                assert_eq!((stamp, state.as_slice()), (5_000, &b"state"[..]));
+            }
+        }
+        assert_eq!(unstamp_session(0, lifetime, stamp_session(0, b"")), Some((0, Vec::new())));
+        assert_eq!(unstamp_session(0, lifetime, vec![0; 7]), None);
+    }
 
     /// Removes the second base64 line of a PEM block. The rest still decodes, because each full
     /// line is 48 bytes, but the DER inside no longer parses.

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Config, Ringfront, TempDir, TestCert};
 use rustls::client::{Resumption, Tls12Resumption};
@@ -121,6 +121,76 @@ fn tls12_resumes_with_session_id() {
     for _ in 0..4 {
         let again = connect(ringfront.https_port(), &config);
         assert_eq!(again.kind, Some(HandshakeKind::Resumed));
+    }
+}
+
+/// Connects with `openssl s_client` and `options` (a version, a session file), sends one
+/// request and returns what it printed, which includes each session ticket's lifetime hint.
+fn s_client_output(port: u16, options: &[&str]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-ign_eof"])
+        .args(options)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    let request = b"GET /missing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    child.stdin.take().expect("a stdin pipe").write_all(request).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(stdout.contains("HTTP/1.1 404 "), "no response through s_client {options:?}: {stdout}");
+    stdout
+}
+
+/// A session resumes for `https.session_timeout` after its full handshake and not after, by
+/// TLS 1.3 ticket, TLS 1.2 ticket or TLS 1.2 session ID. A resumption gets a new ticket, which
+/// keeps the first handshake's time, and each ticket gives the client the time left.
+#[test]
+fn sessions_end_after_timeout() {
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new().https(&cert).https_setting("session_timeout", "\"4s\"").start();
+    let port = ringfront.https_port();
+    let roots = [cert.ca_der().clone()];
+    let mut tls12_tickets = client_config(&roots, &[&rustls::version::TLS12]);
+    tls12_tickets.resumption = Resumption::in_memory_sessions(16).tls12_resumption(Tls12Resumption::SessionIdOrTickets);
+    let mut tls12_session_id = client_config(&roots, &[&rustls::version::TLS12]);
+    tls12_session_id.resumption = Resumption::in_memory_sessions(16).tls12_resumption(Tls12Resumption::SessionIdOnly);
+    let clients = [
+        ("TLS 1.3 ticket", Arc::new(client_config(&roots, &[&rustls::version::TLS13]))),
+        ("TLS 1.2 ticket", Arc::new(tls12_tickets)),
+        ("TLS 1.2 session ID", Arc::new(tls12_session_id)),
+    ];
+    let began = Instant::now();
+    for (name, config) in &clients {
+        assert_eq!(connect(port, config).kind, Some(HandshakeKind::Full), "{name}");
+    }
+    let sessions = TempDir::new("session-timeout");
+    let saved = sessions.path().join("tls13.pem");
+    let saved = saved.to_str().unwrap();
+    let output = s_client_output(port, &["-tls1_3", "-sess_out", saved]);
+    assert!(output.contains("lifetime hint: 4 (seconds)"), "{output}");
+    // Each resumption here takes a new ticket, stamped with the full handshake's time.
+    std::thread::sleep(Duration::from_millis(1500));
+    for (name, config) in &clients {
+        assert_eq!(connect(port, config).kind, Some(HandshakeKind::Resumed), "{name}");
+    }
+    let output = s_client_output(port, &["-tls1_2"]);
+    assert!(output.contains("lifetime hint: 4 (seconds)"), "{output}");
+    // The ticket given with a resumption carries the time left.
+    let output = s_client_output(port, &["-tls1_3", "-sess_in", saved]);
+    assert!(output.contains("Reused, TLSv1.3"), "{output}");
+    assert!(output.contains("lifetime hint: 3 (seconds)") || output.contains("lifetime hint: 2 (seconds)"), "{output}");
+    std::thread::sleep(Duration::from_millis(4600).saturating_sub(began.elapsed()));
+    for (name, config) in &clients {
+        assert_eq!(connect(port, config).kind, Some(HandshakeKind::Full), "{name} after the timeout");
+        assert_eq!(connect(port, config).kind, Some(HandshakeKind::Resumed), "{name}, a new session");
+    }
+
+    let default = start(&cert);
+    for version in ["-tls1_2", "-tls1_3"] {
+        let output = s_client_output(default.https_port(), &[version]);
+        assert!(output.contains("lifetime hint: 3600 (seconds)"), "{version}: {output}");
     }
 }
 

@@ -173,7 +173,7 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
     }
     let (tls, certificate) = match &config.https {
         Some(https) => {
-            let setup = tls::server_config(&https.certificate, &https.private_key).map_err(ServerError::Tls)?;
+            let setup = tls::server_config(&https.certificate, &https.private_key, https.session_timeout).map_err(ServerError::Tls)?;
             (Some(setup.config), Some(setup.certificate))
         }
         None => (None, None),

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::{HandshakeKind, ServerConfig};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus, WriteTraffic};
 
@@ -119,6 +119,9 @@ pub struct TlsSession {
     close_notify_queued: bool,
     /// The error rustls returned, kept because rustls must not be driven after it.
     failure: Option<rustls::Error>,
+    /// The stamp of the stored session this handshake resumes, for the ticket that replaces it;
+    /// see [`crate::tls::handshake_step`].
+    session_origin: Option<u64>,
 }
 
 impl TlsSession {
@@ -140,6 +143,7 @@ impl TlsSession {
             peer_closed: false,
             close_notify_queued: false,
             failure: None,
+            session_origin: None,
         })
     }
 
@@ -198,10 +202,25 @@ impl TlsSession {
     }
 
     /// Calls `process_tls_records` until `goal` is reached, handling every state on the way.
-    fn drive(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
+    fn drive(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
         if let Some(err) = &self.failure {
             return Err(TlsSessionError::Protocol(err.clone()));
         }
+        if self.handshake_complete {
+            return self.drive_records(incoming, outgoing, goal);
+        }
+        // When rustls found a stored session but made a full handshake, the next ticket starts
+        // a new session.
+        let mut origin = match self.connection.handshake_kind() {
+            Some(HandshakeKind::Full) => None,
+            _ => self.session_origin,
+        };
+        let result = crate::tls::handshake_step(&mut origin, || self.drive_records(incoming, outgoing, goal));
+        self.session_origin = origin;
+        result
+    }
+
+    fn drive_records(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
 
         let max_steps = STEP_ALLOWANCE.saturating_add(incoming.len());
         for _ in 0..max_steps {
@@ -473,7 +492,7 @@ pub(super) mod tests {
         let key = directory.join("key.pem");
         std::fs::write(&certificate, certified.cert.pem()).unwrap();
         std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-        let server = crate::tls::server_config(&certificate, &key).unwrap().config;
+        let server = crate::tls::server_config(&certificate, &key, std::time::Duration::from_secs(60)).unwrap().config;
         std::fs::remove_dir_all(&directory).unwrap();
 
         let mut roots = RootCertStore::empty();

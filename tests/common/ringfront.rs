@@ -75,6 +75,7 @@ pub struct Config {
     server_extra: Vec<(String, String)>,
     redirect: bool,
     https: Option<(PathBuf, PathBuf, Vec<String>)>,
+    https_extra: Vec<(String, String)>,
     http: bool,
     limits: Vec<(String, u64)>,
     statics: Vec<(String, PathBuf)>,
@@ -99,6 +100,7 @@ impl Config {
             server_extra: Vec::new(),
             redirect: false,
             https: None,
+            https_extra: Vec::new(),
             http: false,
             limits: Vec::new(),
             statics: Vec::new(),
@@ -144,6 +146,12 @@ impl Config {
     pub fn https_with_names(mut self, cert: &TestCert, server_names: &[&str]) -> Config {
         let names = server_names.iter().map(|name| name.to_string()).collect();
         self.https = Some((cert.cert_path().clone(), cert.key_path().clone(), names));
+        self
+    }
+
+    /// Sets another `[https]` key; `toml_value` is written as given, so quote strings.
+    pub fn https_setting(mut self, key: &str, toml_value: &str) -> Config {
+        self.https_extra.push((key.to_owned(), toml_value.to_owned()));
         self
     }
 
@@ -249,6 +257,9 @@ impl Config {
             );
             let quoted: Vec<String> = names.iter().map(|name| toml_string(name)).collect();
             let _ = writeln!(text, "server_names = [{}]", quoted.join(", "));
+            for (key, value) in &self.https_extra {
+                let _ = writeln!(text, "{key} = {value}");
+            }
         }
         if self.http {
             text.push_str("\n[http]\nlisten = [\"127.0.0.1:{http_port}\"]\n");
