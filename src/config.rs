@@ -849,9 +849,20 @@ impl Checker<'_> {
                         ),
                     )
                 })?;
-                if let SocketAddr::V6(v6) = address
-                    && let Some(reason) = unbindable_ipv6_reason(&v6)
-                {
+                let reason = match address {
+                    _ if address.port() == 0 => {
+                        // Each worker binds its own socket, so port 0 would give each worker
+                        // a different random port, and redirects would name port 0.
+                        Some("port 0 is not allowed: give the port to listen on".to_owned())
+                    }
+                    // std reads "0443" as 443, while some tools read a leading zero as octal.
+                    _ if entry.get_ref().rsplit_once(':').is_some_and(|(_, port)| port.starts_with('0')) => {
+                        Some(format!("write the port without leading zeros, as \"{address}\""))
+                    }
+                    SocketAddr::V6(v6) => unbindable_ipv6_reason(&v6),
+                    SocketAddr::V4(_) => None,
+                };
+                if let Some(reason) = reason {
                     return Err(self.error(entry.span(), key, format!("invalid listen address {:?}: {reason}", entry.get_ref())));
                 }
                 Ok(address)
@@ -1335,6 +1346,24 @@ mod tests {
         let err = parse("[http]\nlisten = [\n  \"127.0.0.1:8080\",\n  \"localhost\",\n]\n").unwrap_err();
         assert_eq!(err.key.as_deref(), Some("http.listen"));
         assert_eq!(err.line, Some(4));
+    }
+
+    #[test]
+    fn listen_port_written_plainly() {
+        let cases = [
+            ("127.0.0.1:0", "port 0"),
+            ("[::1]:0", "port 0"),
+            ("127.0.0.1:0443", "\"127.0.0.1:443\""),
+            ("[::1]:00080", "\"[::1]:80\""),
+        ];
+        for (address, reason) in cases {
+            let err = parse(&format!("[http]\nlisten = [\"127.0.0.1:8080\", {address:?}]\n")).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("http.listen"), "{address}");
+            assert_eq!(err.line, Some(2), "{address}");
+            assert!(err.message.contains(reason), "{address}: {}", err.message);
+        }
+        let config = parse("[http]\nlisten = [\"127.0.0.1:10\", \"[::1]:8080\"]\n").unwrap();
+        assert_eq!(config.http.unwrap().listen.len(), 2);
     }
 
     #[test]
