@@ -301,19 +301,23 @@ impl IpNetwork {
         }
     }
 
+    /// Returns the network's first address: its address with every bit past the prefix cleared.
+    pub fn first_address(&self) -> std::net::IpAddr {
+        match self.address {
+            std::net::IpAddr::V4(address) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                std::net::IpAddr::V4((u32::from(address) & mask).into())
+            }
+            std::net::IpAddr::V6(address) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                std::net::IpAddr::V6((u128::from(address) & mask).into())
+            }
+        }
+    }
+
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         let ip = ip.to_canonical();
-        match (self.address, ip) {
-            (std::net::IpAddr::V4(network), std::net::IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(network) & mask == u32::from(ip) & mask
-            }
-            (std::net::IpAddr::V6(network), std::net::IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(network) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        ip.is_ipv4() == self.address.is_ipv4() && IpNetwork { address: ip, prefix: self.prefix }.first_address() == self.first_address()
     }
 }
 
@@ -960,6 +964,21 @@ impl Checker<'_> {
                     format!("invalid address {:?}: expected an IP address or a network such as \"10.0.0.0/8\"", entry.get_ref()),
                 )
             })?;
+            // nginx only warns about such an entry. A single proxy's address written with a
+            // network's prefix would trust the whole network, so it is an error here.
+            if network.first_address() != network.address {
+                return Err(self.error(
+                    entry.span(),
+                    "upstream.trusted_proxies",
+                    format!(
+                        "invalid network {:?}: the address has bits set after the /{} prefix; write \"{}/{}\" for the network, or the address alone for one proxy",
+                        entry.get_ref(),
+                        network.prefix,
+                        network.first_address(),
+                        network.prefix
+                    ),
+                ));
+            }
             trusted_proxies.push(network);
         }
         if table.buffer_bytes == 0 {
@@ -1728,6 +1747,20 @@ mod tests {
         assert!(IpNetwork::parse("0.0.0.0/0").unwrap().contains("192.0.2.1".parse().unwrap()));
         assert_eq!(IpNetwork::parse("10.0.0.0/33"), None);
         assert_eq!(IpNetwork::parse("example.org"), None);
+    }
+
+    #[test]
+    fn trusted_proxy_host_bits_rejected() {
+        let cases = [("10.0.0.1/8", "\"10.0.0.0/8\""), ("2001:db8::1/32", "\"2001:db8::/32\""), ("::ffff:10.0.0.1/104", "\"10.0.0.0/8\"")];
+        for (entry, written) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[upstream]\nunix = \"/run/a.sock\"\ntrusted_proxies = [{entry:?}]\n");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("upstream.trusted_proxies"), "{entry}");
+            assert_eq!(err.line, Some(5), "{entry}");
+            assert!(err.message.contains(written), "{entry}: {}", err.message);
+        }
+        let text = "[http]\nlisten = [\"127.0.0.1:8080\"]\n[upstream]\nunix = \"/run/a.sock\"\ntrusted_proxies = [\"10.0.0.1\", \"10.0.0.0/8\", \"0.0.0.0/0\", \"fd00::/8\"]\n";
+        assert_eq!(parse(text).unwrap().upstream.unwrap().trusted_proxies.len(), 4);
     }
 
     #[test]
