@@ -1,5 +1,6 @@
 //! Gunicorn running an app from `tests/apps` on a Unix socket in a temporary directory.
 
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -105,11 +106,21 @@ impl Gunicorn {
         gunicorn
     }
 
+    /// Waits until a request through the socket gets a response. The master listens before
+    /// its workers have imported the app, and a request queued meanwhile can wait longer than
+    /// a test's short upstream timeouts on a loaded machine.
     fn wait_until_accepting(&mut self) {
         let started = Instant::now();
         loop {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
+            if let Ok(mut stream) = UnixStream::connect(&self.socket) {
+                let left = STARTUP_TIMEOUT.saturating_sub(started.elapsed()).max(POLL_INTERVAL);
+                let mut response = Vec::new();
+                let answered = stream.set_read_timeout(Some(left)).is_ok()
+                    && stream.write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_ok()
+                    && stream.read_to_end(&mut response).is_ok();
+                if answered && response.starts_with(b"HTTP/1.1 200 ") {
+                    return;
+                }
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
