@@ -98,7 +98,57 @@ fn read_pem_file(path: &Path) -> Result<Vec<u8>, String> {
     if bytes.len() as u64 > MAX_PEM_FILE_BYTES {
         return Err(format!("larger than {MAX_PEM_FILE_BYTES} bytes"));
     }
-    Ok(bytes)
+    Ok(remove_byte_order_marks(bytes))
+}
+
+/// The UTF-8 byte order mark that some Windows editors write at the start of a text file.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+/// Removes a byte order mark at the start of the file or of any line. A PEM parser reads a line
+/// that starts with one as text outside any block, so a mark before the leaf would hide the
+/// whole chain, and a mark where two files were joined would hide the second file's blocks.
+fn remove_byte_order_marks(bytes: Vec<u8>) -> Vec<u8> {
+    if !bytes.windows(BYTE_ORDER_MARK.len()).any(|window| window == BYTE_ORDER_MARK) {
+        return bytes;
+    }
+    let mut cleaned = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
+        cleaned.extend_from_slice(line.strip_prefix(BYTE_ORDER_MARK).unwrap_or(line));
+    }
+    cleaned
+}
+
+/// Returns a next step for a file without PEM blocks that starts like DER (an ASN.1 SEQUENCE),
+/// the binary form that some tools write instead of PEM.
+fn der_hint(pem: &[u8], kind: PemFileKind) -> &'static str {
+    match (pem.first(), kind) {
+        (Some(0x30), PemFileKind::Certificate) => {
+            ". The file looks like binary DER: convert it with `openssl x509 -inform DER -in FILE -out NEW_FILE`"
+        }
+        (Some(0x30), PemFileKind::PrivateKey) => {
+            ". The file looks like binary DER: convert it with `openssl pkey -inform DER -in FILE -out NEW_FILE`"
+        }
+        _ => "",
+    }
+}
+
+/// Returns the first line inside a PEM block that has a character base64 does not use, with
+/// that character, counting lines from 1.
+fn first_non_base64_line(pem: &[u8]) -> Option<(usize, char)> {
+    let mut inside = false;
+    for (index, line) in pem.split(|&byte| byte == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.starts_with(b"-----BEGIN ") {
+            inside = true;
+        } else if line.starts_with(b"-----END ") {
+            inside = false;
+        } else if inside
+            && let Some(&byte) = line.iter().find(|&&byte| !(byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=')))
+        {
+            return Some((index + 1, char::from(byte)));
+        }
+    }
+    None
 }
 
 /// Reads a PEM certificate chain, leaf first.
@@ -111,9 +161,9 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     let pem = read_pem_file(path).map_err(|reason| TlsSetupError::Unreadable { kind: PemFileKind::Certificate, path: path.to_owned(), reason })?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| invalid(describe_pem_error(&err)))?;
+        .map_err(|err| invalid(describe_pem_error(&err, &pem)))?;
     if chain.is_empty() {
-        return Err(invalid("no CERTIFICATE block found".to_owned()));
+        return Err(invalid(format!("no CERTIFICATE block found{}", der_hint(&pem, PemFileKind::Certificate))));
     }
     // rustls parses only the first certificate, and clients reject a chain whose later
     // certificate is damaged, so every one is checked here. The first must suit rustls's X.509
@@ -312,22 +362,27 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupE
             );
         }
         match err {
-            rustls::pki_types::pem::Error::NoItemsFound => invalid("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found".to_owned()),
-            other => invalid(describe_pem_error(&other)),
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                invalid(format!("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found{}", der_hint(&pem, PemFileKind::PrivateKey)))
+            }
+            other => invalid(describe_pem_error(&other, &pem)),
         }
     })
 }
 
 /// Describes a PEM syntax error with the block's label as text, where the library's message
-/// shows it as a list of byte values.
-fn describe_pem_error(error: &rustls::pki_types::pem::Error) -> String {
+/// shows it as a list of byte values, and bad base64 by its line in `pem`.
+fn describe_pem_error(error: &rustls::pki_types::pem::Error, pem: &[u8]) -> String {
     use rustls::pki_types::pem::Error;
     match error {
         Error::MissingSectionEnd { end_marker } => {
             format!("a PEM block has no \"-----END {}-----\" line", String::from_utf8_lossy(end_marker))
         }
         Error::IllegalSectionStart { line } => format!("invalid PEM BEGIN line {:?}", String::from_utf8_lossy(line)),
-        Error::Base64Decode(reason) => format!("invalid base64 in a PEM block: {reason}"),
+        Error::Base64Decode(reason) => match first_non_base64_line(pem) {
+            Some((line, character)) => format!("invalid base64 in a PEM block: line {line} has the character {character:?}"),
+            None => format!("invalid base64 in a PEM block: characters are missing or extra ({reason})"),
+        },
         other => other.to_string(),
     }
 }
@@ -576,7 +631,7 @@ impl ProducesTickets for ExpiringTickets {
         self.inner.enabled()
     }
 
-    /// The lifetime sent with a ticket: what is left of its session's, rounded up to whole
+    /// Returns the lifetime sent with a ticket: what is left of its session's, rounded up to whole
     /// seconds, or the key's own when that is shorter. rustls reads it right after encrypting.
     fn lifetime(&self) -> u32 {
         let used = SESSION_ORIGIN.get().map_or(0, |origin| session_clock().saturating_sub(origin));
@@ -617,8 +672,8 @@ mod tests {
     use std::time::Duration;
 
     use super::{
-        MAX_DER_DEPTH, MAX_PEM_FILE_BYTES, TlsSetupError, check_certificate_structure, load_certificates, read_pem_file,
-        stamp_session, unstamp_session,
+        MAX_DER_DEPTH, MAX_PEM_FILE_BYTES, TlsSetupError, check_certificate_structure, load_certificates, load_private_key,
+        read_pem_file, stamp_session, unstamp_session,
     };
 
     #[test]
@@ -643,6 +698,56 @@ mod tests {
         let mut lines: Vec<&str> = pem.lines().collect();
         lines.remove(2);
         lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn byte_order_marks_removed() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let other = rcgen::CertificateParams::new(vec!["other.test".to_owned()]).unwrap().self_signed(&other_key).unwrap();
+        let path = std::env::temp_dir().join(format!("ringfront-bom-{}.pem", std::process::id()));
+        let mark = "\u{feff}";
+
+        // Two files joined, each saved with a mark.
+        std::fs::write(&path, format!("{mark}{}{mark}{}", certificate.pem(), other.pem())).unwrap();
+        let chain = load_certificates(&path);
+        std::fs::write(&path, format!("{mark}{}", key.serialize_pem())).unwrap();
+        let private_key = load_private_key(&path);
+        std::fs::remove_file(&path).unwrap();
+
+        assert_eq!(chain.map(|chain| chain.len()).ok(), Some(2));
+        assert!(private_key.is_ok(), "{private_key:?}");
+        let inside = b"a\xEF\xBB\xBFb\n".to_vec();
+        assert_eq!(super::remove_byte_order_marks(inside.clone()), inside);
+    }
+
+    #[test]
+    fn pem_mistakes_explained() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let path = std::env::temp_dir().join(format!("ringfront-pem-mistakes-{}.pem", std::process::id()));
+        let mut lines: Vec<String> = certificate.pem().lines().map(str::to_owned).collect();
+        lines[2].replace_range(4..5, "-");
+
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let bad_character = load_certificates(&path);
+        std::fs::write(&path, certificate.der()).unwrap();
+        let der_certificate = load_certificates(&path);
+        std::fs::write(&path, key.serialize_der()).unwrap();
+        let der_key = load_private_key(&path);
+        std::fs::remove_file(&path).unwrap();
+
+        let reason = |result: Result<(), TlsSetupError>| match result {
+            Err(TlsSetupError::Certificate { reason, .. } | TlsSetupError::PrivateKey { reason, .. }) => reason,
+            other => panic!("expected an invalid file, got {other:?}"),
+        };
+        let bad_character = reason(bad_character.map(drop));
+        assert!(bad_character.ends_with("line 3 has the character '-'"), "{bad_character}");
+        let der_certificate = reason(der_certificate.map(drop));
+        assert!(der_certificate.contains("`openssl x509 -inform DER"), "{der_certificate}");
+        let der_key = reason(der_key.map(drop));
+        assert!(der_key.contains("`openssl pkey -inform DER"), "{der_key}");
     }
 
     #[test]
