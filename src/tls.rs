@@ -676,6 +676,13 @@ mod tests {
         read_pem_file, stamp_session, unstamp_session,
     };
 
+    /// Returns a new key and a certificate for `name` signed by it.
+    fn self_signed(name: &str) -> (rcgen::KeyPair, rcgen::Certificate) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap().self_signed(&key).unwrap();
+        (key, certificate)
+    }
+
     #[test]
     fn session_ends_after_lifetime() {
         let lifetime = Duration::from_secs(60);
@@ -702,10 +709,8 @@ mod tests {
 
     #[test]
     fn byte_order_marks_removed() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
-        let other_key = rcgen::KeyPair::generate().unwrap();
-        let other = rcgen::CertificateParams::new(vec!["other.test".to_owned()]).unwrap().self_signed(&other_key).unwrap();
+        let (key, certificate) = self_signed("localhost");
+        let (_, other) = self_signed("other.test");
         let path = std::env::temp_dir().join(format!("ringfront-bom-{}.pem", std::process::id()));
         let mark = "\u{feff}";
 
@@ -724,8 +729,7 @@ mod tests {
 
     #[test]
     fn pem_mistakes_explained() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let (key, certificate) = self_signed("localhost");
         let path = std::env::temp_dir().join(format!("ringfront-pem-mistakes-{}.pem", std::process::id()));
         let mut lines: Vec<String> = certificate.pem().lines().map(str::to_owned).collect();
         lines[2].replace_range(4..5, "-");
@@ -752,10 +756,8 @@ mod tests {
 
     #[test]
     fn chain_certificates_all_parsed() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
-        let other_key = rcgen::KeyPair::generate().unwrap();
-        let other = rcgen::CertificateParams::new(vec!["other.test".to_owned()]).unwrap().self_signed(&other_key).unwrap();
+        let (_, certificate) = self_signed("localhost");
+        let (_, other) = self_signed("other.test");
         let path = std::env::temp_dir().join(format!("ringfront-chain-{}.pem", std::process::id()));
 
         std::fs::write(&path, certificate.pem() + &other.pem()).unwrap();
