@@ -160,7 +160,7 @@ pub struct HttpsSettings {
     pub server_names: Vec<String>,
     /// How long after its full handshake a TLS session may be resumed, by ticket or by session
     /// ID. A resumed connection skips the certificate, so this also bounds how long a session
-    /// made before a certificate reload stays usable.
+    /// made before a reload stays usable.
     pub session_timeout: Duration,
 }
 
@@ -699,6 +699,38 @@ impl Config {
         Config::parse(&text, path, &base)
     }
 
+    /// Reads and checks the configuration file at `path` again, for a reload. The file must be a
+    /// regular file of at most [`MAX_CONFIG_BYTES`], unlike at start, where [`Config::load`] may
+    /// read from a pipe. So a path that now leads to a FIFO or a device cannot hang the thread
+    /// that handles signals.
+    ///
+    /// # Errors
+    /// As [`Config::load`], and when the file is not a regular file or is too large.
+    pub fn reload(path: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let unreadable = |message: String| ConfigError { file: path.to_owned(), line: None, key: None, message };
+        // O_NONBLOCK makes opening a FIFO return at once, so that it is rejected below.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|err| unreadable(format!("cannot read the configuration file: {err}")))?;
+        let metadata = file.metadata().map_err(|err| unreadable(format!("cannot read the configuration file: {err}")))?;
+        if !metadata.is_file() {
+            return Err(unreadable("the configuration file is not a regular file, and a reload reads only regular files".to_owned()));
+        }
+        let mut text = String::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|err| unreadable(format!("cannot read the configuration file: {err}")))?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(unreadable(format!("the configuration file is larger than {MAX_CONFIG_BYTES} bytes")));
+        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, path, &base)
+    }
+
     /// Checks configuration text as if it had been read from `file`, resolving relative paths
     /// against `base`.
     ///
@@ -710,6 +742,9 @@ impl Config {
         checker.build(raw)
     }
 }
+
+/// Largest configuration file a reload reads. A real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Largest custom error page, in bytes. Each worker's responses copy it, and a page this large
 /// is already far more than an error needs.

@@ -90,7 +90,7 @@ fn main() -> ExitCode {
             };
             init_logging(&config.server.log_level);
             install_panic_logging();
-            match ringfront::server::run(config, signals) {
+            match ringfront::server::run(config, &path, signals) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("ringfront: {err}");

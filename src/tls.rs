@@ -1,12 +1,12 @@
 //! TLS set-up: reads the certificate chain and key and builds the rustls server configuration
-//! shared by every worker, and reads the pair again when asked to (SIGHUP). The per-connection
-//! record layer is driven in `server::tls_session`.
+//! shared by every worker, at start and at each configuration reload (SIGHUP). The
+//! per-connection record layer is driven in `server::tls_session`.
 #![forbid(unsafe_code)]
 
 use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustls::server::{ProducesTickets, StoresServerSessions};
@@ -387,74 +387,15 @@ fn describe_pem_error(error: &rustls::pki_types::pem::Error, pem: &[u8]) -> Stri
     }
 }
 
-/// The certificate chain and private key offered in full handshakes. They are read from their
-/// files at start and again by [`reload`](Self::reload), so a renewed certificate is served
-/// without a restart. A connection keeps the pair it was given, and resumed sessions present no
-/// certificate, so a reload only changes what later full handshakes get.
+/// The certificate chain and private key offered in full handshakes, read from their files when
+/// the configuration is loaded. A reload builds a new one, and a connection keeps the pair it
+/// was given.
 #[derive(Debug)]
-pub struct CertificateFiles {
-    certificate: PathBuf,
-    private_key: PathBuf,
-    provider: Arc<CryptoProvider>,
-    /// Read once per full handshake by any worker, written only by a reload. The read lock is
-    /// uncontended but for the moment of a reload.
-    current: RwLock<Arc<CertifiedKey>>,
-}
+struct CertificatePair(Arc<CertifiedKey>);
 
-impl CertificateFiles {
-    /// Reads and checks the pair.
-    ///
-    /// # Errors
-    /// As [`reload`](Self::reload).
-    fn load(certificate: &Path, private_key: &Path, provider: Arc<CryptoProvider>) -> Result<CertificateFiles, TlsSetupError> {
-        let pair = read_pair(certificate, private_key, &provider)?;
-        Ok(CertificateFiles {
-            certificate: certificate.to_owned(),
-            private_key: private_key.to_owned(),
-            provider,
-            current: RwLock::new(Arc::new(pair)),
-        })
-    }
-
-    /// Reads both files again and, when they hold a usable pair, serves it from the next full
-    /// handshake on. On failure the pair served so far stays.
-    ///
-    /// # Errors
-    /// Fails when a file is unreadable, is not a regular file, is too large, or contains no PEM
-    /// certificate or key. Also fails when a certificate is damaged, when the first one does not
-    /// suit rustls, or when the key does not match it.
-    pub fn reload(&self) -> Result<Reloaded, TlsSetupError> {
-        let pair = Arc::new(read_pair(&self.certificate, &self.private_key, &self.provider)?);
-        let chain_length = pair.cert.len();
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let changed = current.cert != pair.cert;
-        *current = pair;
-        Ok(Reloaded { chain_length, changed })
-    }
-
-    /// Returns the certificate file's path, as the configuration names it.
-    pub fn certificate_path(&self) -> &Path {
-        &self.certificate
-    }
-
-    /// Returns the private key file's path, as the configuration names it.
-    pub fn private_key_path(&self) -> &Path {
-        &self.private_key
-    }
-}
-
-/// The chain loaded by a successful [`CertificateFiles::reload`].
-#[derive(Debug, Clone, Copy)]
-pub struct Reloaded {
-    /// Certificates in the chain, the leaf included.
-    pub chain_length: usize,
-    /// Whether the chain differs from the one served before.
-    pub changed: bool,
-}
-
-impl ResolvesServerCert for CertificateFiles {
+impl ResolvesServerCert for CertificatePair {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner)))
+        Some(Arc::clone(&self.0))
     }
 }
 
@@ -478,40 +419,61 @@ fn read_pair(certificate: &Path, private_key: &Path, provider: &CryptoProvider) 
     }
 }
 
-/// The TLS configuration for the HTTPS listeners and the handle that reloads its certificate.
+/// The TLS configuration for the HTTPS listeners, with what a reload carries over to the next.
 pub struct TlsSetup {
     pub config: Arc<ServerConfig>,
-    pub certificate: Arc<CertificateFiles>,
+    /// The certificate chain served, leaf first.
+    chain: Vec<CertificateDer<'static>>,
+    /// The session cache and ticket keys inside the configuration's expiring wrappers, so that
+    /// sessions made before a reload still resume after it.
+    sessions: Arc<dyn StoresServerSessions>,
+    tickets: Arc<dyn ProducesTickets>,
+}
+
+impl TlsSetup {
+    /// Returns the certificate chain served, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
 }
 
 /// Builds the server configuration: TLS 1.2 and 1.3 only, ALPN `http/1.1`, resumption by
 /// stateless tickets and by a shared session cache, for at most `session_timeout` after the
-/// session's full handshake.
+/// session's full handshake. With `previous`, its session cache and ticket keys are kept, so
+/// that its sessions can resume under the new configuration.
 ///
 /// # Errors
-/// Fails when a file is unreadable or the key does not match the certificate.
-pub fn server_config(certificate: &Path, private_key: &Path, session_timeout: Duration) -> Result<TlsSetup, TlsSetupError> {
+/// Fails when a file is unreadable, is not a regular file, is too large, or contains no PEM
+/// certificate or key. Also fails when a certificate is damaged, when the first one does not
+/// suit rustls, or when the key does not match it.
+pub fn server_config(certificate: &Path, private_key: &Path, session_timeout: Duration, previous: Option<&TlsSetup>) -> Result<TlsSetup, TlsSetupError> {
     let provider = Arc::new(provider::default_provider());
-    let files = Arc::new(CertificateFiles::load(certificate, private_key, Arc::clone(&provider))?);
+    let pair = Arc::new(read_pair(certificate, private_key, &provider)?);
+    let chain = pair.cert.clone();
+    let (sessions, tickets) = match previous {
+        Some(previous) => (Arc::clone(&previous.sessions), Arc::clone(&previous.tickets)),
+        None => (
+            ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES) as Arc<dyn StoresServerSessions>,
+            provider::Ticketer::new().map_err(TlsSetupError::Rejected)?,
+        ),
+    };
 
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsSetupError::Rejected)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::clone(&files) as Arc<dyn ResolvesServerCert>);
+        .with_cert_resolver(Arc::new(CertificatePair(pair)));
 
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.session_storage =
-        Arc::new(ExpiringSessions { inner: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES), lifetime: session_timeout });
-    config.ticketer =
-        Arc::new(ExpiringTickets { inner: provider::Ticketer::new().map_err(TlsSetupError::Rejected)?, lifetime: session_timeout });
+    config.session_storage = Arc::new(ExpiringSessions { inner: Arc::clone(&sessions), lifetime: session_timeout });
+    config.ticketer = Arc::new(ExpiringTickets { inner: Arc::clone(&tickets), lifetime: session_timeout });
     // One ticket is enough for a browser's next connection; the default of two doubles the
     // handshake's ticket-encryption work.
     config.send_tls13_tickets = 1;
     // `max_early_data_size` stays 0: the session rejects 0-RTT data, which can be replayed.
     // `ServerConnection::set_buffer_limit` has no counterpart in the unbuffered API that
     // connections use, because rustls then keeps no send buffer at all.
-    Ok(TlsSetup { config: Arc::new(config), certificate: files })
+    Ok(TlsSetup { config: Arc::new(config), chain, sessions, tickets })
 }
 
 /// Returns the clock for session stamps. A stamp is the time of a session's full handshake,
@@ -566,7 +528,7 @@ thread_local! {
 /// TLS 1.2 renewal keeps the first handshake's master secret. A ticket stamped at its own issue
 /// would let a client that returns often enough use keys from one full handshake for ever,
 /// where RFC 8446 §4.6.1 recommends limiting their total lifetime. So each new ticket carries
-/// its session's first stamp. rustls's ticket interface sees no connection, and the unbuffered
+/// its session's first stamp. rustls's ticket interface has no connection parameter, and the unbuffered
 /// connection does not expose its resumption data, so the stamp passes through this thread:
 /// each call into rustls for a connection runs to its end on the worker's thread, and a ticket
 /// is decrypted and a new one encrypted only inside such calls.
@@ -662,7 +624,7 @@ impl ProducesTickets for ExpiringTickets {
 /// As [`server_config`].
 pub fn check_files(config: &crate::config::Config) -> Result<(), TlsSetupError> {
     match &config.https {
-        Some(https) => server_config(&https.certificate, &https.private_key, https.session_timeout).map(|_| ()),
+        Some(https) => server_config(&https.certificate, &https.private_key, https.session_timeout, None).map(|_| ()),
         None => Ok(()),
     }
 }

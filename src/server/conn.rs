@@ -529,7 +529,7 @@ impl Connection {
 
     /// Sends the response to one whole request. Returns whether the connection stays open.
     async fn respond(&mut self, request: &RequestHead, started: Instant) -> Result<bool, StreamError> {
-        let keep_alive = request.keep_alive && !self.context.shutdown.is_started() && !self.io.is_read_shut();
+        let keep_alive = request.keep_alive && !self.context.shutdown.is_started() && !self.context.retired.get() && !self.io.is_read_shut();
         // Debug builds only, and only when the environment variable is set: proves that a panic in
         // one connection's task is logged with its span and leaves the worker serving.
         #[cfg(debug_assertions)]
@@ -647,7 +647,7 @@ impl Connection {
         exchange.finish(upstreams);
 
         // Shutdown may have started while the upstream worked, so this response must close.
-        let keep_alive = keep_alive && !self.context.shutdown.is_started();
+        let keep_alive = keep_alive && !self.context.shutdown.is_started() && !self.context.retired.get();
         let date = self.context.date();
         // A response to HEAD keeps the length the upstream declared for the GET it stands for.
         // A 304 gets none, because its length would describe a representation not sent

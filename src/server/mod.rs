@@ -21,7 +21,9 @@ pub(crate) use spool::create_unnamed_file;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -43,8 +45,6 @@ pub struct Shared {
     pub static_settings: StaticSettings,
     /// `:PORT` appended to redirect targets, empty when the HTTPS port is 443.
     https_port_suffix: String,
-    /// Raised by SIGUSR1: workers reopen their access log file when it changes (logrotate).
-    pub log_generation: std::sync::atomic::AtomicU64,
     /// Debug builds with `RINGFRONT_TEST_PANIC_ROUTE` set panic on one path, for tests.
     #[cfg(debug_assertions)]
     test_panic_route: bool,
@@ -79,6 +79,41 @@ impl Shared {
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(self.https_port_suffix.as_bytes());
         out.extend_from_slice(target.as_bytes());
+    }
+}
+
+/// The configuration the workers serve new connections with, which a reload replaces, and the
+/// other process-wide counters the signal thread raises.
+pub struct Published {
+    /// Raised by each reload. A worker compares it with its own for each connection it accepts,
+    /// one atomic load, and takes the lock only when they differ.
+    generation: AtomicU64,
+    current: Mutex<Arc<Shared>>,
+    /// Raised by SIGUSR1: workers reopen their access log file when it changes (logrotate).
+    pub log_generation: AtomicU64,
+}
+
+impl Published {
+    fn new(shared: Arc<Shared>) -> Published {
+        Published { generation: AtomicU64::new(0), current: Mutex::new(shared), log_generation: AtomicU64::new(0) }
+    }
+
+    /// Returns the generation of the configuration published last.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Returns the configuration published last, with its generation.
+    pub fn current(&self) -> (u64, Arc<Shared>) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        (self.generation.load(Ordering::Acquire), Arc::clone(&current))
+    }
+
+    /// Replaces the configuration for the connections accepted from now on.
+    fn publish(&self, shared: Arc<Shared>) -> u64 {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        *current = shared;
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 }
 
@@ -158,11 +193,12 @@ pub fn install_signal_handlers() -> Result<SignalHandlers, ServerError> {
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains it. Returns once every worker stopped.
+/// SIGHUP reads the configuration at `config_path` again (see [`reload`]).
 ///
 /// # Errors
 /// Returns a [`ServerError`] when anything needed to serve is missing, and nothing is served
 /// then, or `WorkerPanicked` after the stop when a worker thread panicked.
-pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
+pub fn run(config: Config, config_path: &Path, signals: SignalHandlers) -> Result<(), ServerError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
     let SignalHandlers(mut signals) = signals;
     // The stop signals are taken over before any port listens: a client, or a test, may see the
@@ -171,31 +207,13 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
     for signal in [SIGTERM, SIGINT, SIGQUIT] {
         signals.add_signal(signal).map_err(ServerError::Signals)?;
     }
-    let (tls, certificate) = match &config.https {
-        Some(https) => {
-            let setup = tls::server_config(&https.certificate, &https.private_key, https.session_timeout).map_err(ServerError::Tls)?;
-            (Some(setup.config), Some(setup.certificate))
-        }
-        None => (None, None),
+    let mut tls = match &config.https {
+        Some(https) => Some(tls::server_config(&https.certificate, &https.private_key, https.session_timeout, None).map_err(ServerError::Tls)?),
+        None => None,
     };
-    if !matches!(config.server.access_log.as_str(), "stdout" | "stderr" | "off") {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.server.access_log)
-            .map_err(|error| ServerError::AccessLog { path: config.server.access_log.clone(), error })?;
-    }
+    check_access_log(&config)?;
 
-    let mut addresses: Vec<(ListenerKind, SocketAddr)> = Vec::new();
-    if let Some(redirect) = &config.redirect {
-        addresses.extend(redirect.listen.iter().map(|&address| (ListenerKind::Redirect, address)));
-    }
-    if let Some(https) = &config.https {
-        addresses.extend(https.listen.iter().map(|&address| (ListenerKind::Https, address)));
-    }
-    if let Some(http) = &config.http {
-        addresses.extend(http.listen.iter().map(|&address| (ListenerKind::Http, address)));
-    }
+    let addresses = listener_addresses(&config);
     for &(_, address) in &addresses {
         rt::probe_address(address).map_err(|error| ServerError::Bind { address, error })?;
     }
@@ -235,53 +253,18 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
         }
     }
 
-    let https_port = config.https.as_ref().and_then(|https| https.listen.first()).map_or(443, SocketAddr::port);
-    let https_port_suffix = if https_port == 443 { String::new() } else { format!(":{https_port}") };
-    let mut static_routes = Vec::with_capacity(config.statics.len());
-    for settings in &config.statics {
-        let mut route = StaticRoute::new(settings.prefix.clone(), &settings.dir).map_err(ServerError::Static)?;
-        route.index = settings.index.clone();
-        route.max_age = settings.max_age;
-        route.serve_dotfiles = settings.dotfiles;
-        route.follow_symlinks_outside = settings.symlinks_outside;
-        route.validate().map_err(ServerError::Static)?;
-        static_routes.push(route);
-    }
-    let cache = &config.static_cache;
-    let static_settings = StaticSettings {
-        cache_bytes: cache.max_bytes,
-        max_cached_file_bytes: cache.max_file_bytes,
-        gzip_level: cache.gzip_level,
-        gzip_min_bytes: cache.gzip_min_bytes,
-        revalidate_interval: cache.revalidate,
-        max_open_files: cache.max_open_files,
-        ..StaticSettings::default()
-    };
-    let shared = Arc::new(Shared {
-        config,
-        tls,
-        static_routes,
-        static_settings,
-        https_port_suffix,
-        log_generation: std::sync::atomic::AtomicU64::new(0),
-        #[cfg(debug_assertions)]
-        test_panic_route: std::env::var_os("RINGFRONT_TEST_PANIC_ROUTE").is_some(),
-        #[cfg(debug_assertions)]
-        test_idle_end_delay: std::env::var("RINGFRONT_TEST_IDLE_END_DELAY_MS")
-            .ok()
-            .and_then(|millis| millis.parse().ok())
-            .map(std::time::Duration::from_millis),
-    });
+    let shared = build_shared(config, tls.as_ref().map(|setup| Arc::clone(&setup.config)))?;
+    let published = Arc::new(Published::new(Arc::new(shared)));
 
     let trigger = ShutdownTrigger::default();
 
     let mut threads = Vec::with_capacity(workers);
     for (id, listeners) in per_worker.into_iter().enumerate() {
-        let shared = Arc::clone(&shared);
+        let published = Arc::clone(&published);
         let trigger = trigger.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ringfront-worker-{id}"))
-            .spawn(move || worker::run(id, shared, listeners, trigger))
+            .spawn(move || worker::run(id, published, listeners, trigger))
             .map_err(ServerError::Thread)?;
         threads.push(thread);
     }
@@ -289,18 +272,18 @@ pub fn run(config: Config, signals: SignalHandlers) -> Result<(), ServerError> {
         tracing::info!(%address, listener = ?kind, workers, "listening");
     }
 
-    // nginx's signals, as far as they apply: TERM, INT and QUIT stop gracefully, USR1 reopens
-    // the log file after rotation, HUP reloads the certificate (the part of nginx's reload that
-    // a certificate renewal needs).
+    // nginx's signals: TERM, INT and QUIT stop gracefully, USR1 reopens the log file after
+    // rotation, HUP reloads the configuration.
     for signal in signals.forever() {
         match signal {
             SIGUSR1 => {
-                shared.log_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+                published.log_generation.fetch_add(1, Ordering::Release);
                 tracing::info!("reopening the access log");
             }
-            SIGHUP => reload_certificate(certificate.as_deref()),
+            SIGHUP => reload(config_path, &published, &mut tls, &addresses, workers),
             _ => {
-                tracing::info!(signal = signal_name(signal), grace = ?shared.config.server.shutdown_grace, "stopping: no new connections, finishing requests in flight");
+                let grace = published.current().1.config.server.shutdown_grace;
+                tracing::info!(signal = signal_name(signal), ?grace, "stopping: no new connections, finishing requests in flight");
                 break;
             }
         }
@@ -349,34 +332,155 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// Reloads the HTTPS certificate and key on SIGHUP. The configuration file is not read again, so
-/// the paths are those it named at start.
-fn reload_certificate(certificate: Option<&tls::CertificateFiles>) {
-    let Some(certificate) = certificate else {
-        tracing::warn!("SIGHUP: there is no [https] certificate to reload, and other configuration changes need a restart");
-        return;
-    };
-    let certificate_path = certificate.certificate_path().display();
-    let key_path = certificate.private_key_path().display();
-    match certificate.reload() {
-        Ok(reloaded) => {
-            let outcome = if reloaded.changed {
-                "reloaded the certificate and key for new handshakes"
-            } else {
-                "reloaded the certificate and key, and the certificate chain is unchanged"
-            };
-            tracing::info!(
-                certificate = %certificate_path,
-                private_key = %key_path,
-                chain_length = reloaded.chain_length,
-                "SIGHUP: {outcome}. Other configuration changes need a restart"
-            );
-        }
-        Err(err) => tracing::error!(
-            error = %err,
-            "SIGHUP: failed to reload the certificate and key, so new handshakes keep the previous pair. Fix the files and send SIGHUP again"
-        ),
+/// Fails when the access log is a file that cannot be opened for appending.
+fn check_access_log(config: &Config) -> Result<(), ServerError> {
+    if !matches!(config.server.access_log.as_str(), "stdout" | "stderr" | "off") {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.server.access_log)
+            .map_err(|error| ServerError::AccessLog { path: config.server.access_log.clone(), error })?;
     }
+    Ok(())
+}
+
+/// Lists every listening address of `config` with its role.
+fn listener_addresses(config: &Config) -> Vec<(ListenerKind, SocketAddr)> {
+    let mut addresses: Vec<(ListenerKind, SocketAddr)> = Vec::new();
+    if let Some(redirect) = &config.redirect {
+        addresses.extend(redirect.listen.iter().map(|&address| (ListenerKind::Redirect, address)));
+    }
+    if let Some(https) = &config.https {
+        addresses.extend(https.listen.iter().map(|&address| (ListenerKind::Https, address)));
+    }
+    if let Some(http) = &config.http {
+        addresses.extend(http.listen.iter().map(|&address| (ListenerKind::Http, address)));
+    }
+    addresses
+}
+
+/// Builds the state the workers share from a checked configuration and its TLS configuration.
+///
+/// # Errors
+/// `Static` when a static directory cannot be used.
+fn build_shared(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Shared, ServerError> {
+    let https_port = config.https.as_ref().and_then(|https| https.listen.first()).map_or(443, SocketAddr::port);
+    let https_port_suffix = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let mut static_routes = Vec::with_capacity(config.statics.len());
+    for settings in &config.statics {
+        let mut route = StaticRoute::new(settings.prefix.clone(), &settings.dir).map_err(ServerError::Static)?;
+        route.index = settings.index.clone();
+        route.max_age = settings.max_age;
+        route.serve_dotfiles = settings.dotfiles;
+        route.follow_symlinks_outside = settings.symlinks_outside;
+        route.validate().map_err(ServerError::Static)?;
+        static_routes.push(route);
+    }
+    let cache = &config.static_cache;
+    let static_settings = StaticSettings {
+        cache_bytes: cache.max_bytes,
+        max_cached_file_bytes: cache.max_file_bytes,
+        gzip_level: cache.gzip_level,
+        gzip_min_bytes: cache.gzip_min_bytes,
+        revalidate_interval: cache.revalidate,
+        max_open_files: cache.max_open_files,
+        ..StaticSettings::default()
+    };
+    Ok(Shared {
+        config,
+        tls,
+        static_routes,
+        static_settings,
+        https_port_suffix,
+        #[cfg(debug_assertions)]
+        test_panic_route: std::env::var_os("RINGFRONT_TEST_PANIC_ROUTE").is_some(),
+        #[cfg(debug_assertions)]
+        test_idle_end_delay: std::env::var("RINGFRONT_TEST_IDLE_END_DELAY_MS")
+            .ok()
+            .and_then(|millis| millis.parse().ok())
+            .map(std::time::Duration::from_millis),
+    })
+}
+
+/// Returns the settings that differ between `running` and `loaded` and that only a restart
+/// applies: the listeners and the workers are made at start, each worker's ring is sized by
+/// `server.receive_buffers`, and the log filter is installed once.
+fn restart_only_changes(running: &Config, loaded: &Config, addresses: &[(ListenerKind, SocketAddr)], workers: usize) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut running_addresses = addresses.to_vec();
+    let mut loaded_addresses = listener_addresses(loaded);
+    running_addresses.sort_unstable_by_key(|&(kind, address)| (kind as u8, address));
+    loaded_addresses.sort_unstable_by_key(|&(kind, address)| (kind as u8, address));
+    if running_addresses != loaded_addresses {
+        changed.push("the listen addresses");
+    }
+    if worker_count(loaded) != workers {
+        changed.push("server.workers");
+    }
+    if loaded.server.receive_buffers != running.server.receive_buffers {
+        changed.push("server.receive_buffers");
+    }
+    if loaded.server.log_level != running.server.log_level {
+        changed.push("server.log_level");
+    }
+    changed
+}
+
+/// Reads the configuration file again on SIGHUP and, when it is valid, publishes it: each worker
+/// serves the connections it accepts from then on with it, and its connections accepted before
+/// close after their current request. A file that fails `ringfront check`, or that changes a
+/// setting only a restart applies, is logged as an error and the running configuration stays.
+///
+/// The TLS session cache and ticket keys carry over, so sessions made before the reload can
+/// still resume.
+fn reload(config_path: &Path, published: &Published, tls: &mut Option<tls::TlsSetup>, addresses: &[(ListenerKind, SocketAddr)], workers: usize) {
+    const KEPT: &str = "SIGHUP: the running configuration stays in use";
+    let config = match Config::reload(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(error = %err, "{KEPT}: the configuration file is invalid. Fix it (`ringfront check` shows the problem) and send SIGHUP again");
+            return;
+        }
+    };
+    let running = published.current().1;
+    let changed = restart_only_changes(&running.config, &config, addresses, workers);
+    if !changed.is_empty() {
+        tracing::error!(changed = changed.join(", "), "{KEPT}: the new configuration changes settings that only a restart applies. Restart, or undo those changes and send SIGHUP again");
+        return;
+    }
+    let reloaded_tls = match &config.https {
+        Some(https) => match tls::server_config(&https.certificate, &https.private_key, https.session_timeout, tls.as_ref()) {
+            Ok(setup) => Some(setup),
+            Err(err) => {
+                tracing::error!(error = %err, "{KEPT}: the TLS files cannot be used. Fix them and send SIGHUP again");
+                return;
+            }
+        },
+        None => None,
+    };
+    if let Err(err) = check_access_log(&config) {
+        tracing::error!(error = %err, "{KEPT}. Fix the access log setting and send SIGHUP again");
+        return;
+    }
+    let shared = match build_shared(config, reloaded_tls.as_ref().map(|setup| Arc::clone(&setup.config))) {
+        Ok(shared) => shared,
+        Err(err) => {
+            tracing::error!(error = %err, "{KEPT}. Fix the configuration and send SIGHUP again");
+            return;
+        }
+    };
+    let certificate = match (tls.as_ref(), reloaded_tls.as_ref()) {
+        (Some(before), Some(after)) if before.chain() == after.chain() => "unchanged",
+        (_, Some(_)) => "changed",
+        (_, None) => "none",
+    };
+    let generation = published.publish(Arc::new(shared));
+    *tls = reloaded_tls;
+    tracing::info!(
+        generation,
+        certificate,
+        "SIGHUP: configuration reloaded. New connections use it, and connections accepted before close after their current request"
+    );
 }
 
 #[cfg(test)]

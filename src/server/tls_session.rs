@@ -492,7 +492,7 @@ pub(super) mod tests {
         let key = directory.join("key.pem");
         std::fs::write(&certificate, certified.cert.pem()).unwrap();
         std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-        let server = crate::tls::server_config(&certificate, &key, std::time::Duration::from_secs(60)).unwrap().config;
+        let server = crate::tls::server_config(&certificate, &key, std::time::Duration::from_secs(60), None).unwrap().config;
         std::fs::remove_dir_all(&directory).unwrap();
 
         let mut roots = RootCertStore::empty();

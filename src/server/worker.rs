@@ -1,7 +1,7 @@
 //! One worker thread: its runtime, its listeners, its connection table and the per-worker state
 //! (static file cache, Date header, access log) that its connections share without locks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use super::Shared;
+use super::{Published, Shared};
 use super::access_log::{self, AccessLog};
 use super::client_io::SpareBuffers;
 use super::conn;
@@ -45,18 +45,26 @@ pub struct WorkerListener {
     pub socket: std::net::TcpListener,
 }
 
-/// State shared by the connections of one worker. Borrow its cells only between awaits.
+/// State shared by the connections of one worker that were accepted under one configuration.
+/// A reload gives the worker a new context for the connections it accepts from then on. The
+/// worker-wide parts (the Date header, the access log, the connection table, the spare buffers,
+/// shutdown) are shared by all of them. Borrow its cells only between awaits.
 pub struct WorkerContext {
     pub id: usize,
     pub shared: Arc<Shared>,
+    /// The reload generation `shared` was published as.
+    generation: u64,
     pub files: RefCell<StaticFiles>,
-    pub date: RefCell<DateCache>,
-    pub access_log: RefCell<AccessLog>,
-    pub shutdown: Shutdown,
     /// The upstream servers and their idle connections, when `[upstream]` is configured.
     pub upstreams: Option<Upstreams>,
+    /// Set when a reload replaced this configuration: its connections close after the request
+    /// they are serving, as nginx's old workers do after a reload.
+    pub retired: Cell<bool>,
+    pub date: Rc<RefCell<DateCache>>,
+    pub access_log: Rc<RefCell<AccessLog>>,
+    pub shutdown: Shutdown,
     /// Open connections, keyed by the slab index each connection task holds.
-    pub connections: RefCell<slab::Slab<ConnectionInfo>>,
+    pub connections: Rc<RefCell<slab::Slab<ConnectionInfo>>>,
     /// Output buffers of idle connections, lent to busy ones.
     pub spare_buffers: Rc<SpareBuffers>,
     /// Started when the last connection closes during shutdown, so that the drain ends then
@@ -69,6 +77,8 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub opened: Instant,
     pub handle: ConnectionHandle,
+    /// The reload generation of the configuration it was accepted under.
+    pub generation: u64,
 }
 
 /// The part of a connection the worker can reach from outside its task: when it went idle, and
@@ -80,6 +90,25 @@ pub struct ConnectionHandle {
 }
 
 impl WorkerContext {
+    /// Returns a context for `shared`, published as `generation`, that shares this one's
+    /// worker-wide parts. Its static file cache and upstream connections start empty.
+    fn next(&self, generation: u64, shared: Arc<Shared>) -> WorkerContext {
+        WorkerContext {
+            id: self.id,
+            files: RefCell::new(StaticFiles::new(shared.static_routes.clone(), shared.static_settings.clone())),
+            upstreams: shared.config.upstream.clone().map(Upstreams::new),
+            shared,
+            generation,
+            retired: Cell::new(false),
+            date: Rc::clone(&self.date),
+            access_log: Rc::clone(&self.access_log),
+            shutdown: self.shutdown.clone(),
+            connections: Rc::clone(&self.connections),
+            spare_buffers: Rc::clone(&self.spare_buffers),
+            drained: self.drained.clone(),
+        }
+    }
+
     /// Returns the current IMF-fixdate for `Date` headers and log lines.
     pub fn date(&self) -> [u8; 29] {
         let mut cache = self.date.borrow_mut();
@@ -92,11 +121,50 @@ impl WorkerContext {
     }
 }
 
+/// The context a worker gives the connections it accepts now, and the configuration that the
+/// main thread publishes.
+pub struct Current {
+    context: RefCell<Rc<WorkerContext>>,
+    published: Arc<Published>,
+}
+
+impl Current {
+    /// Returns the context for a connection accepted now. When a reload published a newer
+    /// configuration, the worker moves to it first.
+    pub fn context(&self) -> Rc<WorkerContext> {
+        let context = Rc::clone(&self.context.borrow());
+        if self.published.generation() == context.generation {
+            return context;
+        }
+        let (generation, shared) = self.published.current();
+        let next = Rc::new(context.next(generation, shared));
+        if next.shared.config.server.access_log != context.shared.config.server.access_log {
+            reopen_access_log(&next);
+        }
+        context.retired.set(true);
+        // Idle connections of older configurations close now. Busy ones close after their
+        // current request (see `retired`).
+        for (_, connection) in next.connections.borrow().iter() {
+            if connection.generation != generation && connection.handle.idle_since.get().is_some() {
+                connection.handle.evict.start();
+            }
+        }
+        tracing::debug!(worker = next.id, generation, "worker uses the reloaded configuration");
+        *self.context.borrow_mut() = Rc::clone(&next);
+        next
+    }
+}
+
+/// How often an idle worker looks for a reloaded configuration, so that its idle connections
+/// close and its access log moves soon after a reload, without waiting for a new connection.
+const RELOAD_POLL_PERIOD: Duration = Duration::from_millis(50);
+
 /// Runs one worker until shutdown has drained its connections or the grace period ended.
 // Called once per thread, so never inlining it costs nothing, and it keeps a symbol by which
 // `scripts/profile.sh` finds the worker's instructions in a callgrind profile.
 #[inline(never)]
-pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigger: ShutdownTrigger) {
+pub fn run(id: usize, published: Arc<Published>, listeners: Vec<WorkerListener>, trigger: ShutdownTrigger) {
+    let (generation, shared) = published.current();
     let runtime = match rt::build_worker_runtime(shared.config.server.receive_buffers) {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -115,16 +183,19 @@ pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigg
         let files = StaticFiles::new(shared.static_routes.clone(), shared.static_settings.clone());
         let context = Rc::new(WorkerContext {
             id,
-            shared: Arc::clone(&shared),
-            files: RefCell::new(files),
-            date: RefCell::new(DateCache::default()),
-            access_log: RefCell::new(access_log),
-            shutdown: Shutdown::watch(trigger),
             upstreams: shared.config.upstream.clone().map(Upstreams::new),
-            connections: RefCell::new(slab::Slab::new()),
+            shared,
+            generation,
+            files: RefCell::new(files),
+            retired: Cell::new(false),
+            date: Rc::default(),
+            access_log: Rc::new(RefCell::new(access_log)),
+            shutdown: Shutdown::watch(trigger),
+            connections: Rc::default(),
             spare_buffers: Rc::default(),
             drained: Shutdown::default(),
         });
+        let current = Rc::new(Current { context: RefCell::new(Rc::clone(&context)), published });
         tracing::debug!(worker = id, driver = rt::driver_name(), "worker started");
 
         for listener in listeners {
@@ -135,15 +206,46 @@ pub fn run(id: usize, shared: Arc<Shared>, listeners: Vec<WorkerListener>, trigg
                     std::process::exit(1);
                 }
             };
-            rt::spawn(accept_loop(Rc::clone(&context), socket, listener.kind, listener.address));
+            rt::spawn(accept_loop(Rc::clone(&current), socket, listener.kind, listener.address));
         }
-        rt::spawn(housekeeping(Rc::clone(&context)));
+        rt::spawn(housekeeping(Rc::clone(&current)));
+        rt::spawn(watch_reloads(Rc::clone(&current)));
+        drop(context);
 
-        context.shutdown.wait().await;
+        let shutdown = current.context().shutdown.clone();
+        shutdown.wait().await;
+        let context = current.context();
         drain(&context).await;
         context.access_log.borrow_mut().flush();
         tracing::debug!(worker = id, "worker stopped");
     });
+}
+
+/// Moves the worker to a reloaded configuration within [`RELOAD_POLL_PERIOD`] of its
+/// publication, also when no connection arrives.
+async fn watch_reloads(current: Rc<Current>) {
+    loop {
+        let context = current.context();
+        if context.shutdown.is_started() {
+            break;
+        }
+        drop(context);
+        rt::sleep(RELOAD_POLL_PERIOD).await;
+    }
+}
+
+/// Opens the access log that `context`'s configuration names in place of the worker's current
+/// one, after writing out the lines buffered for the old one. On failure the old file stays.
+fn reopen_access_log(context: &WorkerContext) {
+    let destination = &context.shared.config.server.access_log;
+    match AccessLog::open(destination) {
+        Ok(log) => {
+            let mut current = context.access_log.borrow_mut();
+            current.flush();
+            *current = log;
+        }
+        Err(err) => tracing::error!(worker = context.id, error = %err, path = %destination, "cannot open the access log; keeping the old file"),
+    }
 }
 
 /// Waits until every connection closed or the grace period is over.
@@ -173,21 +275,21 @@ async fn drain(context: &WorkerContext) {
 /// not flood the log at every stop.
 const GRACE_LINES_PER_WORKER: usize = 10;
 
-/// Once a second: writes buffered access log lines and closes pooled upstream connections that
-/// waited too long.
-async fn housekeeping(context: Rc<WorkerContext>) {
+/// Once a second: writes buffered access log lines, reopens the access log after SIGUSR1, and
+/// closes pooled upstream connections that waited too long.
+async fn housekeeping(current: Rc<Current>) {
     let mut log_generation = 0;
-    while !context.shutdown.is_started() {
+    loop {
         rt::sleep(access_log::FLUSH_PERIOD).await;
+        let context = current.context();
+        if context.shutdown.is_started() {
+            break;
+        }
         context.access_log.borrow_mut().flush();
-        let wanted = context.shared.log_generation.load(std::sync::atomic::Ordering::Acquire);
+        let wanted = current.published.log_generation.load(std::sync::atomic::Ordering::Acquire);
         if wanted != log_generation {
             log_generation = wanted;
-            let destination = &context.shared.config.server.access_log;
-            match AccessLog::open(destination) {
-                Ok(log) => *context.access_log.borrow_mut() = log,
-                Err(err) => tracing::error!(worker = context.id, error = %err, path = %destination, "cannot reopen the access log; keeping the old file"),
-            }
+            reopen_access_log(&context);
         }
         if let Some(upstreams) = context.upstreams.as_ref() {
             upstreams.prune_idle();
@@ -199,18 +301,21 @@ async fn housekeeping(context: Rc<WorkerContext>) {
 /// into a busy spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: ListenerKind, address: SocketAddr) {
+async fn accept_loop(current: Rc<Current>, listener: TcpListener, kind: ListenerKind, address: SocketAddr) {
     let mut accept_errors = 0u64;
     let mut last_accept_warning: Option<Instant> = None;
+    // The worker-wide shutdown, so that the wait for a connection keeps no configuration alive.
+    let shutdown = current.context().shutdown.clone();
     loop {
         let accepted = {
             let accept = std::pin::pin!(listener.accept());
-            let stop = std::pin::pin!(context.shutdown.wait());
+            let stop = std::pin::pin!(shutdown.wait());
             match futures_util::future::select(accept, stop).await {
                 futures_util::future::Either::Left((accepted, _)) => accepted,
                 futures_util::future::Either::Right(_) => break,
             }
         };
+        let context = current.context();
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             // The main thread stops every listener at the first stop signal, before this worker
@@ -246,7 +351,7 @@ async fn accept_loop(context: Rc<WorkerContext>, listener: TcpListener, kind: Li
         }
 
         let handle = ConnectionHandle::default();
-        let info = ConnectionInfo { peer, opened: Instant::now(), handle: handle.clone() };
+        let info = ConnectionInfo { peer, opened: Instant::now(), handle: handle.clone(), generation: context.generation };
         let key = context.connections.borrow_mut().insert(info);
         let span = tracing::info_span!("conn", worker = context.id, %peer, listener = ?kind);
         let task_context = Rc::clone(&context);

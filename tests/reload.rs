@@ -1,0 +1,197 @@
+//! Configuration reload on SIGHUP: new connections get the new configuration, connections
+//! accepted before finish their current request and close, and a configuration that cannot be
+//! used leaves the running one in place with an error that names the problem.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Config, Connection, Gunicorn, Ringfront, TempDir, plain_request, ringfront::toml_string};
+
+/// How long a test waits for a log line after SIGHUP.
+const OUTPUT_WAIT: Duration = Duration::from_secs(10);
+
+/// The log line of a successful reload.
+const RELOADED: &str = "SIGHUP: configuration reloaded";
+
+/// The log line of a rejected reload.
+const KEPT: &str = "SIGHUP: the running configuration stays in use";
+
+const GET_PAGE: &[u8] = b"GET /files/page.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+/// Replaces ringfront's configuration file with `edit` applied to its text, by renaming a new
+/// file over it, as editors and deployment tools do.
+fn rewrite_config(ringfront: &Ringfront, edit: impl FnOnce(&str) -> String) {
+    let path = ringfront.config_path();
+    let text = std::fs::read_to_string(path).unwrap();
+    let edited = edit(&text);
+    assert_ne!(edited, text, "the edit changed nothing");
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, edited).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
+/// Sends SIGHUP and waits until the output has `count` lines containing `needle`. Returns the
+/// output.
+fn send_hup(ringfront: &Ringfront, needle: &str, count: usize) -> String {
+    let pid = i64::from(ringfront.pid().expect("ringfront is running"));
+    assert!(common::process::send_signal(pid, "HUP"));
+    ringfront.wait_for_output(needle, count, OUTPUT_WAIT)
+}
+
+/// Two directories with a `page.txt` each, served in turn under `/files/`.
+fn two_sites() -> (TempDir, TempDir) {
+    let first = TempDir::new("reload-first");
+    first.write("page.txt", "first\n");
+    let second = TempDir::new("reload-second");
+    second.write("page.txt", "second\n");
+    (first, second)
+}
+
+fn dir_value(dir: &TempDir) -> String {
+    toml_string(&dir.path().to_string_lossy())
+}
+
+#[test]
+fn reload_serves_new_connections() {
+    let (first, second) = two_sites();
+    let ringfront = Config::new().http().static_dir("/files/", first.path()).start();
+    let port = ringfront.http_port();
+    let mut idle = Connection::plain(port);
+    assert_eq!(idle.request(GET_PAGE).body, b"first\n");
+
+    rewrite_config(&ringfront, |text| text.replace(&dir_value(&first), &dir_value(&second)));
+    let output = send_hup(&ringfront, RELOADED, 1);
+    assert!(output.contains("generation=1"), "{output}");
+
+    assert_eq!(plain_request(port, GET_PAGE).body, b"second\n");
+    // An idle connection accepted before the reload is closed, as nginx's old workers close
+    // theirs, so no client keeps the old configuration.
+    assert!(idle.is_closed_by_peer(), "the idle connection from before the reload stays open");
+}
+
+/// A request in flight during the reload gets its whole response under the configuration it
+/// started with, and its connection closes after it.
+#[test]
+fn busy_connection_finishes_then_closes() {
+    let gunicorn = Gunicorn::start("testapp:app", 2, "sync");
+    let ringfront = Config::new().http().upstream(&gunicorn).start();
+    let port = ringfront.http_port();
+    let mut busy = Connection::plain(port);
+    busy.send(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    thread::sleep(Duration::from_millis(300));
+
+    rewrite_config(&ringfront, |text| text.replace("[upstream]\n", "[upstream]\nread_timeout = \"1s\"\n"));
+    send_hup(&ringfront, RELOADED, 1);
+    let response = busy.read_response();
+
+    assert_eq!(response.status, 200);
+    assert!(response.header_has_token("connection", "close"), "{:?}", response.header("connection"));
+    assert!(busy.is_closed_by_peer());
+    // The new read timeout applies to new connections: the same request now takes too long.
+    let late = plain_request(port, b"GET /slow?ms=1500 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(late.status, 504);
+}
+
+/// Each kind of unusable configuration is rejected with its reason, and the running one keeps
+/// serving. A valid file after them is taken.
+#[test]
+fn invalid_reload_keeps_configuration() {
+    let (first, second) = two_sites();
+    let ringfront = Config::new().http().static_dir("/files/", first.path()).start();
+    let port = ringfront.http_port();
+    let original = std::fs::read_to_string(ringfront.config_path()).unwrap();
+
+    let missing = dir_value(&first).replace("reload-first", "reload-missing");
+    let cases = [
+        ("a syntax error", original.replacen("[server]", "[server", 1), "ringfront.toml:1:"),
+        ("an unknown key", original.replacen("[server]\n", "[server]\nworker = 3\n", 1), "server.worker"),
+        ("more workers", original.replacen("workers = 2", "workers = 3", 1), "changed=\"server.workers\""),
+        ("another listener", original.replacen("[http]\nlisten = [", "[http]\nlisten = [\"127.0.0.1:1\", ", 1), "the listen addresses"),
+        ("a missing directory", original.replace(&dir_value(&first), &missing), "static[0].dir"),
+    ];
+    for (index, (name, edited, reason)) in cases.into_iter().enumerate() {
+        std::fs::write(ringfront.config_path(), &original).unwrap();
+        rewrite_config(&ringfront, |_| edited);
+        let output = send_hup(&ringfront, KEPT, index + 1);
+        let line = output.lines().filter(|line| line.contains(KEPT)).nth(index).unwrap_or_default();
+        assert!(line.contains(reason), "{name}: {line}");
+        assert_eq!(plain_request(port, GET_PAGE).body, b"first\n", "{name}");
+    }
+
+    std::fs::write(ringfront.config_path(), &original).unwrap();
+    rewrite_config(&ringfront, |text| text.replace(&dir_value(&first), &dir_value(&second)));
+    let output = send_hup(&ringfront, RELOADED, 1);
+    assert!(output.contains("generation=1"), "{output}");
+    assert_eq!(plain_request(port, GET_PAGE).body, b"second\n");
+}
+
+/// The access log moves to the file the reloaded configuration names.
+#[test]
+fn reload_moves_access_log() {
+    let (site, _) = two_sites();
+    let logs = TempDir::new("reload-logs");
+    let before = logs.join("before.log");
+    let after = logs.join("after.log");
+    let ringfront = Config::new()
+        .workers(1)
+        .http()
+        .static_dir("/files/", site.path())
+        .server("access_log", &toml_string(&before.to_string_lossy()))
+        .start();
+    let port = ringfront.http_port();
+    plain_request(port, b"GET /files/page.txt?before HTTP/1.1\r\nHost: localhost\r\n\r\n");
+
+    rewrite_config(&ringfront, |text| text.replace("before.log", "after.log"));
+    send_hup(&ringfront, RELOADED, 1);
+    plain_request(port, b"GET /files/page.txt?after HTTP/1.1\r\nHost: localhost\r\n\r\n");
+
+    // Lines are written out once a second.
+    let deadline = Instant::now() + OUTPUT_WAIT;
+    while !std::fs::read_to_string(&after).unwrap_or_default().contains("?after") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let before_text = std::fs::read_to_string(&before).unwrap();
+    let after_text = std::fs::read_to_string(&after).unwrap_or_default();
+    assert!(before_text.contains("?before"), "{before_text}");
+    assert!(!before_text.contains("?after"), "{before_text}");
+    assert!(after_text.contains("?after"), "{after_text}");
+}
+
+/// Requests on new connections all succeed while reloads come one after another.
+#[test]
+fn requests_succeed_during_reloads() {
+    const RELOADS: usize = 10;
+    let (first, second) = two_sites();
+    let ringfront = Config::new().http().static_dir("/files/", first.path()).start();
+    let port = ringfront.http_port();
+    let first_text = std::fs::read_to_string(ringfront.config_path()).unwrap();
+    let second_text = first_text.replace(&dir_value(&first), &dir_value(&second));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bodies = thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let mut bodies = Vec::new();
+            while bodies.len() < 2000 && Instant::now() < deadline {
+                bodies.push(plain_request(port, GET_PAGE).body);
+                if ringfront.output().matches(RELOADED).count() == RELOADS && bodies.len() >= 200 {
+                    break;
+                }
+            }
+            bodies
+        });
+        for reload in 0..RELOADS {
+            let text = if reload % 2 == 0 { &second_text } else { &first_text };
+            rewrite_config(&ringfront, |_| text.clone());
+            send_hup(&ringfront, RELOADED, reload + 1);
+            thread::sleep(Duration::from_millis(50));
+        }
+        client.join().unwrap()
+    });
+
+    assert!(bodies.len() >= 200, "{} requests", bodies.len());
+    let unexpected: Vec<_> = bodies.iter().filter(|body| body.as_slice() != b"first\n" && body.as_slice() != b"second\n").collect();
+    assert!(unexpected.is_empty(), "{} of {} responses unexpected, first: {:?}", unexpected.len(), bodies.len(), unexpected.first());
+    assert!(bodies.iter().any(|body| body.as_slice() == b"second\n"), "no response came from the reloaded configuration");
+}
