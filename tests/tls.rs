@@ -170,6 +170,9 @@ fn sessions_end_after_timeout() {
     let saved = saved.to_str().unwrap();
     let output = s_client_output(port, &["-tls1_3", "-sess_out", saved]);
     assert!(output.contains("lifetime hint: 4 (seconds)"), "{output}");
+    let aes_saved = sessions.path().join("tls13-aes128.pem");
+    let aes_saved = aes_saved.to_str().unwrap();
+    s_client_output(port, &["-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", "-sess_out", aes_saved]);
     // Each resumption here takes a new ticket, stamped with the full handshake's time.
     std::thread::sleep(Duration::from_millis(1500));
     for (name, config) in &clients {
@@ -181,6 +184,13 @@ fn sessions_end_after_timeout() {
     let output = s_client_output(port, &["-tls1_3", "-sess_in", saved]);
     assert!(output.contains("Reused, TLSv1.3"), "{output}");
     assert!(output.contains("lifetime hint: 3 (seconds)") || output.contains("lifetime hint: 2 (seconds)"), "{output}");
+    // A client that offers a ticket with another suite, which rustls does not resume, and a key
+    // share that the server asks it to replace (a HelloRetryRequest) gets a new session with
+    // the whole time.
+    let options = ["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "-groups", "P-521:X25519", "-sess_in", aes_saved];
+    let output = s_client_output(port, &options);
+    assert!(output.contains("New, TLSv1.3"), "{output}");
+    assert!(output.contains("lifetime hint: 4 (seconds)"), "{output}");
     std::thread::sleep(Duration::from_millis(4600).saturating_sub(began.elapsed()));
     for (name, config) in &clients {
         assert_eq!(connect(port, config).kind, Some(HandshakeKind::Full), "{name} after the timeout");

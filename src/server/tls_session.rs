@@ -209,11 +209,11 @@ impl TlsSession {
         if self.handshake_complete {
             return self.drive_records(incoming, outgoing, goal);
         }
-        // When rustls found a stored session but made a full handshake, the next ticket starts
-        // a new session.
+        // When rustls found a stored session but made a full handshake (also one after a
+        // HelloRetryRequest), the next ticket starts a new session.
         let mut origin = match self.connection.handshake_kind() {
-            Some(HandshakeKind::Full) => None,
-            _ => self.session_origin,
+            Some(HandshakeKind::Resumed) | None => self.session_origin,
+            Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest) => None,
         };
         let result = crate::tls::handshake_step(&mut origin, || self.drive_records(incoming, outgoing, goal));
         self.session_origin = origin;
