@@ -333,6 +333,14 @@ fn unbindable_ipv6_reason(address: &std::net::SocketAddrV6) -> Option<String> {
     if address.scope_id() != 0 && !address.ip().is_unicast_link_local() {
         return Some(format!("a zone index (%{}) applies only to link-local addresses (fe80::/10); remove it", address.scope_id()));
     }
+    // Linux rejects binding a link-local address without its interface (EINVAL).
+    if address.scope_id() == 0 && address.ip().is_unicast_link_local() {
+        return Some(format!(
+            "a link-local address needs the number of its interface as a zone index, as in \"[{}%2]:{}\" (`ip link` lists the numbers)",
+            address.ip(),
+            address.port()
+        ));
+    }
     None
 }
 
@@ -898,6 +906,8 @@ impl Checker<'_> {
                     _ if entry.get_ref().rsplit_once(':').is_some_and(|(_, port)| port.starts_with('0')) => {
                         Some(format!("write the port without leading zeros, as \"{address}\""))
                     }
+                    _ if address.ip().is_multicast() => Some("a multicast address cannot take TCP connections".to_owned()),
+                    SocketAddr::V4(v4) if v4.ip().is_broadcast() => Some("the broadcast address cannot take TCP connections".to_owned()),
                     SocketAddr::V6(v6) => unbindable_ipv6_reason(&v6),
                     SocketAddr::V4(_) => None,
                 };
@@ -1142,6 +1152,20 @@ impl Checker<'_> {
                     return Err(self.error_at_key(
                         "listen",
                         format!("{address} is listed twice: each address may belong to one listener"),
+                    ));
+                }
+                // The kernel gives a connection to the most specific socket bound to its port, so
+                // a wildcard next to a specific address of its family would split one port
+                // between two listeners.
+                let overlapping = seen.iter().find(|other| {
+                    other.port() == address.port()
+                        && other.is_ipv4() == address.is_ipv4()
+                        && (other.ip().is_unspecified() || address.ip().is_unspecified())
+                });
+                if let Some(other) = overlapping {
+                    return Err(self.error_at_key(
+                        "listen",
+                        format!("{other} and {address} overlap: a wildcard address takes every address of its family on its port, so list only one of them"),
                     ));
                 }
                 seen.push(*address);
@@ -1403,6 +1427,23 @@ mod tests {
     }
 
     #[test]
+    fn wildcard_listen_overlap_rejected() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let https = format!("[https]\nlisten = [\"127.0.0.1:8080\"]\ncertificate = {file:?}\nprivate_key = {file:?}\nserver_names = [\"example.org\"]\n");
+        let cases = [
+            format!("[http]\nlisten = [\"0.0.0.0:8080\"]\n{https}"),
+            "[http]\nlisten = [\"127.0.0.1:8080\", \"0.0.0.0:8080\"]\n".to_owned(),
+            "[http]\nlisten = [\"[::1]:8080\", \"[::]:8080\"]\n".to_owned(),
+        ];
+        for text in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.message.contains("overlap"), "{text}: {}", err.message);
+        }
+        let separate = "[http]\nlisten = [\"0.0.0.0:8080\", \"[::]:8080\", \"127.0.0.1:8081\"]\n";
+        assert_eq!(parse(separate).unwrap().http.unwrap().listen.len(), 3);
+    }
+
+    #[test]
     fn listen_port_written_plainly() {
         let cases = [
             ("127.0.0.1:0", "port 0"),
@@ -1414,6 +1455,16 @@ mod tests {
             let err = parse(&format!("[http]\nlisten = [\"127.0.0.1:8080\", {address:?}]\n")).unwrap_err();
             assert_eq!(err.key.as_deref(), Some("http.listen"), "{address}");
             assert_eq!(err.line, Some(2), "{address}");
+            assert!(err.message.contains(reason), "{address}: {}", err.message);
+        }
+        let unusable = [
+            ("224.0.0.1:8081", "multicast"),
+            ("[ff02::1]:8081", "multicast"),
+            ("255.255.255.255:8081", "broadcast"),
+            ("[fe80::1]:8081", "\"[fe80::1%2]:8081\""),
+        ];
+        for (address, reason) in unusable {
+            let err = parse(&format!("[http]\nlisten = [{address:?}]\n")).unwrap_err();
             assert!(err.message.contains(reason), "{address}: {}", err.message);
         }
         let config = parse("[http]\nlisten = [\"127.0.0.1:10\", \"[::1]:8080\"]\n").unwrap();
