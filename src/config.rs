@@ -673,6 +673,17 @@ fn timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Er
     Ok(value)
 }
 
+/// Writes `duration` in the largest unit of [`parse_duration`] that shows it exactly.
+fn duration_text(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    match millis {
+        _ if millis.is_multiple_of(3_600_000) => format!("{}h", millis / 3_600_000),
+        _ if millis.is_multiple_of(60_000) => format!("{}m", millis / 60_000),
+        _ if millis.is_multiple_of(1000) => format!("{}s", millis / 1000),
+        _ => format!("{millis}ms"),
+    }
+}
+
 /// Parses `"<digits><unit>"` with unit `ms`, `s`, `m` or `h`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
@@ -1203,7 +1214,7 @@ impl Checker<'_> {
         if table.session_timeout > MAX_SESSION_TIMEOUT {
             return Err(self.error_at_key(
                 "https.session_timeout",
-                format!("{:?} is too long: use at most \"24h\"", table.session_timeout),
+                format!("\"{}\" is too long: use at most \"24h\"", duration_text(table.session_timeout)),
             ));
         }
         Ok(HttpsSettings { listen, certificate, private_key, server_names, session_timeout: table.session_timeout })
@@ -1513,7 +1524,7 @@ mod tests {
         assert_eq!(session_timeout(""), Duration::from_secs(3600));
         assert_eq!(session_timeout("session_timeout = \"10m\"\n"), Duration::from_secs(600));
         assert_eq!(session_timeout("session_timeout = \"24h\"\n"), Duration::from_secs(24 * 3600));
-        for (value, reason) in [("\"25h\"", "too long"), ("86401", "too long"), ("\"0s\"", "above zero")] {
+        for (value, reason) in [("\"25h\"", "\"25h\" is too long"), ("86401", "\"86401s\" is too long"), ("\"1441m\"", "\"1441m\""), ("\"0s\"", "above zero")] {
             let err = parse(&https(&format!("session_timeout = {value}\n"))).unwrap_err();
             assert_eq!(err.key.as_deref(), Some("https.session_timeout"), "{value}");
             assert_eq!(err.line, Some(6), "{value}");
