@@ -155,10 +155,6 @@ impl Current {
     }
 }
 
-/// How often an idle worker looks for a reloaded configuration, so that its idle connections
-/// close and its access log moves soon after a reload, without waiting for a new connection.
-const RELOAD_POLL_PERIOD: Duration = Duration::from_millis(50);
-
 /// Runs one worker until shutdown has drained its connections or the grace period ended.
 // Called once per thread, so never inlining it costs nothing, and it keeps a symbol by which
 // `scripts/profile.sh` finds the worker's instructions in a callgrind profile.
@@ -209,7 +205,6 @@ pub fn run(id: usize, published: Arc<Published>, listeners: Vec<WorkerListener>,
             rt::spawn(accept_loop(Rc::clone(&current), socket, listener.kind, listener.address));
         }
         rt::spawn(housekeeping(Rc::clone(&current)));
-        rt::spawn(watch_reloads(Rc::clone(&current)));
         drop(context);
 
         let shutdown = current.context().shutdown.clone();
@@ -219,19 +214,6 @@ pub fn run(id: usize, published: Arc<Published>, listeners: Vec<WorkerListener>,
         context.access_log.borrow_mut().flush();
         tracing::debug!(worker = id, "worker stopped");
     });
-}
-
-/// Moves the worker to a reloaded configuration within [`RELOAD_POLL_PERIOD`] of its
-/// publication, also when no connection arrives.
-async fn watch_reloads(current: Rc<Current>) {
-    loop {
-        let context = current.context();
-        if context.shutdown.is_started() {
-            break;
-        }
-        drop(context);
-        rt::sleep(RELOAD_POLL_PERIOD).await;
-    }
 }
 
 /// Opens the access log that `context`'s configuration names in place of the worker's current
@@ -275,8 +257,9 @@ async fn drain(context: &WorkerContext) {
 /// not flood the log at every stop.
 const GRACE_LINES_PER_WORKER: usize = 10;
 
-/// Once a second: writes buffered access log lines, reopens the access log after SIGUSR1, and
-/// closes pooled upstream connections that waited too long.
+/// Once a second: moves the worker to a reloaded configuration when no new connection did
+/// (closing the idle connections of the old one), writes buffered access log lines, reopens the
+/// access log after SIGUSR1, and closes pooled upstream connections that waited too long.
 async fn housekeeping(current: Rc<Current>) {
     let mut log_generation = 0;
     loop {
