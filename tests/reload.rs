@@ -94,6 +94,86 @@ fn busy_connection_finishes_then_closes() {
     assert_eq!(late.status, 504);
 }
 
+/// A response that started with keep-alive before the reload is sent whole, and the connection
+/// then closes instead of waiting for another request under the old configuration.
+#[test]
+fn long_response_then_close() {
+    const FILE_BYTES: usize = 32 * 1024 * 1024;
+    let (first, second) = two_sites();
+    first.write("large.bin", common::pattern_bytes(FILE_BYTES));
+    // One worker, so that the request below moves the downloading connection's worker to the
+    // new configuration while the response is still being sent.
+    let ringfront = Config::new().workers(1).http().static_dir("/files/", first.path()).start();
+    let mut downloading = Connection::plain(ringfront.http_port());
+    downloading.send(b"GET /files/large.bin HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // The client reads a little and stops, so the rest waits in the server's send.
+    let head = downloading.read_bytes(4096);
+    assert!(head.starts_with(b"HTTP/1.1 200 "));
+    assert!(!common::contains_bytes(&head, b"Connection: close"));
+
+    rewrite_config(&ringfront, |text| text.replace(&dir_value(&first), &dir_value(&second)));
+    send_hup(&ringfront, RELOADED, 1);
+    assert_eq!(plain_request(ringfront.http_port(), GET_PAGE).body, b"second\n");
+    let end = downloading.wait_for_end(OUTPUT_WAIT);
+
+    assert!(matches!(end.kind, common::client::EndKind::EndOfFile), "{:?} after {} more bytes", end.kind, end.received.len());
+    assert!(head.len() + end.received.len() > FILE_BYTES);
+}
+
+/// A connection accepted before the reload that has not sent its first request yet may still
+/// send it, as with nginx, and gets its response under the configuration it was accepted with.
+#[test]
+fn first_request_after_reload_served() {
+    let (first, second) = two_sites();
+    let cert = common::TestCert::generate(&["localhost"]);
+    let ringfront = Config::new().http().https(&cert).static_dir("/files/", first.path()).start();
+    let plain = Connection::plain(ringfront.http_port());
+    let mut tls = Connection::https(ringfront.https_port(), &cert);
+    tls.handshake().unwrap();
+
+    rewrite_config(&ringfront, |text| text.replace(&dir_value(&first), &dir_value(&second)));
+    send_hup(&ringfront, RELOADED, 1);
+    // Each worker moves to the new configuration within a second.
+    thread::sleep(Duration::from_millis(1500));
+
+    for (name, mut connection) in [("plain", plain), ("TLS", tls)] {
+        let response = connection.request(GET_PAGE);
+        assert_eq!(response.status, 200, "{name}");
+        assert_eq!(response.body, b"first\n", "{name}");
+        assert!(response.header_has_token("connection", "close"), "{name}: {:?}", response.header("connection"));
+    }
+}
+
+/// Counts the open file descriptors of process `pid`.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// A connection accepted before the reload keeps the old configuration alive, but not the old
+/// configuration's pooled upstream connections.
+#[test]
+fn replaced_pool_closed() {
+    let gunicorn = Gunicorn::start("testapp:app", 1, "gthread");
+    let ringfront = Config::new().workers(1).http().upstream(&gunicorn).upstream_setting("keepalive_timeout", "\"60s\"").start();
+    let port = ringfront.http_port();
+    let pid = ringfront.pid().expect("ringfront is running");
+    // Waiting for its first request, it is left open by the reload.
+    let mut pinning = Connection::plain(port);
+    let response = plain_request(port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert_eq!(response.status, 200);
+    thread::sleep(Duration::from_millis(200));
+    let before = open_descriptors(pid);
+
+    rewrite_config(&ringfront, |text| text.replace("[upstream]\n", "[upstream]\nread_timeout = \"5s\"\n"));
+    send_hup(&ringfront, RELOADED, 1);
+    // The worker moves to the new configuration within a second, and closes the pool then.
+    thread::sleep(Duration::from_millis(1500));
+    let after = open_descriptors(pid);
+
+    assert_eq!(after + 1, before, "descriptors before the reload: {before}, after: {after}");
+    assert_eq!(pinning.request(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n").status, 200);
+}
+
 /// Each kind of unusable configuration is rejected with its reason, and the running one keeps
 /// serving. A valid file after them is taken.
 #[test]
@@ -146,17 +226,31 @@ fn reload_moves_access_log() {
     rewrite_config(&ringfront, |text| text.replace("before.log", "after.log"));
     send_hup(&ringfront, RELOADED, 1);
     plain_request(port, b"GET /files/page.txt?after HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // A log moved away before a reload that keeps its path is not written to any more.
+    let moved = logs.join("moved.log");
+    wait_for_line(&after, "?after");
+    std::fs::rename(&after, &moved).unwrap();
+    rewrite_config(&ringfront, |text| text.replace("[server]\n", "[server]\nmax_connections = 1000\n"));
+    send_hup(&ringfront, RELOADED, 2);
+    plain_request(port, b"GET /files/page.txt?renamed HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    wait_for_line(&after, "?renamed");
 
-    // Lines are written out once a second.
-    let deadline = Instant::now() + OUTPUT_WAIT;
-    while !std::fs::read_to_string(&after).unwrap_or_default().contains("?after") && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
     let before_text = std::fs::read_to_string(&before).unwrap();
-    let after_text = std::fs::read_to_string(&after).unwrap_or_default();
+    let moved_text = std::fs::read_to_string(&moved).unwrap();
     assert!(before_text.contains("?before"), "{before_text}");
     assert!(!before_text.contains("?after"), "{before_text}");
-    assert!(after_text.contains("?after"), "{after_text}");
+    assert!(moved_text.contains("?after"), "{moved_text}");
+    assert!(!moved_text.contains("?renamed"), "{moved_text}");
+}
+
+/// Waits until the file at `path` has a line containing `needle`. Access log lines are written
+/// out once a second.
+fn wait_for_line(path: &std::path::Path, needle: &str) {
+    let deadline = Instant::now() + OUTPUT_WAIT;
+    while !std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+        assert!(Instant::now() < deadline, "no line with {needle} in {}", path.display());
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Requests on new connections all succeed while reloads come one after another.

@@ -97,6 +97,12 @@ impl StaticFiles {
         }
     }
 
+    /// Empties the cache, for a configuration a reload replaced. Responses being sent keep the
+    /// entries they use.
+    pub fn clear_cache(&mut self) {
+        self.cache = Cache::new(self.settings.cache_bytes, self.settings.max_open_files);
+    }
+
     /// Finds the route with the longest prefix that `path` lies below, and the path below it.
     ///
     /// `path` is compared after normalization: percent-decoding, merging `//` and resolving

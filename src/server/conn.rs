@@ -362,6 +362,7 @@ impl Connection {
                     }
                     let keep_alive = self.respond(&request, started).await?;
                     self.served += 1;
+                    self.handle.activity.served.set(true);
                     self.decoder.recycle(request);
                     self.decoder.reset();
                     self.body.clear();
@@ -492,10 +493,10 @@ impl Connection {
     /// [`ClientIo::end_idle_receive`]).
     async fn wait_idle(&mut self, now: Instant, deadline: Instant) -> Result<rt::Received, ReadOutcome> {
         if let Some(woken) = self.woken.take() {
-            self.handle.idle_since.set(None);
+            self.handle.activity.idle_since.set(None);
             return Ok(woken);
         }
-        self.handle.idle_since.set(Some(now));
+        self.handle.activity.idle_since.set(Some(now));
         let mut receive = self.io.start_idle_receive();
         let park_at = now + PARK_AFTER;
         let parks = park_at < deadline;
@@ -504,7 +505,7 @@ impl Connection {
             let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));
             match futures_util::future::select(wait, stop).await {
                 futures_util::future::Either::Left((Some(Ok(received)), _)) => {
-                    self.handle.idle_since.set(None);
+                    self.handle.activity.idle_since.set(None);
                     return Ok(received);
                 }
                 futures_util::future::Either::Left((Some(Err(err)), _)) => return Err(ReadOutcome::Failed(StreamError::Io(err))),
@@ -520,7 +521,7 @@ impl Connection {
         };
         match end_idle_receive(&self.context, &mut self.io, &mut receive).await {
             Some(received) => {
-                self.handle.idle_since.set(None);
+                self.handle.activity.idle_since.set(None);
                 Ok(received)
             }
             None => Err(ended),

@@ -119,6 +119,9 @@ pub struct Upstreams {
     settings: UpstreamSettings,
     servers: RefCell<Vec<Server>>,
     next: std::cell::Cell<usize>,
+    /// Set when a reload replaced the configuration these belong to: connections given back
+    /// are closed instead of pooled, because nothing prunes a replaced pool.
+    retired: std::cell::Cell<bool>,
 }
 
 /// A connection lent to one request. Give it back with [`Upstreams::release`].
@@ -136,7 +139,7 @@ impl Upstreams {
             .iter()
             .map(|address| Server { address: address.clone(), active: 0, failures: 0, resting_until: None, idle: Vec::new() })
             .collect();
-        Upstreams { settings, servers: RefCell::new(servers), next: std::cell::Cell::new(0) }
+        Upstreams { settings, servers: RefCell::new(servers), next: std::cell::Cell::new(0), retired: std::cell::Cell::new(false) }
     }
 
     pub fn settings(&self) -> &UpstreamSettings {
@@ -211,7 +214,7 @@ impl Upstreams {
         server.active = server.active.saturating_sub(1);
         server.failures = 0;
         server.resting_until = None;
-        if reusable && self.settings.keepalive > 0 {
+        if reusable && self.settings.keepalive > 0 && !self.retired.get() {
             if server.idle.len() >= self.settings.keepalive {
                 server.idle.remove(0);
             }
@@ -251,6 +254,14 @@ impl Upstreams {
         server.failures = server.failures.saturating_add(1);
         if server.failures >= self.settings.max_fails {
             server.resting_until = Some(Instant::now() + self.settings.fail_timeout);
+            server.idle.clear();
+        }
+    }
+
+    /// Closes the pooled connections and pools no more, for a configuration a reload replaced.
+    pub fn retire(&self) {
+        self.retired.set(true);
+        for server in self.servers.borrow_mut().iter_mut() {
             server.idle.clear();
         }
     }

@@ -81,12 +81,22 @@ pub struct ConnectionInfo {
     pub generation: u64,
 }
 
-/// The part of a connection the worker can reach from outside its task: when it went idle, and
-/// a signal asking it to close while idle, used when the worker runs out of connection slots.
+/// The part of a connection the worker can reach from outside its task: what it is doing, and
+/// a signal asking it to close at its next idle wait. The worker sends the signal when it runs
+/// out of connection slots and after a reload.
 #[derive(Clone, Default)]
 pub struct ConnectionHandle {
-    pub idle_since: Rc<std::cell::Cell<Option<Instant>>>,
+    pub activity: Rc<Activity>,
     pub evict: Shutdown,
+}
+
+/// The state of a connection that its task records for the worker.
+#[derive(Default)]
+pub struct Activity {
+    /// When the connection started waiting for a request, while it waits.
+    pub idle_since: Cell<Option<Instant>>,
+    /// Whether it has sent a response.
+    pub served: Cell<bool>,
 }
 
 impl WorkerContext {
@@ -136,16 +146,30 @@ impl Current {
         if self.published.generation() == context.generation {
             return context;
         }
+
         let (generation, shared) = self.published.current();
         let next = Rc::new(context.next(generation, shared));
-        if next.shared.config.server.access_log != context.shared.config.server.access_log {
-            reopen_access_log(&next);
-        }
+        // Opened again also when the path is the same, as nginx's new workers do, so a log moved
+        // away before the reload is not written to any more.
+        reopen_access_log(&next);
+
         context.retired.set(true);
-        // Idle connections of older configurations close now. Busy ones close after their
-        // current request (see `retired`).
+        // The replaced configuration's cache and pool would otherwise live as long as its last
+        // connection, such as a WebSocket.
+        if let Ok(mut files) = context.files.try_borrow_mut() {
+            files.clear_cache();
+        }
+        if let Some(upstreams) = context.upstreams.as_ref() {
+            upstreams.retire();
+        }
+        // Connections of older configurations close at their next idle wait: idle ones now, busy
+        // ones after their current response, even one that started with keep-alive before the
+        // reload. A connection still waiting for its first request is left to send it, as
+        // nginx's old workers serve theirs, and closes after the response (see `retired`).
         for (_, connection) in next.connections.borrow().iter() {
-            if connection.generation != generation && connection.handle.idle_since.get().is_some() {
+            let activity = &connection.handle.activity;
+            let awaits_first_request = activity.idle_since.get().is_some() && !activity.served.get();
+            if connection.generation != generation && !awaits_first_request {
                 connection.handle.evict.start();
             }
         }
@@ -257,9 +281,10 @@ async fn drain(context: &WorkerContext) {
 /// not flood the log at every stop.
 const GRACE_LINES_PER_WORKER: usize = 10;
 
-/// Once a second: moves the worker to a reloaded configuration when no new connection did
-/// (closing the idle connections of the old one), writes buffered access log lines, reopens the
-/// access log after SIGUSR1, and closes pooled upstream connections that waited too long.
+/// Does the worker's work of each second. It moves the worker to a reloaded configuration when
+/// no new connection did, which closes the old one's idle connections. It writes buffered
+/// access log lines, reopens the access log after SIGUSR1, and closes pooled upstream
+/// connections that waited too long.
 async fn housekeeping(current: Rc<Current>) {
     let mut log_generation = 0;
     loop {
@@ -362,7 +387,7 @@ fn make_room(context: &WorkerContext) -> bool {
     let oldest_idle = connections
         .iter()
         .filter(|(_, info)| !info.handle.evict.is_started())
-        .filter_map(|(_, info)| info.handle.idle_since.get().map(|since| (since, &info.handle)))
+        .filter_map(|(_, info)| info.handle.activity.idle_since.get().map(|since| (since, &info.handle)))
         .min_by_key(|(since, _)| *since);
     match oldest_idle {
         Some((_, handle)) => {
