@@ -494,16 +494,18 @@ run_load() {
     esac
 }
 
-# Prints the CPU time used so far by a server's processes, all threads included, in clock ticks.
+# Prints the user and the system CPU time used so far by a server's processes, all threads
+# included, in clock ticks.
 cpu_ticks() {
-    local total=0 pid ticks
+    local user=0 system=0 pid ticks
     for pid in $(process_tree "$(pid_of "$1")"); do
         # Fields 14 and 15 of /proc/PID/stat are utime and stime. The awk field numbers are right
         # because the command names of these servers (field 2) contain no spaces.
-        ticks="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true)"
-        total=$((total + ${ticks:-0}))
+        ticks=($(awk '{ print $14, $15 }' "/proc/$pid/stat" 2>/dev/null || true))
+        user=$((user + ${ticks[0]:-0}))
+        system=$((system + ${ticks[1]:-0}))
     done
-    echo "$total"
+    echo "$user $system"
 }
 
 record() {
@@ -669,14 +671,24 @@ for ((round = 1; round <= ROUNDS; round++)); do
             if ((round == 1)); then
                 run_load "$case" "$server" "$WARMUP_SECONDS" >/dev/null
             fi
-            ticks_before="$(cpu_ticks "$server")"
+            read -r user_before system_before < <(cpu_ticks "$server")
             started="$(date +%s.%N)"
             rate="$(run_load "$case" "$server" "$DURATION")"
-            cores="$(awk -v t="$(($(cpu_ticks "$server") - ticks_before))" -v hz="$clock_ticks" \
-                -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.3f", t / hz / (e - s) }')"
+            ended="$(date +%s.%N)"
+            read -r user_after system_after < <(cpu_ticks "$server")
+            user=$((user_after - user_before))
+            system=$((system_after - system_before))
+            cores="$(awk -v t="$((user + system))" -v hz="$clock_ticks" -v s="$started" -v e="$ended" \
+                'BEGIN { printf "%.3f", t / hz / (e - s) }')"
             say "round $round $case $server: $rate per second, server CPU $cores cores"
             record "$round" "$case" "$server" "$rate"
             record "$round" "cpu:$case" "$server" "$cores"
+            # CPU time per request, in user space and in the kernel: the rate times the wall time
+            # of the run is the number of requests.
+            for part in user system; do
+                record "$round" "$part-us:$case" "$server" "$(awk -v t="${!part}" -v hz="$clock_ticks" \
+                    -v r="$rate" -v s="$started" -v e="$ended" 'BEGIN { printf "%.2f", t / hz * 1e6 / (r * (e - s)) }')"
+            done
         done
     done
 

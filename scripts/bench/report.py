@@ -121,7 +121,36 @@ def main() -> int:
                            "calls", 2, SYSCALLS_PER_REQUEST_MAX, "per request")
 
     print_efficiency(values)
+    print_cpu_split(values)
     return 0
+
+
+def print_cpu_split(values):
+    """Print each server's CPU time per request, split into user space and the kernel.
+
+    Callgrind counts only user-space instructions, and most of a small request's cost is in the
+    kernel, so the split shows where one server's advantage over another comes from.
+    """
+    rows = [(case, label) for case, label, *_ in THROUGHPUT_CASES if values.get(f"user-us:{case}")]
+    if not rows:
+        return
+    print()
+    print("Server CPU time per request in µs, user space + kernel (medians over the rounds):")
+    print()
+    print("| case | ringfront | nginx | H2O |")
+    print("| --- | ---: | ---: | ---: |")
+    for case, label in rows:
+        user = values.get(f"user-us:{case}", {})
+        system = values.get(f"system-us:{case}", {})
+        cells = []
+        for server in SERVERS:
+            user_median = median_of(user.get(server, {}))
+            system_median = median_of(system.get(server, {}))
+            if user_median is None or system_median is None:
+                cells.append("–")
+            else:
+                cells.append(f"{user_median:.1f} + {system_median:.1f}")
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 def print_efficiency(values):
