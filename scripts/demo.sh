@@ -124,8 +124,11 @@ trap 'exit 143' TERM
 # server one SIGTERM. A second signal would make ringfront skip waiting for requests in flight.
 say "starting Gunicorn (2 sync workers) on $socket"
 rm -f "$socket"
+# Gunicorn's default log format, with the client address from ringfront's X-Forwarded-For in
+# place of the peer address, which a Unix socket does not have.
 setsid "$repo_root/.venv/bin/gunicorn" --chdir "$demo" --bind "unix:$socket" \
-    --workers 2 --worker-class sync --access-logfile - --no-control-socket app:app &
+    --workers 2 --worker-class sync --access-logfile - --no-control-socket \
+    --access-logformat '%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"' app:app &
 gunicorn_pid=$!
 
 for ((tick = 0; tick < STARTUP_SECONDS * 10; tick++)); do
