@@ -220,8 +220,8 @@ impl TlsSession {
         result
     }
 
+    /// Does the work of [`TlsSession::drive`] once the session's origin is in place.
     fn drive_records(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
-
         let max_steps = STEP_ALLOWANCE.saturating_add(incoming.len());
         for _ in 0..max_steps {
             let UnbufferedStatus { mut discard, state } = self.connection.process_tls_records(incoming);
