@@ -122,20 +122,32 @@ fn long_response_then_close() {
 
 /// A connection accepted before the reload that has not sent its first request yet may still
 /// send it, as with nginx, and gets its response under the configuration it was accepted with.
+/// The cases: a plain connection, and a TLS one that has not finished its handshake.
 #[test]
 fn first_request_after_reload_served() {
     let (first, second) = two_sites();
     let cert = common::TestCert::generate(&["localhost"]);
-    let ringfront = Config::new().http().https(&cert).static_dir("/files/", first.path()).start();
+    // One worker, so that the request below moves the worker of both connections.
+    let ringfront = Config::new().workers(1).http().https(&cert).static_dir("/files/", first.path()).start();
+    let pid = ringfront.pid().expect("ringfront is running");
+    let descriptors = open_descriptors(pid);
     let plain = Connection::plain(ringfront.http_port());
     let mut tls = Connection::https(ringfront.https_port(), &cert);
-    tls.handshake().unwrap();
+    // Both must be accepted before the reload, not only queued.
+    let deadline = Instant::now() + OUTPUT_WAIT;
+    while open_descriptors(pid) < descriptors + 2 {
+        assert!(Instant::now() < deadline, "the two connections were not accepted");
+        thread::sleep(Duration::from_millis(10));
+    }
 
     rewrite_config(&ringfront, |text| text.replace(&dir_value(&first), &dir_value(&second)));
     send_hup(&ringfront, RELOADED, 1);
-    // Each worker moves to the new configuration within a second.
-    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(plain_request(ringfront.http_port(), GET_PAGE).body, b"second\n");
 
+    // The handshake ends after the reload, and the request comes a little later, as from a
+    // client whose request waits for a round trip after the handshake.
+    tls.handshake().unwrap();
+    thread::sleep(Duration::from_millis(200));
     for (name, mut connection) in [("plain", plain), ("TLS", tls)] {
         let response = connection.request(GET_PAGE);
         assert_eq!(response.status, 200, "{name}");

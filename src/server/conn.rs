@@ -496,6 +496,12 @@ impl Connection {
             self.handle.activity.idle_since.set(None);
             return Ok(woken);
         }
+        // A reload retired this connection's configuration while it sent a response with
+        // keep-alive. The wait then ends as for an eviction, which still serves a request
+        // already on its way.
+        if self.context.retired.get() && self.served > 0 {
+            self.handle.evict.start();
+        }
         self.handle.activity.idle_since.set(Some(now));
         let mut receive = self.io.start_idle_receive();
         let park_at = now + PARK_AFTER;

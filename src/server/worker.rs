@@ -58,7 +58,8 @@ pub struct WorkerContext {
     /// The upstream servers and their idle connections, when `[upstream]` is configured.
     pub upstreams: Option<Upstreams>,
     /// Set when a reload replaced this configuration: its connections close after the request
-    /// they are serving, as nginx's old workers do after a reload.
+    /// they are serving, as nginx's old workers do after a reload. A connection whose response
+    /// started with keep-alive before that closes at its next idle wait.
     pub retired: Cell<bool>,
     pub date: Rc<RefCell<DateCache>>,
     pub access_log: Rc<RefCell<AccessLog>>,
@@ -162,14 +163,14 @@ impl Current {
         if let Some(upstreams) = context.upstreams.as_ref() {
             upstreams.retire();
         }
-        // Connections of older configurations close at their next idle wait: idle ones now, busy
-        // ones after their current response, even one that started with keep-alive before the
-        // reload. A connection still waiting for its first request is left to send it, as
-        // nginx's old workers serve theirs, and closes after the response (see `retired`).
+        // Connections of older configurations that wait for another request close now. The
+        // others close at their next idle wait, after the response they are sending, even one
+        // that started with keep-alive before the reload (see `retired`). A connection that has
+        // sent no response yet, such as one in its TLS handshake, is left to send its first
+        // request, as nginx's old workers serve theirs.
         for (_, connection) in next.connections.borrow().iter() {
             let activity = &connection.handle.activity;
-            let awaits_first_request = activity.idle_since.get().is_some() && !activity.served.get();
-            if connection.generation != generation && !awaits_first_request {
+            if connection.generation != generation && activity.idle_since.get().is_some() && activity.served.get() {
                 connection.handle.evict.start();
             }
         }
