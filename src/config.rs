@@ -966,7 +966,11 @@ impl Checker<'_> {
                 "no listener is configured: add [https], [http] or [redirect] with a listen list".to_owned(),
             ));
         }
-        self.check_duplicate_addresses(&[&redirect.as_ref().map(|r| &r.listen), &https.as_ref().map(|h| &h.listen), &http.as_ref().map(|h| &h.listen)])?;
+        self.check_duplicate_addresses(&[
+            ("redirect.listen", redirect.as_ref().map(|r| &r.listen)),
+            ("https.listen", https.as_ref().map(|h| &h.listen)),
+            ("http.listen", http.as_ref().map(|h| &h.listen)),
+        ])?;
 
         let mut statics = Vec::with_capacity(raw.statics.len());
         for (index, table) in raw.statics.iter().enumerate() {
@@ -1155,15 +1159,14 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn check_duplicate_addresses(&self, lists: &[&Option<&Vec<SocketAddr>>]) -> Result<(), ConfigError> {
+    /// Rejects an address listed twice, or a wildcard address next to another address of its
+    /// family on the same port, naming the listen key of the later one.
+    fn check_duplicate_addresses(&self, lists: &[(&str, Option<&Vec<SocketAddr>>)]) -> Result<(), ConfigError> {
         let mut seen: Vec<SocketAddr> = Vec::new();
-        for list in lists.iter().filter_map(|list| **list) {
-            for address in list {
+        for &(key, list) in lists {
+            for address in list.into_iter().flatten() {
                 if seen.contains(address) {
-                    return Err(self.error_at_key(
-                        "listen",
-                        format!("{address} is listed twice: each address may belong to one listener"),
-                    ));
+                    return Err(self.error_at_key(key, format!("{address} is listed twice: each address may belong to one listener")));
                 }
                 // The kernel gives a connection to the most specific socket bound to its port, so
                 // a wildcard next to a specific address of its family would split one port
@@ -1175,7 +1178,7 @@ impl Checker<'_> {
                 });
                 if let Some(other) = overlapping {
                     return Err(self.error_at_key(
-                        "listen",
+                        key,
                         format!("{other} and {address} overlap: a wildcard address takes every address of its family on its port, so list only one of them"),
                     ));
                 }
@@ -1446,9 +1449,11 @@ mod tests {
             "[http]\nlisten = [\"127.0.0.1:8080\", \"0.0.0.0:8080\"]\n".to_owned(),
             "[http]\nlisten = [\"[::1]:8080\", \"[::]:8080\"]\n".to_owned(),
         ];
-        for text in cases {
-            let err = parse(&text).unwrap_err();
+        for (text, key) in cases.iter().zip(["http.listen", "http.listen", "http.listen"]) {
+            let err = parse(text).unwrap_err();
             assert!(err.message.contains("overlap"), "{text}: {}", err.message);
+            assert_eq!(err.key.as_deref(), Some(key), "{text}");
+            assert!(err.line.is_some(), "{text}");
         }
         let separate = "[http]\nlisten = [\"0.0.0.0:8080\", \"[::]:8080\", \"127.0.0.1:8081\"]\n";
         assert_eq!(parse(separate).unwrap().http.unwrap().listen.len(), 3);
@@ -1549,6 +1554,8 @@ mod tests {
         let text = "[http]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]\n";
         let err = parse(text).unwrap_err();
         assert!(err.message.contains("listed twice"), "{}", err.message);
+        assert_eq!(err.key.as_deref(), Some("http.listen"));
+        assert_eq!(err.line, Some(2));
     }
 
     #[test]
