@@ -119,7 +119,6 @@ struct Parked {
     local: SocketAddr,
     kind: ListenerKind,
     handle: ConnectionHandle,
-    served: u64,
 }
 
 impl Parked {
@@ -138,7 +137,7 @@ impl Parked {
         };
         let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let io = ClientIo::new(stream, tls, context.shared.config.timeouts.send, Rc::clone(&context.spare_buffers));
-        Some(Parked { context, io, peer, local, kind, handle, served: 0 })
+        Some(Parked { context, io, peer, local, kind, handle })
     }
 
     /// Waits for the first bytes of the next request. `None` when the idle time ends, the
@@ -212,8 +211,6 @@ struct Connection {
     deadline: Option<Instant>,
     /// A buffer reused for response heads.
     scratch: Vec<u8>,
-    /// Requests this connection has responded to so far.
-    served: u64,
     /// The bytes that woke a parked connection.
     woken: Option<rt::Received>,
     /// The idle wait the request loop hands over when the connection parks.
@@ -257,7 +254,7 @@ impl Connection {
 
     /// Builds the request loop's state around what a connection keeps between requests.
     fn resume(parked: Parked, woken: Option<rt::Received>) -> Connection {
-        let Parked { context, io, peer, local, kind, handle, served } = parked;
+        let Parked { context, io, peer, local, kind, handle } = parked;
         let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
         let mut connection = Connection {
             context,
@@ -271,7 +268,6 @@ impl Connection {
             handle,
             deadline: None,
             scratch: Vec::new(),
-            served,
             woken,
             parking: None,
         };
@@ -286,9 +282,9 @@ impl Connection {
             Ok(Close::Quiet) => false,
             Ok(Close::Linger) => true,
             Ok(Close::Park) => {
-                let Connection { context, io, peer, local, kind, handle, served, parking, .. } = self;
+                let Connection { context, io, peer, local, kind, handle, parking, .. } = self;
                 let wait = parking?;
-                return Some((Parked { context, io, peer, local, kind, handle, served }, wait));
+                return Some((Parked { context, io, peer, local, kind, handle }, wait));
             }
             Err(err) => {
                 tracing::debug!(error = %err, "connection ended");
@@ -361,7 +357,6 @@ impl Connection {
                         };
                     }
                     let keep_alive = self.respond(&request, started).await?;
-                    self.served += 1;
                     self.handle.activity.served.set(true);
                     self.decoder.recycle(request);
                     self.decoder.reset();
@@ -443,7 +438,7 @@ impl Connection {
             // A new connection gets `request_head` for its first request, as nginx's
             // client_header_timeout, so a client that connects and sends nothing is not kept for
             // the whole keep-alive time.
-            ReadPhase::Idle if self.served == 0 => {
+            ReadPhase::Idle if !self.handle.activity.served.get() => {
                 self.deadline = None;
                 timeouts.request_head
             }
@@ -499,7 +494,7 @@ impl Connection {
         // A reload retired this connection's configuration while it sent a response with
         // keep-alive. The wait then ends as for an eviction, which still serves a request
         // already on its way.
-        if self.context.retired.get() && self.served > 0 {
+        if self.context.retired.get() && self.handle.activity.served.get() {
             self.handle.evict.start();
         }
         self.handle.activity.idle_since.set(Some(now));
