@@ -524,14 +524,16 @@ thread_local! {
 /// resumes, where the session stores can read it, and stores the stamp of a session that the
 /// step resumed back into `origin`.
 ///
-/// A resumed session gets a new ticket (TLS 1.3 always, TLS 1.2 when the client requests one), and a
-/// TLS 1.2 renewal keeps the first handshake's master secret. A ticket stamped at its own issue
-/// would let a client that returns often enough use keys from one full handshake for ever,
-/// where RFC 8446 §4.6.1 recommends limiting their total lifetime. So each new ticket carries
-/// its session's first stamp. rustls's ticket interface has no connection parameter, and the unbuffered
-/// connection does not expose its resumption data, so the stamp passes through this thread:
-/// each call into rustls for a connection runs to its end on the worker's thread, and a ticket
-/// is decrypted and a new one encrypted only inside such calls.
+/// A resumed session gets a new ticket (TLS 1.3 always, TLS 1.2 when the client requests one),
+/// and a TLS 1.2 renewal keeps the first handshake's master secret. A ticket stamped at its own
+/// issue would let a client that returns often enough use keys from one full handshake for
+/// ever, where RFC 8446 §4.6.1 recommends limiting their total lifetime. So each new ticket
+/// carries its session's first stamp.
+///
+/// rustls's ticket interface has no connection parameter, and the unbuffered connection does
+/// not expose its resumption data. So the stamp passes through this thread. Each call into
+/// rustls for a connection runs to its end on the worker's thread, and tickets are decrypted
+/// and encrypted only inside such calls.
 pub fn handshake_step<T>(origin: &mut Option<u64>, step: impl FnOnce() -> T) -> T {
     SESSION_ORIGIN.set(*origin);
     let result = step();

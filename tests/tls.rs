@@ -184,9 +184,9 @@ fn sessions_end_after_timeout() {
     let output = s_client_output(port, &["-tls1_3", "-sess_in", saved]);
     assert!(output.contains("Reused, TLSv1.3"), "{output}");
     assert!(output.contains("lifetime hint: 3 (seconds)") || output.contains("lifetime hint: 2 (seconds)"), "{output}");
-    // A client that offers a ticket with another suite, which rustls does not resume, and a key
-    // share that the server asks it to replace (a HelloRetryRequest) gets a new session with
-    // the whole time.
+    // A client offers a ticket with another suite, which rustls does not resume, and a key
+    // share that the server rejects with a HelloRetryRequest. It gets a new session with the
+    // whole time.
     let options = ["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "-groups", "P-521:X25519", "-sess_in", aes_saved];
     let output = s_client_output(port, &options);
     assert!(output.contains("New, TLSv1.3"), "{output}");

@@ -405,6 +405,8 @@ fn build_shared(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> Resul
 /// Returns the settings that differ between `running` and `loaded` and that only a restart
 /// applies: the listeners and the workers are made at start, each worker's ring is sized by
 /// `server.receive_buffers`, and the log filter is installed once.
+// NOTE: values are compared as written, so `log_level = "INFO"` against `"info"` counts as a
+// change, and the reload is rejected although it would change nothing.
 fn restart_only_changes(running: &Config, loaded: &Config, addresses: &[(ListenerKind, SocketAddr)], workers: usize) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let mut running_addresses = addresses.to_vec();

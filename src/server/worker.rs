@@ -104,10 +104,11 @@ impl WorkerContext {
     /// Returns a context for `shared`, published as `generation`, that shares this one's
     /// worker-wide parts. Its static file cache and upstream connections start empty.
     fn next(&self, generation: u64, shared: Arc<Shared>) -> WorkerContext {
+        let (files, upstreams) = empty_caches(&shared);
         WorkerContext {
             id: self.id,
-            files: RefCell::new(StaticFiles::new(shared.static_routes.clone(), shared.static_settings.clone())),
-            upstreams: shared.config.upstream.clone().map(Upstreams::new),
+            files,
+            upstreams,
             shared,
             generation,
             retired: Cell::new(false),
@@ -130,6 +131,12 @@ impl WorkerContext {
         }
         date
     }
+}
+
+/// Returns an empty static file cache and upstream pool for `shared`'s configuration.
+fn empty_caches(shared: &Shared) -> (RefCell<StaticFiles>, Option<Upstreams>) {
+    let files = StaticFiles::new(shared.static_routes.clone(), shared.static_settings.clone());
+    (RefCell::new(files), shared.config.upstream.clone().map(Upstreams::new))
 }
 
 /// The context a worker gives the connections it accepts now, and the configuration that the
@@ -201,13 +208,13 @@ pub fn run(id: usize, published: Arc<Published>, listeners: Vec<WorkerListener>,
                 std::process::exit(1);
             }
         };
-        let files = StaticFiles::new(shared.static_routes.clone(), shared.static_settings.clone());
+        let (files, upstreams) = empty_caches(&shared);
         let context = Rc::new(WorkerContext {
             id,
-            upstreams: shared.config.upstream.clone().map(Upstreams::new),
+            upstreams,
             shared,
             generation,
-            files: RefCell::new(files),
+            files,
             retired: Cell::new(false),
             date: Rc::default(),
             access_log: Rc::new(RefCell::new(access_log)),
@@ -295,9 +302,9 @@ async fn housekeeping(current: Rc<Current>) {
             break;
         }
         context.access_log.borrow_mut().flush();
-        let wanted = current.published.log_generation.load(std::sync::atomic::Ordering::Acquire);
-        if wanted != log_generation {
-            log_generation = wanted;
+        let requested = current.published.log_generation.load(std::sync::atomic::Ordering::Acquire);
+        if requested != log_generation {
+            log_generation = requested;
             reopen_access_log(&context);
         }
         if let Some(upstreams) = context.upstreams.as_ref() {
