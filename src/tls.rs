@@ -471,6 +471,9 @@ pub fn server_config(certificate: &Path, private_key: &Path, session_timeout: Du
     // handshake's ticket-encryption work.
     config.send_tls13_tickets = 1;
     // `max_early_data_size` stays 0: the session rejects 0-RTT data, which can be replayed.
+    // Connections take the traffic secrets from rustls once the handshake is complete and
+    // protect their records themselves (see `server::tls_records`).
+    config.enable_secret_extraction = true;
     // `ServerConnection::set_buffer_limit` has no counterpart in the unbuffered API that
     // connections use, because rustls then keeps no send buffer at all.
     Ok(TlsSetup { config: Arc::new(config), chain, sessions, tickets })

@@ -146,6 +146,7 @@ impl Parked {
     /// ends is still returned, to be served with `Connection: close` (see
     /// [`ClientIo::end_idle_receive`]).
     async fn wait(&mut self, idle: &mut IdleWait) -> Option<rt::Received> {
+        self.io.release_tls_keys();
         {
             let received = std::pin::pin!(self.io.wait_for(&mut idle.receive, idle.deadline));
             let stop = std::pin::pin!(futures_util::future::select(self.context.shutdown.wait(), self.handle.evict.wait()));

@@ -11,6 +11,7 @@ mod client_io;
 mod conn;
 mod proxy;
 mod spool;
+mod tls_records;
 mod tls_session;
 mod upgrade;
 mod upstream;

@@ -1,16 +1,17 @@
-//! One TLS server session driven through rustls's unbuffered API (rustls 0.23), without I/O. The
-//! caller owns every buffer: the ciphertext read from the socket, the plaintext for the HTTP
-//! decoder and the records to send. rustls keeps no buffer of its own between calls, so a caller
-//! can free its buffers while a connection is idle. This module must not use sockets or the async
-//! runtime.
+//! One TLS server session, without I/O: the handshake driven through rustls's unbuffered API
+//! (rustls 0.23), then the records through [`Records`]. The caller owns every buffer: the
+//! ciphertext read from the socket, the plaintext for the HTTP decoder and the records to send.
+//! Neither keeps a buffer of its own between calls, so a caller can free its buffers while a
+//! connection is idle, and [`TlsSession::release_keys`] frees the AEAD key contexts too. This
+//! module must not use sockets or the async runtime.
 //!
 //! Order of calls: append what the socket delivered to the ciphertext buffer and call
 //! [`TlsSession::process`], then send what it appended to the output buffer. Once
 //! [`TlsSession::is_handshake_complete`] returns true, [`TlsSession::encrypt`] turns plaintext
 //! into records and [`TlsSession::queue_close_notify`] ends the session. Every call takes the
-//! ciphertext buffer, because rustls decrypts records in place and its handshake deframer keeps
-//! offsets into that buffer between calls. The caller may append to it or replace it when it is
-//! empty, and must not change it in any other way.
+//! ciphertext buffer, because records are decrypted in place and rustls's handshake deframer
+//! keeps offsets into that buffer between calls. The caller may append to it or replace it when
+//! it is empty, and must not change it in any other way.
 //!
 //! 0-RTT early data is rejected: the server configuration leaves `max_early_data_size` at 0, so
 //! rustls never offers it, and a `ReadEarlyData` state is reported as
@@ -22,23 +23,16 @@ use std::sync::Arc;
 
 use rustls::{HandshakeKind, ServerConfig};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus, WriteTraffic};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, UnbufferedStatus};
 
-/// Largest plaintext of one record when `ServerConfig::max_fragment_size` is unset
-/// (RFC 8446 §5.1: 2^14 bytes).
-const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
-
-/// Bytes of record header and overhead (5-byte header, explicit nonce, tag, inner content type)
-/// reserved per record before encrypting. An estimate: a short reservation costs one retry with
-/// the exact size rustls reports.
-const RECORD_OVERHEAD_ESTIMATE: usize = 64;
+use super::tls_records::{MAX_RECORD_PLAINTEXT, Records};
 
 /// Bytes reserved for a handshake record before encoding it, when the output buffer has less
 /// spare capacity. A certificate chain is larger; rustls then reports the exact size.
 const HANDSHAKE_RECORD_ESTIMATE: usize = 4 * 1024;
 
-/// Attempts at encoding or encrypting one piece: the first with an estimated size, the second
-/// with the size rustls reported as required.
+/// Attempts at encoding one handshake record: the first with an estimated size, the second with
+/// the size rustls reported as required.
 const SIZE_ATTEMPTS: usize = 2;
 
 /// rustls states handled in one call beyond one per ciphertext byte. Each state either consumes a
@@ -56,7 +50,8 @@ pub enum TlsSessionError {
     HandshakeIncomplete,
     /// close_notify was already queued, so no more application data can be sent.
     Closed,
-    /// The keys of the session allow no more records (rustls `EncryptError::EncryptExhausted`).
+    /// The keys of the session allow no more records: a TLS 1.2 key reached its cipher suite's
+    /// confidentiality limit, or aws-lc failed to seal.
     EncryptExhausted,
     /// The client sent 0-RTT early data, which the configuration does not accept.
     EarlyData,
@@ -70,6 +65,8 @@ pub enum TlsSessionError {
     UnexpectedState,
     /// rustls returned more states in one call than the input can explain.
     NoProgress,
+    /// rustls did not hand over the keys of a completed handshake.
+    HandOver(rustls::Error),
 }
 
 impl fmt::Display for TlsSessionError {
@@ -84,6 +81,7 @@ impl fmt::Display for TlsSessionError {
             TlsSessionError::OutputSize { required } => write!(f, "rustls required {required} output bytes again"),
             TlsSessionError::UnexpectedState => write!(f, "unexpected rustls connection state"),
             TlsSessionError::NoProgress => write!(f, "rustls made no progress"),
+            TlsSessionError::HandOver(err) => write!(f, "rustls kept the session's keys: {err}"),
         }
     }
 }
@@ -94,8 +92,8 @@ impl std::error::Error for TlsSessionError {}
 enum Goal<'a> {
     /// Take in all complete records and append their plaintext.
     Process { plaintext: &'a mut Vec<u8> },
-    /// Encrypt the concatenation of the slices, joining a record that spans them in `scratch`.
-    Encrypt { parts: &'a [&'a [u8]], scratch: &'a mut Vec<u8> },
+    /// Encrypt the concatenation of the slices.
+    Encrypt { parts: &'a [&'a [u8]] },
     /// Queue close_notify.
     CloseNotify,
 }
@@ -106,15 +104,30 @@ enum Step {
     Continue,
     /// The goal is reached.
     Done,
+    /// The handshake is complete: the records go to [`Records`], which reaches the goal.
+    HandshakeDone,
     Failed(TlsSessionError),
+}
+
+/// Who handles the session's records.
+// The traffic variant is the larger one and the one a session spends its life in; its owner
+// boxes the whole session.
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    /// rustls, until the handshake is complete. Boxed, so that a session past its handshake
+    /// keeps only the small [`Records`].
+    Handshake(Box<UnbufferedServerConnection>),
+    Traffic(Records),
+    /// rustls failed to hand over the keys.
+    Ended,
 }
 
 /// A server-side TLS session whose buffers the caller owns.
 pub struct TlsSession {
-    connection: UnbufferedServerConnection,
+    phase: Phase,
     /// Plaintext bytes per record, from `ServerConfig::max_fragment_size`.
     record_plaintext: usize,
-    handshake_complete: bool,
+    /// The client sent close_notify during the handshake.
     peer_closed: bool,
     close_notify_queued: bool,
     /// The error rustls returned, kept because rustls must not be driven after it.
@@ -122,6 +135,8 @@ pub struct TlsSession {
     /// The stamp of the stored session this handshake resumes, for the ticket that replaces it;
     /// see [`crate::tls::handshake_step`].
     session_origin: Option<u64>,
+    /// Full or resumed, once the handshake is complete.
+    handshake_kind: Option<HandshakeKind>,
 }
 
 impl TlsSession {
@@ -137,24 +152,50 @@ impl TlsSession {
             .map_or(MAX_RECORD_PLAINTEXT, |size| size.saturating_sub(5).clamp(1, MAX_RECORD_PLAINTEXT));
         let connection = UnbufferedServerConnection::new(config)?;
         Ok(TlsSession {
-            connection,
+            phase: Phase::Handshake(Box::new(connection)),
             record_plaintext,
-            handshake_complete: false,
             peer_closed: false,
             close_notify_queued: false,
             failure: None,
             session_origin: None,
+            handshake_kind: None,
         })
     }
 
     /// Returns whether the handshake is complete, so application data can be encrypted.
     pub fn is_handshake_complete(&self) -> bool {
-        self.handshake_complete
+        matches!(self.phase, Phase::Traffic(_))
     }
 
     /// Returns whether the peer sent close_notify. No plaintext follows it.
     pub fn is_peer_closed(&self) -> bool {
-        self.peer_closed
+        self.peer_closed || matches!(&self.phase, Phase::Traffic(records) if records.is_peer_closed())
+    }
+
+    /// Lets `records` more records be sealed under the current key before it must change, in
+    /// place of the cipher suite's limit of millions.
+    #[cfg(test)]
+    fn set_confidentiality_limit(&mut self, records: u64) {
+        if let Phase::Traffic(traffic) = &mut self.phase {
+            traffic.set_confidentiality_limit(records);
+        }
+    }
+
+    /// The negotiated protocol version, once the handshake is complete.
+    #[cfg(test)]
+    fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
+        match &self.phase {
+            Phase::Traffic(records) => Some(records.protocol_version()),
+            _ => None,
+        }
+    }
+
+    /// Drops the AEAD key contexts of a session past its handshake, for a connection that may
+    /// wait long for its next request; see [`Records::release_keys`].
+    pub fn release_keys(&mut self) {
+        if let Phase::Traffic(records) = &mut self.phase {
+            records.release_keys();
+        }
     }
 
     /// Takes every complete record from `incoming` and removes the bytes rustls consumed. Appends
@@ -167,26 +208,40 @@ impl TlsSession {
     /// `EarlyData` when the client sent 0-RTT data. The other variants for states this driver
     /// does not expect.
     pub fn process(&mut self, incoming: &mut Vec<u8>, plaintext: &mut Vec<u8>, outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
-        self.drive(incoming, outgoing, Goal::Process { plaintext })
+        if let Some(err) = &self.failure {
+            return Err(TlsSessionError::Protocol(err.clone()));
+        }
+        let Phase::Traffic(records) = &mut self.phase else { return self.drive(incoming, outgoing, Goal::Process { plaintext }) };
+        let result = records.open(incoming, plaintext, outgoing);
+        result.map_err(|err| {
+            self.failure = Some(err.clone());
+            TlsSessionError::Protocol(err)
+        })
     }
 
-    /// Encrypts the concatenation of `parts` into records appended to `outgoing`, together with
-    /// any records rustls queued before them. A record spans part boundaries, so a response head
-    /// and a short body share one record. Such a record's plaintext is joined in `scratch`, which
-    /// is left empty with its capacity, so that a caller can reuse it instead of allocating.
+    /// Encrypts the concatenation of `parts` into records appended to `outgoing`. A record spans
+    /// part boundaries, so a response head and a short body share one record.
     ///
     /// # Errors
     /// `HandshakeIncomplete` before the handshake ends, `Closed` after close_notify,
     /// `EncryptExhausted` when the keys allow no more records, and `UnprocessedPlaintext` when
-    /// `incoming` has data that [`TlsSession::process`] has not taken.
-    pub fn encrypt(&mut self, incoming: &mut Vec<u8>, parts: &[&[u8]], outgoing: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(), TlsSessionError> {
+    /// `incoming` has data that [`TlsSession::process`] has not taken at the end of the
+    /// handshake.
+    pub fn encrypt(&mut self, incoming: &mut Vec<u8>, parts: &[&[u8]], outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
         if self.close_notify_queued {
             return Err(TlsSessionError::Closed);
         }
         if parts.iter().all(|part| part.is_empty()) {
             return Ok(());
         }
-        self.drive(incoming, outgoing, Goal::Encrypt { parts, scratch })
+        if let Some(err) = &self.failure {
+            return Err(TlsSessionError::Protocol(err.clone()));
+        }
+        let Phase::Traffic(records) = &mut self.phase else { return self.drive(incoming, outgoing, Goal::Encrypt { parts }) };
+        records.seal(parts, self.record_plaintext, outgoing).map_err(|err| match err {
+            rustls::Error::EncryptError => TlsSessionError::EncryptExhausted,
+            other => TlsSessionError::Protocol(other),
+        })
     }
 
     /// Appends a close_notify alert (RFC 8446 §6.1) to `outgoing`. Does nothing when it was
@@ -198,33 +253,32 @@ impl TlsSession {
         if self.close_notify_queued || self.failure.is_some() {
             return Ok(());
         }
-        self.drive(incoming, outgoing, Goal::CloseNotify)
+        let Phase::Traffic(records) = &mut self.phase else { return self.drive(incoming, outgoing, Goal::CloseNotify) };
+        records.close_notify(outgoing).map_err(|_| TlsSessionError::EncryptExhausted)?;
+        self.close_notify_queued = true;
+        Ok(())
     }
 
     /// Calls `process_tls_records` until `goal` is reached, handling every state on the way.
     fn drive(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
-        if let Some(err) = &self.failure {
-            return Err(TlsSessionError::Protocol(err.clone()));
-        }
-        if self.handshake_complete {
-            return self.drive_records(incoming, outgoing, goal);
-        }
+        let Phase::Handshake(connection) = &self.phase else { return Err(TlsSessionError::UnexpectedState) };
         // When rustls found a stored session but made a full handshake (also one after a
         // HelloRetryRequest), the next ticket starts a new session.
-        let mut origin = match self.connection.handshake_kind() {
+        let mut origin = match connection.handshake_kind() {
             Some(HandshakeKind::Resumed) | None => self.session_origin,
             Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest) => None,
         };
-        let result = crate::tls::handshake_step(&mut origin, || self.drive_records(incoming, outgoing, goal));
+        let result = crate::tls::handshake_step(&mut origin, || self.drive_handshake(incoming, outgoing, goal));
         self.session_origin = origin;
         result
     }
 
     /// Does the work of [`TlsSession::drive`] once the session's origin is in place.
-    fn drive_records(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
+    fn drive_handshake(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
         let max_steps = STEP_ALLOWANCE.saturating_add(incoming.len());
         for _ in 0..max_steps {
-            let UnbufferedStatus { mut discard, state } = self.connection.process_tls_records(incoming);
+            let Phase::Handshake(connection) = &mut self.phase else { return Err(TlsSessionError::UnexpectedState) };
+            let UnbufferedStatus { mut discard, state } = connection.process_tls_records(incoming);
             let step = match state {
                 Err(err) => {
                     discard_front(incoming, discard);
@@ -270,23 +324,9 @@ impl TlsSession {
                     // `WriteTraffic`, so a session closed during the handshake sends none.
                     Goal::CloseNotify => Step::Done,
                 },
-                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
-                    self.handshake_complete = true;
-                    match &mut goal {
-                        Goal::Process { .. } => Step::Done,
-                        Goal::Encrypt { parts, scratch } => match encrypt_parts(&mut traffic, parts, self.record_plaintext, outgoing, scratch) {
-                            Ok(()) => Step::Done,
-                            Err(err) => Step::Failed(err),
-                        },
-                        Goal::CloseNotify => match close_notify_into(&mut traffic, outgoing) {
-                            Ok(()) => {
-                                self.close_notify_queued = true;
-                                Step::Done
-                            }
-                            Err(err) => Step::Failed(err),
-                        },
-                    }
-                }
+                // rustls reports the end of the handshake once it has handed out every record it
+                // queued, which the hand-over to `Records` requires.
+                Ok(ConnectionState::WriteTraffic(_)) => Step::HandshakeDone,
                 Ok(ConnectionState::Closed) => match goal {
                     Goal::Process { .. } | Goal::CloseNotify => Step::Done,
                     Goal::Encrypt { .. } => Step::Failed(TlsSessionError::Closed),
@@ -299,10 +339,32 @@ impl TlsSession {
             match step {
                 Step::Continue => {}
                 Step::Done => return Ok(()),
+                Step::HandshakeDone => return self.hand_over(incoming, outgoing, goal),
                 Step::Failed(err) => return Err(err),
             }
         }
         Err(TlsSessionError::NoProgress)
+    }
+
+    /// Takes the keys of the completed handshake from rustls and reaches `goal` with them.
+    fn hand_over(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
+        let Phase::Handshake(connection) = std::mem::replace(&mut self.phase, Phase::Ended) else { return Err(TlsSessionError::UnexpectedState) };
+        self.handshake_kind = connection.handshake_kind();
+        let records = connection
+            .dangerous_into_kernel_connection()
+            .and_then(|(secrets, kernel)| Records::new(secrets, kernel));
+        match records {
+            Ok(records) => self.phase = Phase::Traffic(records),
+            Err(err) => {
+                self.failure = Some(err.clone());
+                return Err(TlsSessionError::HandOver(err));
+            }
+        }
+        match goal {
+            Goal::Process { plaintext } => self.process(incoming, plaintext, outgoing),
+            Goal::Encrypt { parts } => self.encrypt(incoming, parts, outgoing),
+            Goal::CloseNotify => self.queue_close_notify(incoming, outgoing),
+        }
     }
 
     /// Appends the alert rustls queued for `err` to `outgoing` and marks the session failed.
@@ -313,11 +375,12 @@ impl TlsSession {
     /// (rustls 0.23.48 `common_state.rs`). `wants_write` reports whether the queue has a message.
     fn fail(&mut self, err: rustls::Error, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>) -> TlsSessionError {
         self.failure = Some(err.clone());
+        let Phase::Handshake(connection) = &mut self.phase else { return TlsSessionError::Protocol(err) };
         for _ in 0..STEP_ALLOWANCE {
-            if !self.connection.wants_write() {
+            if !connection.wants_write() {
                 break;
             }
-            let UnbufferedStatus { discard, state } = self.connection.process_tls_records(incoming);
+            let UnbufferedStatus { discard, state } = connection.process_tls_records(incoming);
             let encoded = match state {
                 Ok(ConnectionState::EncodeTlsData(mut data)) => encode_into(&mut data, outgoing).is_ok(),
                 _ => false,
@@ -384,82 +447,6 @@ fn write_with_retry(
     Err(TlsSessionError::OutputSize { required: size })
 }
 
-/// Encrypts the concatenation of `parts` into `outgoing`, `record_plaintext` bytes per record.
-/// Bytes of a record that spans parts are copied into `joined`, and the rest is encrypted
-/// straight from the caller's slices. `joined` is left empty.
-fn encrypt_parts(
-    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
-    parts: &[&[u8]],
-    record_plaintext: usize,
-    outgoing: &mut Vec<u8>,
-    joined: &mut Vec<u8>,
-) -> Result<(), TlsSessionError> {
-    joined.clear();
-    let last = parts.len().saturating_sub(1);
-    for (index, part) in parts.iter().enumerate() {
-        let mut rest: &[u8] = part;
-
-        if !joined.is_empty() {
-            let take = rest.len().min(record_plaintext.saturating_sub(joined.len()));
-            let (head, tail) = rest.split_at(take);
-            joined.extend_from_slice(head);
-            rest = tail;
-            if joined.len() < record_plaintext {
-                continue;
-            }
-            encrypt_into(traffic, joined, record_plaintext, outgoing)?;
-            joined.clear();
-        }
-
-        if index == last {
-            encrypt_into(traffic, rest, record_plaintext, outgoing)?;
-            return Ok(());
-        }
-        let whole = rest.len() - rest.len() % record_plaintext;
-        let (records, tail) = rest.split_at(whole);
-        encrypt_into(traffic, records, record_plaintext, outgoing)?;
-        if !tail.is_empty() {
-            // Enough for the record this tail starts, which for a small response is all of it.
-            // `joined` is empty here, so this reserves only when its capacity is short.
-            let remaining: usize = parts.iter().skip(index + 1).map(|part| part.len()).sum();
-            joined.reserve_exact(record_plaintext.min(tail.len().saturating_add(remaining)));
-        }
-        joined.extend_from_slice(tail);
-    }
-    let result = encrypt_into(traffic, joined, record_plaintext, outgoing);
-    joined.clear();
-    result
-}
-
-/// Encrypts `plaintext` into records appended to `outgoing`, growing it when rustls reports that
-/// the estimate was short.
-fn encrypt_into(
-    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
-    plaintext: &[u8],
-    record_plaintext: usize,
-    outgoing: &mut Vec<u8>,
-) -> Result<(), TlsSessionError> {
-    if plaintext.is_empty() {
-        return Ok(());
-    }
-    let records = plaintext.len().div_ceil(record_plaintext.max(1));
-    let size = plaintext.len().saturating_add(records.saturating_mul(RECORD_OVERHEAD_ESTIMATE));
-    write_with_retry(outgoing, size, |space| match traffic.encrypt(plaintext, space) {
-        Ok(written) => Ok(written),
-        Err(EncryptError::InsufficientSize(needed)) => Err(Attempt::Grow(needed.required_size)),
-        Err(EncryptError::EncryptExhausted) => Err(Attempt::Fail(TlsSessionError::EncryptExhausted)),
-    })
-}
-
-/// Appends an encrypted close_notify alert to `outgoing`.
-fn close_notify_into(traffic: &mut WriteTraffic<'_, ServerConnectionData>, outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
-    write_with_retry(outgoing, RECORD_OVERHEAD_ESTIMATE, |space| match traffic.queue_close_notify(space) {
-        Ok(written) => Ok(written),
-        Err(EncryptError::InsufficientSize(needed)) => Err(Attempt::Grow(needed.required_size)),
-        Err(EncryptError::EncryptExhausted) => Err(Attempt::Fail(TlsSessionError::EncryptExhausted)),
-    })
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use std::io::{Read, Write};
@@ -468,8 +455,9 @@ pub(super) mod tests {
 
     use rustls::client::Resumption;
     use rustls::pki_types::{CertificateDer, ServerName};
-    use rustls::{ClientConfig, ClientConnection, HandshakeKind, ProtocolVersion, RootCertStore, ServerConfig, SupportedProtocolVersion};
+    use rustls::{AlertDescription, ClientConfig, ClientConnection, ContentType, HandshakeKind, ProtocolVersion, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
+    use super::super::tls_records::TestPeer;
     use super::{TlsSession, TlsSessionError};
 
     /// Rounds of client and server flights allowed for one handshake; a full one needs two.
@@ -477,6 +465,11 @@ pub(super) mod tests {
 
     /// Server and client configurations sharing one self-signed certificate for `localhost`.
     pub(in crate::server) fn configs(version: &'static SupportedProtocolVersion) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        configs_with_client_provider(version, rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    /// As [`configs`], with the client's crypto provider given.
+    fn configs_with_client_provider(version: &'static SupportedProtocolVersion, provider: rustls::crypto::CryptoProvider) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         static DIRECTORY_COUNTER: AtomicUsize = AtomicUsize::new(0);
         let certified = match rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]) {
             Ok(certified) => certified,
@@ -497,11 +490,13 @@ pub(super) mod tests {
 
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from(certified.cert.der().to_vec())).unwrap();
-        let client = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        let mut client = ClientConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(&[version])
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // For `crafted_pair`, which seals the client's records itself.
+        client.enable_secret_extraction = true;
         (server, Arc::new(client))
     }
 
@@ -513,8 +508,6 @@ pub(super) mod tests {
         incoming: Vec<u8>,
         plaintext: Vec<u8>,
         outgoing: Vec<u8>,
-        /// Reused across calls, as the server reuses its spare buffers.
-        scratch: Vec<u8>,
         /// Plaintext the client decrypted and has not yet been checked.
         client_received: Vec<u8>,
         piece: usize,
@@ -529,7 +522,6 @@ pub(super) mod tests {
                 incoming: Vec::new(),
                 plaintext: Vec::new(),
                 outgoing: Vec::new(),
-                scratch: Vec::new(),
                 client_received: Vec::new(),
                 piece,
             }
@@ -621,7 +613,7 @@ pub(super) mod tests {
         for_each_connected_pair(|pair, expected, label| {
             assert!(pair.session.is_handshake_complete(), "{label}");
             assert_eq!(pair.client.protocol_version(), Some(expected), "{label}");
-            assert_eq!(pair.session.connection.protocol_version(), Some(expected), "{label}");
+            assert_eq!(pair.session.protocol_version(), Some(expected), "{label}");
             assert_eq!(pair.client.alpn_protocol(), None, "client offered no ALPN");
             assert!(pair.incoming.is_empty(), "{label}");
         });
@@ -637,7 +629,7 @@ pub(super) mod tests {
             assert!(pair.incoming.is_empty(), "{label}");
 
             let body = vec![b'x'; 40_000];
-            pair.session.encrypt(&mut pair.incoming, &[&body], &mut pair.outgoing, &mut pair.scratch).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &[&body], &mut pair.outgoing).unwrap();
             pair.server_to_client().unwrap();
             assert_eq!(pair.client_plaintext(), body, "{label}");
         });
@@ -650,10 +642,7 @@ pub(super) mod tests {
         pair.handshake();
 
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
-        // A reused scratch buffer may hold bytes from elsewhere; none of them may be sent.
-        pair.scratch.extend_from_slice(b"stale");
-        pair.session.encrypt(&mut pair.incoming, &[head, b"hello"], &mut pair.outgoing, &mut pair.scratch).unwrap();
-        assert!(pair.scratch.is_empty(), "the scratch buffer is left empty");
+        pair.session.encrypt(&mut pair.incoming, &[head, b"hello"], &mut pair.outgoing).unwrap();
         // RFC 8446 §5.2: a record is a 5-byte header and a payload whose length it gives.
         let length = usize::from(u16::from_be_bytes([pair.outgoing[3], pair.outgoing[4]]));
         assert_eq!(pair.outgoing.len(), 5 + length, "one record");
@@ -673,7 +662,7 @@ pub(super) mod tests {
             pair.handshake();
             let parts: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, &size)| vec![b'a' + index as u8; size]).collect();
             let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            pair.session.encrypt(&mut pair.incoming, &slices, &mut pair.outgoing, &mut pair.scratch).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &slices, &mut pair.outgoing).unwrap();
 
             let total: usize = sizes.iter().sum();
             let mut records = 0;
@@ -699,7 +688,7 @@ pub(super) mod tests {
             assert!(pair.session.is_peer_closed(), "{label}");
 
             // A response may still go out after the client's close_notify, then ours.
-            pair.session.encrypt(&mut pair.incoming, &[b"bye"], &mut pair.outgoing, &mut pair.scratch).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &[b"bye"], &mut pair.outgoing).unwrap();
             pair.session.queue_close_notify(&mut pair.incoming, &mut pair.outgoing).unwrap();
             pair.server_to_client().unwrap();
             assert_eq!(pair.client_plaintext(), b"bye", "{label}");
@@ -717,7 +706,7 @@ pub(super) mod tests {
             let mut chunk = [0u8; 16];
             assert_eq!(pair.client.reader().read(&mut chunk).unwrap(), 0, "{expected:?} clean end");
 
-            let again = pair.session.encrypt(&mut pair.incoming, &[b"late"], &mut pair.outgoing, &mut pair.scratch);
+            let again = pair.session.encrypt(&mut pair.incoming, &[b"late"], &mut pair.outgoing);
             assert!(matches!(again, Err(TlsSessionError::Closed)), "{expected:?} {again:?}");
             pair.session.queue_close_notify(&mut pair.incoming, &mut pair.outgoing).unwrap();
             assert!(pair.outgoing.is_empty(), "{expected:?} second close_notify queued nothing");
@@ -729,7 +718,8 @@ pub(super) mod tests {
         // (bytes sent after the handshake or instead of it, alert the client must receive)
         let cases: [(bool, &[u8], rustls::AlertDescription); 3] = [
             (true, b"\x17\x03\x03\x00\x20abcdefghijklmnopqrstuvwxyz012345", rustls::AlertDescription::BadRecordMac),
-            (true, b"\x63\x03\x03\x00\x01x", rustls::AlertDescription::DecodeError),
+            // RFC 8446 §5: an unexpected record type.
+            (true, b"\x63\x03\x03\x00\x01x", rustls::AlertDescription::UnexpectedMessage),
             (false, b"\x63\x03\x01\x00\x01x", rustls::AlertDescription::DecodeError),
         ];
         for (after_handshake, garbage, alert) in cases {
@@ -779,7 +769,7 @@ pub(super) mod tests {
                 let mut second = Pair::new(&server, &client, piece);
                 second.handshake();
                 assert_eq!(second.client.handshake_kind(), Some(HandshakeKind::Resumed), "{expected:?} piece {piece}");
-                assert_eq!(second.session.connection.handshake_kind(), Some(HandshakeKind::Resumed), "{expected:?} piece {piece}");
+                assert_eq!(second.session.handshake_kind, Some(HandshakeKind::Resumed), "{expected:?} piece {piece}");
             }
         }
     }
@@ -791,14 +781,16 @@ pub(super) mod tests {
             pair.client_to_server().unwrap();
             assert!(pair.incoming.is_empty(), "{label}");
 
-            // Every buffer is freed while idle, and the session works on with new ones.
+            // Every buffer and the key contexts are freed while idle, and the session works on
+            // with new ones.
+            pair.session.release_keys();
             pair.incoming = Vec::new();
             pair.plaintext = Vec::new();
             pair.outgoing = Vec::new();
             pair.client.writer().write_all(b"two").unwrap();
             pair.client_to_server().unwrap();
             assert_eq!(pair.plaintext, b"two", "{label}");
-            pair.session.encrypt(&mut pair.incoming, &[b"three"], &mut pair.outgoing, &mut pair.scratch).unwrap();
+            pair.session.encrypt(&mut pair.incoming, &[b"three"], &mut pair.outgoing).unwrap();
             pair.server_to_client().unwrap();
             assert_eq!(pair.client_plaintext(), b"three", "{label}");
         });
@@ -809,7 +801,7 @@ pub(super) mod tests {
         let (server, client) = configs(&rustls::version::TLS13);
         let mut pair = Pair::new(&server, &client, 64 * 1024);
         pair.client_to_server().unwrap();
-        let result = pair.session.encrypt(&mut pair.incoming, &[b"early"], &mut pair.outgoing, &mut pair.scratch);
+        let result = pair.session.encrypt(&mut pair.incoming, &[b"early"], &mut pair.outgoing);
         assert!(matches!(result, Err(TlsSessionError::HandshakeIncomplete)), "{result:?}");
     }
 
@@ -822,8 +814,253 @@ pub(super) mod tests {
         pair.client.writer().write_all(b"after update").unwrap();
         pair.client_to_server().unwrap();
         assert_eq!(pair.plaintext, b"after update");
-        pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing, &mut pair.scratch).unwrap();
+        pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing).unwrap();
         pair.server_to_client().unwrap();
         assert_eq!(pair.client_plaintext(), b"reply");
+    }
+
+    /// A session past its handshake, and the client's keys, for records rustls's client would
+    /// not send.
+    fn crafted_pair(version: &'static SupportedProtocolVersion) -> (Pair, TestPeer) {
+        let (server, client) = configs(version);
+        let mut pair = Pair::new(&server, &client, 64 * 1024);
+        pair.handshake();
+        let name = ServerName::try_from("localhost").unwrap();
+        let spent = std::mem::replace(&mut pair.client, ClientConnection::new(client, name).unwrap());
+        let negotiated = spent.protocol_version().unwrap();
+        let peer = TestPeer::new(spent.dangerous_extract_secrets().unwrap(), negotiated);
+        (pair, peer)
+    }
+
+    const ALERT: ContentType = ContentType::Alert;
+    const HANDSHAKE: ContentType = ContentType::Handshake;
+    const DATA: ContentType = ContentType::ApplicationData;
+
+    /// The fatal alert the session sent for the client's last records.
+    fn fatal_alert_sent(pair: &mut Pair, peer: &mut TestPeer) -> Option<AlertDescription> {
+        match peer.open(&std::mem::take(&mut pair.outgoing)).as_slice() {
+            [(ContentType::Alert, alert)] if alert[0] == 2 => Some(AlertDescription::from(alert[1])),
+            _ => None,
+        }
+    }
+
+    /// Records the client may not send after the handshake, each answered with a fatal alert
+    /// (RFC 8446 §5, §5.1, §5.4, §6; RFC 5246 §7.2).
+    #[test]
+    fn forbidden_records_get_fatal_alerts() {
+        // (label, TLS 1.3, records as (content type, content), expected alert)
+        let oversized = vec![b'x'; super::MAX_RECORD_PLAINTEXT + 1];
+        type Case<'a> = (&'a str, bool, Vec<(ContentType, &'a [u8])>, AlertDescription);
+        let cases: [Case<'_>; 13] = [
+            ("empty handshake record", true, vec![(HANDSHAKE, b"")], AlertDescription::UnexpectedMessage),
+            ("plaintext over 2^14 bytes", true, vec![(DATA, &oversized)], AlertDescription::RecordOverflow),
+            ("plaintext over 2^14 bytes", false, vec![(DATA, &oversized)], AlertDescription::RecordOverflow),
+            ("inner plaintext of padding only", true, vec![(ContentType::from(0), b"")], AlertDescription::UnexpectedMessage),
+            ("warning alert in TLS 1.3", true, vec![(ALERT, b"\x01\x2a")], AlertDescription::DecodeError),
+            ("alert of three bytes", true, vec![(ALERT, b"\x01\x00\x00")], AlertDescription::DecodeError),
+            ("alert of an unknown level", false, vec![(ALERT, b"\x03\x2a")], AlertDescription::IllegalParameter),
+            ("KeyUpdate not ending its record", true, vec![(HANDSHAKE, b"\x18\x00\x00\x01\x00\x18")], AlertDescription::UnexpectedMessage),
+            ("KeyUpdate of two bytes", true, vec![(HANDSHAKE, b"\x18\x00\x00\x02\x00\x00")], AlertDescription::DecodeError),
+            ("KeyUpdate request of 2", true, vec![(HANDSHAKE, b"\x18\x00\x00\x01\x02")], AlertDescription::IllegalParameter),
+            ("data inside a split KeyUpdate", true, vec![(HANDSHAKE, b"\x18\x00"), (DATA, b"x")], AlertDescription::UnexpectedMessage),
+            ("post-handshake client Finished", true, vec![(HANDSHAKE, b"\x14\x00\x00\x00")], AlertDescription::UnexpectedMessage),
+            ("TLS 1.2 Finished after the handshake", false, vec![(HANDSHAKE, b"\x14\x00\x00\x00")], AlertDescription::UnexpectedMessage),
+        ];
+        for (label, tls13, records, expected) in cases {
+            let version = if tls13 { &rustls::version::TLS13 } else { &rustls::version::TLS12 };
+            let (mut pair, mut peer) = crafted_pair(version);
+            let bytes: Vec<u8> = records.iter().flat_map(|(content_type, content)| peer.seal(*content_type, content)).collect();
+            let result = pair.deliver(&bytes);
+            assert!(matches!(result, Err(TlsSessionError::Protocol(_))), "{label}: {result:?}");
+            assert_eq!(fatal_alert_sent(&mut pair, &mut peer), Some(expected), "{label}");
+            // The session stays failed.
+            assert!(pair.session.encrypt(&mut pair.incoming, &[b"late"], &mut pair.outgoing).is_err(), "{label}");
+        }
+    }
+
+    /// Records that fail before decryption: a bad tag, an oversized length, a record type TLS 1.3
+    /// no longer sends, a TLS 1.2 record of another version.
+    #[test]
+    fn damaged_records_get_fatal_alerts() {
+        for (version, expected) in VERSIONS {
+            let tls13 = expected == ProtocolVersion::TLSv1_3;
+            type Case = (&'static str, Box<dyn Fn(&mut TestPeer) -> Vec<u8>>, AlertDescription);
+            let mut cases: Vec<Case> = vec![
+                (
+                    "flipped tag byte",
+                    Box::new(|peer: &mut TestPeer| {
+                        let mut record = peer.seal(DATA, b"hello");
+                        *record.last_mut().unwrap() ^= 1;
+                        record
+                    }),
+                    AlertDescription::BadRecordMac,
+                ),
+                ("record too short for a tag", Box::new(|_: &mut TestPeer| b"\x17\x03\x03\x00\x03abc".to_vec()), AlertDescription::BadRecordMac),
+                ("length over the limit", Box::new(move |_: &mut TestPeer| if tls13 { b"\x17\x03\x03\x41\x01".to_vec() } else { b"\x17\x03\x03\x48\x01".to_vec() }), AlertDescription::RecordOverflow),
+            ];
+            if tls13 {
+                cases.push(("change_cipher_spec after the handshake", Box::new(|_: &mut TestPeer| b"\x14\x03\x03\x00\x01\x01".to_vec()), AlertDescription::UnexpectedMessage));
+                cases.push(("unprotected alert", Box::new(|_: &mut TestPeer| b"\x15\x03\x03\x00\x02\x02\x28".to_vec()), AlertDescription::UnexpectedMessage));
+            } else {
+                cases.push((
+                    "TLS 1.0 record version",
+                    Box::new(|peer: &mut TestPeer| {
+                        let mut record = peer.seal(DATA, b"hello");
+                        record[2] = 1;
+                        record
+                    }),
+                    AlertDescription::ProtocolVersion,
+                ));
+                cases.push(("change_cipher_spec after the handshake", Box::new(|_: &mut TestPeer| b"\x14\x03\x03\x00\x01\x01".to_vec()), AlertDescription::UnexpectedMessage));
+            }
+            for (label, make, alert) in cases {
+                let (mut pair, mut peer) = crafted_pair(version);
+                let bytes = make(&mut peer);
+                let result = pair.deliver(&bytes);
+                assert!(matches!(result, Err(TlsSessionError::Protocol(_))), "{expected:?} {label}: {result:?}");
+                assert_eq!(fatal_alert_sent(&mut pair, &mut peer), Some(alert), "{expected:?} {label}");
+            }
+        }
+    }
+
+    /// Alerts the session goes on after, and the ones that end it without an answer.
+    #[test]
+    fn client_alerts() {
+        // TLS 1.3 user_canceled and TLS 1.2 warnings are ignored, up to four of them.
+        let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS13);
+        pair.deliver(&[peer.seal(ALERT, b"\x01\x5a"), peer.seal(DATA, b"on")].concat()).unwrap();
+        assert_eq!(pair.plaintext, b"on");
+        let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS12);
+        for _ in 0..4 {
+            pair.deliver(&peer.seal(ALERT, b"\x01\x2a")).unwrap();
+        }
+        assert!(pair.deliver(&peer.seal(ALERT, b"\x01\x2a")).is_err(), "a fifth warning ends the session");
+        assert_eq!(fatal_alert_sent(&mut pair, &mut peer), Some(AlertDescription::UnexpectedMessage));
+
+        for (version, expected) in VERSIONS {
+            // A fatal alert ends the session with no alert back.
+            let (mut pair, mut peer) = crafted_pair(version);
+            let result = pair.deliver(&peer.seal(ALERT, b"\x02\x28"));
+            assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure)))), "{expected:?} {result:?}");
+            assert!(pair.outgoing.is_empty(), "{expected:?}");
+
+            // RFC 8446 §6.1: whatever follows close_notify is ignored, even bytes that are not a
+            // record.
+            let (mut pair, mut peer) = crafted_pair(version);
+            let bytes = [peer.seal(DATA, b"last"), peer.seal(ALERT, b"\x01\x00"), peer.seal(DATA, b"ignored"), b"junk".to_vec()].concat();
+            pair.deliver(&bytes).unwrap();
+            assert_eq!(pair.plaintext, b"last", "{expected:?}");
+            assert!(pair.session.is_peer_closed(), "{expected:?}");
+            assert!(pair.incoming.is_empty(), "{expected:?}");
+        }
+    }
+
+    /// RFC 8446 §5.1: a KeyUpdate may be split over records. After it the client's old key no
+    /// longer opens records, and a requested update is answered under the server's old key.
+    #[test]
+    fn key_update_split_over_records() {
+        for request in [0u8, 1] {
+            let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS13);
+            pair.deliver(&[peer.seal(HANDSHAKE, b"\x18\x00"), peer.seal(HANDSHAKE, &[0, 1, request])].concat()).unwrap();
+            let answer = peer.open(&std::mem::take(&mut pair.outgoing));
+            if request == 1 {
+                assert_eq!(answer, vec![(HANDSHAKE, b"\x18\x00\x00\x01\x00".to_vec())], "the server's own update asks for none");
+            } else {
+                assert!(answer.is_empty(), "{answer:?}");
+            }
+            let result = pair.deliver(&peer.seal(DATA, b"old key"));
+            assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::DecryptError))), "{result:?}");
+        }
+    }
+
+    /// rustls's client sends a KeyUpdate that asks for one back. Each one is followed and
+    /// answered, but more than 32 without application data between them end the session.
+    #[test]
+    fn key_updates_limited_between_data() {
+        let (server, client) = configs(&rustls::version::TLS13);
+        let mut pair = Pair::new(&server, &client, 64 * 1024);
+        pair.handshake();
+        for round in 0..2 {
+            for _ in 0..32 {
+                pair.client.refresh_traffic_keys().unwrap();
+                pair.client_to_server().unwrap();
+                pair.server_to_client().unwrap();
+            }
+            pair.client.writer().write_all(b"data").unwrap();
+            pair.client_to_server().unwrap();
+            assert_eq!(std::mem::take(&mut pair.plaintext), b"data", "round {round}");
+            // rustls's client limits the server's KeyUpdates the same way.
+            pair.session.encrypt(&mut pair.incoming, &[b"data"], &mut pair.outgoing).unwrap();
+            pair.server_to_client().unwrap();
+            assert_eq!(pair.client_plaintext(), b"data", "round {round}");
+        }
+        for _ in 0..33 {
+            pair.client.refresh_traffic_keys().unwrap();
+        }
+        let result = pair.client_to_server();
+        assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::PeerMisbehaved(_)))), "{result:?}");
+    }
+
+    /// TLS 1.2 renegotiation: the first ClientHello (split over records here) gets a
+    /// no_renegotiation warning and the session goes on; a second one ends it.
+    #[test]
+    fn renegotiation_refused() {
+        let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS12);
+        let hello = b"\x01\x00\x00\x06\x03\x03abcd";
+        pair.deliver(&[peer.seal(HANDSHAKE, &hello[..3]), peer.seal(HANDSHAKE, &hello[3..]), peer.seal(DATA, b"on")].concat()).unwrap();
+        assert_eq!(pair.plaintext, b"on");
+        assert_eq!(peer.open(&std::mem::take(&mut pair.outgoing)), vec![(ALERT, b"\x01\x64".to_vec())]);
+        assert!(pair.deliver(&peer.seal(HANDSHAKE, hello)).is_err());
+        assert_eq!(fatal_alert_sent(&mut pair, &mut peer), Some(AlertDescription::UnexpectedMessage));
+    }
+
+    /// Every cipher suite the provider offers, with each version: data both ways, and in TLS 1.3
+    /// a KeyUpdate each way.
+    #[test]
+    fn every_cipher_suite() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        // The test certificate is ECDSA, so TLS 1.2's RSA suites cannot be negotiated.
+        for suite in provider.cipher_suites.iter().copied().filter(|suite| !format!("{:?}", suite.suite()).contains("_RSA_")) {
+            let version = suite.version();
+            let only_suite = rustls::crypto::CryptoProvider { cipher_suites: vec![suite], ..rustls::crypto::aws_lc_rs::default_provider() };
+            let (server, client) = configs_with_client_provider(version, only_suite);
+            let mut pair = Pair::new(&server, &client, 64 * 1024);
+            pair.handshake();
+            assert_eq!(pair.client.negotiated_cipher_suite(), Some(suite));
+            for round in 0..2 {
+                pair.client.writer().write_all(b"ping").unwrap();
+                pair.client_to_server().unwrap();
+                assert_eq!(std::mem::take(&mut pair.plaintext), b"ping", "{suite:?} round {round}");
+                pair.session.encrypt(&mut pair.incoming, &[b"pong"], &mut pair.outgoing).unwrap();
+                pair.server_to_client().unwrap();
+                assert_eq!(pair.client_plaintext(), b"pong", "{suite:?} round {round}");
+                if version == &rustls::version::TLS13 {
+                    pair.client.refresh_traffic_keys().unwrap();
+                }
+            }
+        }
+    }
+
+    /// A TLS 1.3 key that reached its confidentiality limit is updated before the next record;
+    /// TLS 1.2 has no KeyUpdate and refuses to seal more.
+    #[test]
+    fn confidentiality_limit() {
+        for (version, expected) in VERSIONS {
+            let (server, client) = configs(version);
+            let mut pair = Pair::new(&server, &client, 64 * 1024);
+            pair.handshake();
+            pair.session.set_confidentiality_limit(3);
+            for index in 0..6u8 {
+                let result = pair.session.encrypt(&mut pair.incoming, &[&[b'a' + index]], &mut pair.outgoing);
+                if expected == ProtocolVersion::TLSv1_2 && index >= 3 {
+                    assert!(matches!(result, Err(TlsSessionError::EncryptExhausted)), "{index}: {result:?}");
+                } else {
+                    result.unwrap_or_else(|err| panic!("{expected:?} record {index}: {err}"));
+                }
+            }
+            pair.server_to_client().unwrap();
+            let sent = if expected == ProtocolVersion::TLSv1_3 { &b"abcdef"[..] } else { b"abc" };
+            assert_eq!(pair.client_plaintext(), sent, "{expected:?}");
+        }
     }
 }

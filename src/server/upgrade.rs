@@ -406,6 +406,6 @@ fn decrypt(tls: &mut RelayTls<'_>, ciphertext: &[u8]) -> Result<Option<Vec<u8>>,
 fn encrypt(tls: &mut RelayTls<'_>, plaintext: &[u8]) -> Result<Vec<u8>, TlsSessionError> {
     let mut records = std::mem::take(tls.outgoing);
     // One part never needs the scratch buffer for joining, so an empty one costs nothing.
-    tls.session.encrypt(tls.incoming, &[plaintext], &mut records, &mut Vec::new())?;
+    tls.session.encrypt(tls.incoming, &[plaintext], &mut records)?;
     Ok(records)
 }

@@ -1,0 +1,701 @@
+//! TLS records after the handshake, without I/O: protecting the server's records and opening the
+//! client's (RFC 8446 §5 for TLS 1.3; RFC 5246 §6.2 with RFC 5288 and RFC 7905 for TLS 1.2).
+//! rustls makes the handshake. Once it is complete, rustls hands over the traffic secrets and
+//! keeps only its key schedule, through the interface it offers for kernel TLS
+//! (`rustls::kernel`), and this module seals and opens records with aws-lc's AEADs. This module
+//! must not use sockets or the async runtime.
+//!
+//! Why not rustls's own record layer: an idle keep-alive connection would keep rustls's
+//! connection state (about 2 KiB in a heap profile) and two AEAD key contexts (about 1.2 KiB) for
+//! as long as it stays open. Here it keeps the traffic secrets, the sequence numbers and rustls's
+//! key schedule. [`Records::release_keys`] drops the key contexts of a connection that waits, and
+//! the next record builds them again from the secrets. Records are also sealed in place in the
+//! output buffer, where rustls 0.23 seals into a new allocation per record and copies it out.
+//!
+//! The client's post-handshake messages: TLS 1.3 KeyUpdate (RFC 8446 §4.6.3) is followed, and
+//! answered when it asks for an update; a TLS 1.2 ClientHello (renegotiation) gets the
+//! no_renegotiation warning, as from rustls. Every other handshake message ends the session.
+
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use rustls::kernel::KernelConnection;
+use rustls::server::ServerConnectionData;
+use rustls::{AlertDescription, ConnectionTrafficSecrets, ContentType, Error, ExtractedSecrets, HandshakeType, InvalidMessage, PeerMisbehaved, ProtocolVersion, SupportedCipherSuite};
+use zeroize::Zeroize;
+
+/// RFC 8446 §5.1 and RFC 5246 §6.2.1: the largest plaintext of one record, 2^14 bytes.
+pub const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// RFC 8446 §5.2: the largest `TLSCiphertext.length` in TLS 1.3, 2^14 + 256.
+const MAX_CIPHERTEXT_TLS13: usize = MAX_RECORD_PLAINTEXT + 256;
+
+/// RFC 5246 §6.2.3: the largest `TLSCiphertext.length` in TLS 1.2, 2^14 + 2048.
+const MAX_CIPHERTEXT_TLS12: usize = MAX_RECORD_PLAINTEXT + 2048;
+
+/// Content type, version and length.
+const HEADER_LEN: usize = 5;
+
+/// The authentication tag of every AEAD that rustls negotiates.
+const TAG_LEN: usize = 16;
+
+/// RFC 5288 §3: the part of an AES-GCM nonce that a TLS 1.2 record carries.
+const EXPLICIT_NONCE_LEN: usize = 8;
+
+/// RFC 8446 §5.1: the `legacy_record_version` of every TLS 1.3 record, and TLS 1.2's version.
+const RECORD_VERSION: [u8; 2] = [3, 3];
+
+/// Handshake message header: type and a 24-bit length (RFC 8446 §4).
+const HANDSHAKE_HEADER_LEN: usize = 4;
+
+/// Alert levels (RFC 5246 §7.2; TLS 1.3 keeps the field).
+const ALERT_WARNING: u8 = 1;
+const ALERT_FATAL: u8 = 2;
+
+/// RFC 8446 §4.6.3: `KeyUpdateRequest` values.
+const UPDATE_NOT_REQUESTED: u8 = 0;
+const UPDATE_REQUESTED: u8 = 1;
+
+/// TLS 1.2 warning alerts other than close_notify that a client may send before the session
+/// ends. They carry nothing this server acts on, and each one costs a decryption.
+const MAX_WARNING_ALERTS: u8 = 4;
+
+/// TLS 1.2 renegotiation requests refused with a warning; the next one ends the session.
+const MAX_RENEGOTIATION_REQUESTS: u8 = 1;
+
+/// KeyUpdate messages accepted between two application data records. Each one costs a key
+/// derivation and, when it asks for an answer, a record back, so a client sending nothing else
+/// is cut off.
+const MAX_KEY_UPDATES_BETWEEN_DATA: u8 = 32;
+
+/// The record protection of one session after its handshake.
+pub struct Records {
+    /// rustls's state after the handshake, which derives the secrets of key updates.
+    kernel: KernelConnection<ServerConnectionData>,
+    tls13: bool,
+    /// Records sealed under one key before TLS 1.3 updates it and TLS 1.2 refuses to seal more
+    /// (the cipher suite's confidentiality limit, RFC 8446 §5.5).
+    confidentiality_limit: u64,
+    send: TrafficKeys,
+    receive: TrafficKeys,
+    /// A handshake message split over records, which must follow without other records between
+    /// them (RFC 8446 §5.1).
+    handshake: PartialHandshake,
+    /// RFC 8446 §4.6.3: the client asked for an update of the keys this side sends with. The
+    /// KeyUpdate goes out after the records the client sent with the request are opened, so that
+    /// several requests get one answer.
+    update_requested: bool,
+    peer_closed: bool,
+    warning_alerts: u8,
+    renegotiation_requests: u8,
+    key_updates: u8,
+}
+
+/// The keys of one direction.
+struct TrafficKeys {
+    secret: TrafficSecret,
+    /// Sequence number of the next record (RFC 8446 §5.3, RFC 5246 §6.1).
+    sequence: u64,
+    /// aws-lc's key context, built from `secret` when a record needs it.
+    key: Option<LessSafeKey>,
+}
+
+/// An AEAD key and IV, wiped when dropped.
+struct TrafficSecret {
+    algorithm: &'static aead::Algorithm,
+    key: [u8; 32],
+    key_len: usize,
+    iv: [u8; aead::NONCE_LEN],
+}
+
+/// The part of a handshake message received so far.
+#[derive(Default)]
+struct PartialHandshake {
+    header: [u8; HANDSHAKE_HEADER_LEN],
+    header_len: usize,
+    /// Body bytes still to come once the header is complete.
+    body_left: usize,
+    /// The first body byte: a KeyUpdate's request.
+    first_body_byte: Option<u8>,
+}
+
+/// An error to answer with a fatal alert, or with none when the client sent one.
+struct Fault {
+    alert: Option<AlertDescription>,
+    error: Error,
+}
+
+impl Fault {
+    fn new(alert: AlertDescription, error: impl Into<Error>) -> Fault {
+        Fault { alert: Some(alert), error: error.into() }
+    }
+
+    fn unexpected(error: impl Into<Error>) -> Fault {
+        Fault::new(AlertDescription::UnexpectedMessage, error)
+    }
+}
+
+impl Records {
+    /// Takes over a session whose handshake rustls completed.
+    ///
+    /// # Errors
+    /// `Error::General` when the secrets are for an AEAD that aws-lc rejects.
+    pub fn new(secrets: ExtractedSecrets, kernel: KernelConnection<ServerConnectionData>) -> Result<Records, Error> {
+        let confidentiality_limit = match kernel.negotiated_cipher_suite() {
+            SupportedCipherSuite::Tls13(suite) => suite.common.confidentiality_limit,
+            SupportedCipherSuite::Tls12(suite) => suite.common.confidentiality_limit,
+        };
+        let tls13 = kernel.protocol_version() == ProtocolVersion::TLSv1_3;
+        let (send_sequence, send) = secrets.tx;
+        let (receive_sequence, receive) = secrets.rx;
+        Ok(Records {
+            kernel,
+            tls13,
+            confidentiality_limit,
+            send: TrafficKeys::new(send, send_sequence)?,
+            receive: TrafficKeys::new(receive, receive_sequence)?,
+            handshake: PartialHandshake::default(),
+            update_requested: false,
+            peer_closed: false,
+            warning_alerts: 0,
+            renegotiation_requests: 0,
+            key_updates: 0,
+        })
+    }
+
+    /// Returns whether the client sent close_notify. Records after it are ignored (RFC 8446 §6.1).
+    pub fn is_peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    #[cfg(test)]
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        self.kernel.protocol_version()
+    }
+
+    /// Lets `records` more records be sealed under the current key.
+    #[cfg(test)]
+    pub fn set_confidentiality_limit(&mut self, records: u64) {
+        self.confidentiality_limit = self.send.sequence.saturating_add(records);
+    }
+
+    /// Drops the AEAD key contexts, for a connection that may wait long for its next record. The
+    /// next record builds them again from the secrets, which costs about as much as sealing a
+    /// small record.
+    pub fn release_keys(&mut self) {
+        self.send.key = None;
+        self.receive.key = None;
+    }
+
+    /// Opens every complete record at the front of `incoming`, removes it, and appends its
+    /// application data to `plaintext`. Records to send in answer (a KeyUpdate, a warning) are
+    /// appended to `outgoing`.
+    ///
+    /// # Errors
+    /// The client's fault that ended the session, after the fatal alert for it was appended to
+    /// `outgoing`; `Error::AlertReceived` when the client sent a fatal alert.
+    pub fn open(&mut self, incoming: &mut Vec<u8>, plaintext: &mut Vec<u8>, outgoing: &mut Vec<u8>) -> Result<(), Error> {
+        let mut consumed = 0usize;
+        let mut result = Ok(());
+        while !self.peer_closed {
+            let Some(rest) = incoming.get_mut(consumed..) else { break };
+            match self.open_record(rest, plaintext, outgoing) {
+                Ok(Some(length)) => consumed = consumed.saturating_add(length),
+                Ok(None) => break,
+                Err(fault) => {
+                    result = Err(fault);
+                    break;
+                }
+            }
+        }
+        if self.peer_closed {
+            consumed = incoming.len();
+        }
+        incoming.drain(..consumed.min(incoming.len()));
+
+        if result.is_ok() && self.update_requested {
+            result = self.send_key_update(outgoing);
+        }
+        result.map_err(|fault| self.reject(fault, outgoing))
+    }
+
+    /// Seals the concatenation of `parts` into application data records of at most
+    /// `record_plaintext` bytes, appended to `outgoing`. A record spans part boundaries, so a
+    /// response head and a short body share one.
+    ///
+    /// # Errors
+    /// `Error::EncryptError` when a TLS 1.2 key reached its confidentiality limit (TLS 1.3
+    /// updates the key instead), or when aws-lc fails.
+    pub fn seal(&mut self, parts: &[&[u8]], record_plaintext: usize, outgoing: &mut Vec<u8>) -> Result<(), Error> {
+        let record_plaintext = record_plaintext.clamp(1, MAX_RECORD_PLAINTEXT);
+        let total = parts.iter().fold(0usize, |sum, part| sum.saturating_add(part.len()));
+        let records = total.div_ceil(record_plaintext);
+        outgoing.reserve(total.saturating_add(records.saturating_mul(HEADER_LEN + EXPLICIT_NONCE_LEN + 1 + TAG_LEN)));
+
+        let mut parts = parts.iter().copied();
+        let mut current: &[u8] = &[];
+        let mut left = total;
+        while left > 0 {
+            self.refresh_send_key(outgoing).map_err(|fault| fault.error)?;
+            let length = left.min(record_plaintext);
+            let start = self.send.start_record(self.tls13, outgoing);
+            let mut missing = length;
+            while missing > 0 {
+                if current.is_empty() {
+                    match parts.next() {
+                        Some(part) => current = part,
+                        None => break,
+                    }
+                }
+                let (taken, rest) = current.split_at(missing.min(current.len()));
+                outgoing.extend_from_slice(taken);
+                current = rest;
+                missing = missing.saturating_sub(taken.len());
+            }
+            self.send.seal_record(self.tls13, ContentType::ApplicationData, start, outgoing)?;
+            left = left.saturating_sub(length);
+        }
+        Ok(())
+    }
+
+    /// Appends a close_notify alert (RFC 8446 §6.1) to `outgoing`.
+    ///
+    /// # Errors
+    /// As [`Records::seal`].
+    pub fn close_notify(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Error> {
+        self.seal_alert(ALERT_WARNING, AlertDescription::CloseNotify, outgoing)
+    }
+
+    /// Opens the record at the front of `buffer`. Returns its length, or `None` when it is not
+    /// complete yet.
+    fn open_record(&mut self, buffer: &mut [u8], plaintext: &mut Vec<u8>, outgoing: &mut Vec<u8>) -> Result<Option<usize>, Fault> {
+        let Some(&[outer_type, major, minor, length_high, length_low]) = buffer.get(..HEADER_LEN) else { return Ok(None) };
+        let length = usize::from(u16::from_be_bytes([length_high, length_low]));
+        let limit = if self.tls13 { MAX_CIPHERTEXT_TLS13 } else { MAX_CIPHERTEXT_TLS12 };
+        if length > limit {
+            return Err(Fault::new(AlertDescription::RecordOverflow, Error::PeerSentOversizedRecord));
+        }
+        let Some(record) = buffer.get_mut(..HEADER_LEN.saturating_add(length)) else { return Ok(None) };
+        let (header, payload) = record.split_at_mut(HEADER_LEN);
+
+        let outer_type = ContentType::from(outer_type);
+        if self.tls13 && outer_type != ContentType::ApplicationData {
+            // RFC 8446 §5: after the handshake every record is protected, and a change_cipher_spec
+            // is an unexpected record type.
+            return Err(Fault::unexpected(Error::InappropriateMessage { expect_types: vec![ContentType::ApplicationData], got_type: outer_type }));
+        }
+        if !self.tls13 {
+            if !matches!(outer_type, ContentType::ApplicationData | ContentType::Alert | ContentType::Handshake) {
+                return Err(Fault::unexpected(Error::InappropriateMessage { expect_types: vec![ContentType::ApplicationData], got_type: outer_type }));
+            }
+            if [major, minor] != RECORD_VERSION {
+                return Err(Fault::new(AlertDescription::ProtocolVersion, InvalidMessage::UnknownProtocolVersion));
+            }
+        }
+
+        let (content_type, content) = self.receive.open(self.tls13, outer_type, header, payload)?;
+        if self.handshake.is_started() && content_type != ContentType::Handshake {
+            return Err(Fault::unexpected(PeerMisbehaved::MessageInterleavedWithHandshakeMessage));
+        }
+        match content_type {
+            ContentType::ApplicationData => {
+                plaintext.extend_from_slice(content);
+                self.key_updates = 0;
+            }
+            ContentType::Alert => self.on_alert(content)?,
+            ContentType::Handshake => self.on_handshake(content, outgoing)?,
+            other => return Err(Fault::unexpected(Error::InappropriateMessage { expect_types: vec![ContentType::ApplicationData], got_type: other })),
+        }
+        Ok(Some(HEADER_LEN.saturating_add(length)))
+    }
+
+    /// Handles an alert from the client.
+    fn on_alert(&mut self, content: &[u8]) -> Result<(), Fault> {
+        // RFC 8446 §5.1: alerts are never fragmented nor coalesced.
+        let &[level, description] = content else {
+            return Err(Fault::new(AlertDescription::DecodeError, InvalidMessage::MessageTooShort));
+        };
+        let description = AlertDescription::from(description);
+        if level != ALERT_WARNING && level != ALERT_FATAL {
+            return Err(Fault::new(AlertDescription::IllegalParameter, Error::AlertReceived(description)));
+        }
+        if description == AlertDescription::CloseNotify {
+            self.peer_closed = true;
+            return Ok(());
+        }
+        if level == ALERT_FATAL {
+            return Err(Fault { alert: None, error: Error::AlertReceived(description) });
+        }
+        // RFC 8446 §6: in TLS 1.3 every alert but close_notify and user_canceled is fatal,
+        // whatever its level says.
+        if self.tls13 && description != AlertDescription::UserCanceled {
+            return Err(Fault::new(AlertDescription::DecodeError, Error::AlertReceived(description)));
+        }
+        self.warning_alerts = self.warning_alerts.saturating_add(1);
+        if self.warning_alerts > MAX_WARNING_ALERTS {
+            return Err(Fault::unexpected(PeerMisbehaved::TooManyWarningAlertsReceived));
+        }
+        tracing::debug!(alert = ?description, "TLS warning alert from the client");
+        Ok(())
+    }
+
+    /// Takes the bytes of handshake messages from one record's content.
+    fn on_handshake(&mut self, mut content: &[u8], outgoing: &mut Vec<u8>) -> Result<(), Fault> {
+        if content.is_empty() {
+            // RFC 8446 §5.4: a handshake record never has empty content.
+            return Err(Fault::unexpected(InvalidMessage::InvalidEmptyPayload));
+        }
+        while !content.is_empty() {
+            if self.handshake.header_len < HANDSHAKE_HEADER_LEN {
+                content = self.handshake.take_header(content);
+                if self.handshake.header_len < HANDSHAKE_HEADER_LEN {
+                    break;
+                }
+                self.check_handshake_header()?;
+            }
+            content = self.handshake.take_body(content);
+            if self.handshake.body_left > 0 {
+                break;
+            }
+
+            let PartialHandshake { header: [kind, ..], first_body_byte, .. } = std::mem::take(&mut self.handshake);
+            match HandshakeType::from(kind) {
+                HandshakeType::KeyUpdate => self.on_key_update(first_body_byte, content.is_empty())?,
+                _ => self.on_renegotiation_request(outgoing)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Accepts the one handshake message of each version that the client may send now.
+    fn check_handshake_header(&mut self) -> Result<(), Fault> {
+        let [kind, ..] = self.handshake.header;
+        let kind = HandshakeType::from(kind);
+        let length = self.handshake.body_left;
+        match (self.tls13, kind) {
+            (true, HandshakeType::KeyUpdate) if length == 1 => Ok(()),
+            (true, HandshakeType::KeyUpdate) => Err(Fault::new(AlertDescription::DecodeError, InvalidMessage::InvalidKeyUpdate)),
+            (false, HandshakeType::ClientHello) => Ok(()),
+            (true, _) => Err(Fault::unexpected(Error::InappropriateHandshakeMessage { expect_types: vec![HandshakeType::KeyUpdate], got_type: kind })),
+            (false, _) => Err(Fault::unexpected(Error::InappropriateHandshakeMessage { expect_types: vec![HandshakeType::ClientHello], got_type: kind })),
+        }
+    }
+
+    /// RFC 8446 §4.6.3: the client's following records use its next keys.
+    fn on_key_update(&mut self, request: Option<u8>, ends_record: bool) -> Result<(), Fault> {
+        // RFC 8446 §5.1: a message that precedes a key change ends its record.
+        if !ends_record {
+            return Err(Fault::unexpected(PeerMisbehaved::KeyEpochWithPendingFragment));
+        }
+        match request {
+            Some(UPDATE_NOT_REQUESTED) => {}
+            Some(UPDATE_REQUESTED) => self.update_requested = true,
+            _ => return Err(Fault::new(AlertDescription::IllegalParameter, InvalidMessage::InvalidKeyUpdate)),
+        }
+        self.key_updates = self.key_updates.saturating_add(1);
+        if self.key_updates > MAX_KEY_UPDATES_BETWEEN_DATA {
+            return Err(Fault::unexpected(PeerMisbehaved::TooManyKeyUpdateRequests));
+        }
+        let (sequence, secret) = self.kernel.update_rx_secret().map_err(|error| Fault { alert: Some(AlertDescription::InternalError), error })?;
+        self.receive = TrafficKeys::new(secret, sequence).map_err(|error| Fault { alert: Some(AlertDescription::InternalError), error })?;
+        Ok(())
+    }
+
+    /// RFC 5746 §4.4 and RFC 5246 §7.2.2: this server does not renegotiate, and says so with a
+    /// warning the client may go on after.
+    fn on_renegotiation_request(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Fault> {
+        self.renegotiation_requests = self.renegotiation_requests.saturating_add(1);
+        if self.renegotiation_requests > MAX_RENEGOTIATION_REQUESTS {
+            return Err(Fault::unexpected(PeerMisbehaved::TooManyRenegotiationRequests));
+        }
+        tracing::debug!("TLS 1.2 renegotiation refused");
+        self.seal_alert(ALERT_WARNING, AlertDescription::NoRenegotiation, outgoing)
+            .map_err(|error| Fault { alert: None, error })
+    }
+
+    /// Updates the sending key when it has sealed as many records as its cipher suite allows,
+    /// which TLS 1.3 does with a KeyUpdate (RFC 8446 §5.5).
+    fn refresh_send_key(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Fault> {
+        if self.send.sequence < self.confidentiality_limit {
+            return Ok(());
+        }
+        if !self.tls13 {
+            return Err(Fault { alert: None, error: Error::EncryptError });
+        }
+        self.send_key_update(outgoing)
+    }
+
+    /// Sends a KeyUpdate that asks for none back, then seals with the next key.
+    fn send_key_update(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Fault> {
+        self.update_requested = false;
+        let internal = |error| Fault { alert: None, error };
+        let start = self.send.start_record(self.tls13, outgoing);
+        outgoing.extend_from_slice(&[u8::from(HandshakeType::KeyUpdate), 0, 0, 1, UPDATE_NOT_REQUESTED]);
+        self.send.seal_record(self.tls13, ContentType::Handshake, start, outgoing).map_err(internal)?;
+        let (sequence, secret) = self.kernel.update_tx_secret().map_err(internal)?;
+        self.send = TrafficKeys::new(secret, sequence).map_err(internal)?;
+        Ok(())
+    }
+
+    /// Appends the fatal alert for `fault` when there is one, and returns its error.
+    fn reject(&mut self, fault: Fault, outgoing: &mut Vec<u8>) -> Error {
+        if let Some(alert) = fault.alert {
+            // The session ends either way; a failure here only loses the alert.
+            self.seal_alert(ALERT_FATAL, alert, outgoing).ok();
+        }
+        fault.error
+    }
+
+    fn seal_alert(&mut self, level: u8, description: AlertDescription, outgoing: &mut Vec<u8>) -> Result<(), Error> {
+        let start = self.send.start_record(self.tls13, outgoing);
+        outgoing.extend_from_slice(&[level, u8::from(description)]);
+        self.send.seal_record(self.tls13, ContentType::Alert, start, outgoing)
+    }
+}
+
+impl TrafficKeys {
+    fn new(secret: ConnectionTrafficSecrets, sequence: u64) -> Result<TrafficKeys, Error> {
+        let (algorithm, key, iv) = match &secret {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&aead::CHACHA20_POLY1305, key, iv),
+            _ => return Err(Error::General("rustls negotiated an AEAD this server does not seal".into())),
+        };
+        let Ok(iv) = <[u8; aead::NONCE_LEN]>::try_from(iv.as_ref()) else {
+            return Err(Error::General("AEAD IV of an unexpected length".into()));
+        };
+        let mut secret = TrafficSecret { algorithm, key: [0; 32], key_len: key.as_ref().len(), iv };
+        let Some(key_room) = secret.key.get_mut(..secret.key_len) else {
+            return Err(Error::General("AEAD key longer than 32 bytes".into()));
+        };
+        key_room.copy_from_slice(key.as_ref());
+        Ok(TrafficKeys { secret, sequence, key: None })
+    }
+
+    /// Returns aws-lc's key context, building it when it was released.
+    fn key(&mut self) -> Result<&LessSafeKey, Error> {
+        if self.key.is_none() {
+            let bytes = self.secret.key.get(..self.secret.key_len).unwrap_or_default();
+            let unbound = UnboundKey::new(self.secret.algorithm, bytes).map_err(|_| Error::General("aws-lc rejected a traffic key".into()))?;
+            self.key = Some(LessSafeKey::new(unbound));
+        }
+        self.key.as_ref().ok_or(Error::EncryptError)
+    }
+
+    /// Decrypts one record's payload in place and returns its content type and content.
+    fn open<'a>(&mut self, tls13: bool, outer_type: ContentType, header: &[u8], payload: &'a mut [u8]) -> Result<(ContentType, &'a [u8]), Fault> {
+        let bad_mac = || Fault::new(AlertDescription::BadRecordMac, Error::DecryptError);
+        let sequence = self.sequence;
+        self.sequence = sequence.checked_add(1).ok_or_else(bad_mac)?;
+        let internal = |error| Fault { alert: Some(AlertDescription::InternalError), error };
+
+        if tls13 {
+            let nonce = self.secret.nonce(sequence);
+            // RFC 8446 §5.2: the additional data is the record header.
+            let opened = self.key().map_err(internal)?.open_in_place(nonce, Aad::from(header), payload).map_err(|_| bad_mac())?;
+            // RFC 8446 §5.4: the full TLSInnerPlaintext is at most 2^14 + 1 bytes.
+            if opened.len() > MAX_RECORD_PLAINTEXT.saturating_add(1) {
+                return Err(Fault::new(AlertDescription::RecordOverflow, Error::PeerSentOversizedRecord));
+            }
+            // The content type is the last byte that is not padding.
+            let Some(type_at) = opened.iter().rposition(|&byte| byte != 0) else {
+                return Err(Fault::unexpected(PeerMisbehaved::IllegalTlsInnerPlaintext));
+            };
+            let (content, inner_type) = opened.split_at(type_at);
+            let content_type = ContentType::from(inner_type.first().copied().unwrap_or_default());
+            return Ok((content_type, content));
+        }
+
+        let (nonce, sealed) = if self.secret.algorithm == &aead::CHACHA20_POLY1305 {
+            // RFC 7905 §2: the IV with the sequence number mixed in, as in TLS 1.3.
+            if payload.len() < TAG_LEN {
+                return Err(bad_mac());
+            }
+            (self.secret.nonce(sequence), payload)
+        } else {
+            // RFC 5288 §3: the salt from the key block, then the explicit part from the record.
+            if payload.len() < EXPLICIT_NONCE_LEN.saturating_add(TAG_LEN) {
+                return Err(bad_mac());
+            }
+            let (explicit, sealed) = payload.split_at_mut(EXPLICIT_NONCE_LEN);
+            let mut nonce = self.secret.iv;
+            if let Some(nonce_tail) = nonce.get_mut(aead::NONCE_LEN - EXPLICIT_NONCE_LEN..) {
+                nonce_tail.copy_from_slice(explicit);
+            }
+            (Nonce::assume_unique_for_key(nonce), sealed)
+        };
+        let content_length = sealed.len().saturating_sub(TAG_LEN);
+        let aad = tls12_additional_data(sequence, outer_type, content_length);
+        let opened = self.key().map_err(internal)?.open_in_place(nonce, Aad::from(aad), sealed).map_err(|_| bad_mac())?;
+        if opened.len() > MAX_RECORD_PLAINTEXT {
+            return Err(Fault::new(AlertDescription::RecordOverflow, Error::PeerSentOversizedRecord));
+        }
+        Ok((outer_type, opened))
+    }
+
+    /// Appends a record header to fill in later, and the room for TLS 1.2 AES-GCM's explicit
+    /// nonce. Returns where the record starts.
+    fn start_record(&self, tls13: bool, outgoing: &mut Vec<u8>) -> usize {
+        let start = outgoing.len();
+        let prefix = if self.carries_explicit_nonce(tls13) { HEADER_LEN + EXPLICIT_NONCE_LEN } else { HEADER_LEN };
+        outgoing.resize(start.saturating_add(prefix), 0);
+        start
+    }
+
+    /// Seals the content appended since [`TrafficKeys::start_record`] returned `start`.
+    fn seal_record(&mut self, tls13: bool, content_type: ContentType, start: usize, outgoing: &mut Vec<u8>) -> Result<(), Error> {
+        let sequence = self.sequence;
+        self.sequence = sequence.checked_add(1).ok_or(Error::EncryptError)?;
+        let gcm12 = self.carries_explicit_nonce(tls13);
+        let nonce = self.secret.nonce(sequence);
+        let explicit: [u8; EXPLICIT_NONCE_LEN] = nonce.as_ref().get(4..).and_then(|tail| tail.try_into().ok()).unwrap_or_default();
+        let key = self.key()?;
+
+        let outer_type = if tls13 {
+            // RFC 8446 §5.2: the real type goes inside; the record says application data.
+            outgoing.push(u8::from(content_type));
+            ContentType::ApplicationData
+        } else {
+            content_type
+        };
+        let Some(record) = outgoing.get_mut(start..) else { return Err(Error::EncryptError) };
+        let (header, body) = record.split_at_mut(HEADER_LEN);
+        let record_length = body.len().saturating_add(TAG_LEN);
+        let Ok(record_length) = u16::try_from(record_length) else { return Err(Error::EncryptError) };
+        let [length_high, length_low] = record_length.to_be_bytes();
+        header.copy_from_slice(&[u8::from(outer_type), RECORD_VERSION[0], RECORD_VERSION[1], length_high, length_low]);
+
+        let tag = if tls13 {
+            key.seal_in_place_separate_tag(nonce, Aad::from(&*header), body)
+        } else {
+            let sealed = if gcm12 {
+                let (explicit_room, sealed) = body.split_at_mut(EXPLICIT_NONCE_LEN);
+                explicit_room.copy_from_slice(&explicit);
+                sealed
+            } else {
+                body
+            };
+            let aad = tls12_additional_data(sequence, content_type, sealed.len());
+            key.seal_in_place_separate_tag(nonce, Aad::from(aad), sealed)
+        };
+        let tag = tag.map_err(|_| Error::EncryptError)?;
+        outgoing.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// TLS 1.2 with AES-GCM, whose records carry part of their nonce.
+    fn carries_explicit_nonce(&self, tls13: bool) -> bool {
+        !tls13 && self.secret.algorithm != &aead::CHACHA20_POLY1305
+    }
+}
+
+impl TrafficSecret {
+    /// RFC 8446 §5.3 (and RFC 7905 §2 for TLS 1.2 ChaCha20-Poly1305): the IV with the record's
+    /// 64-bit sequence number XORed into its last eight bytes. TLS 1.2 AES-GCM's explicit nonce
+    /// is made the same way, as rustls does, so that it never repeats under one key.
+    fn nonce(&self, sequence: u64) -> Nonce {
+        let mut nonce = self.iv;
+        for (byte, mixed) in nonce.iter_mut().skip(aead::NONCE_LEN - 8).zip(sequence.to_be_bytes()) {
+            *byte ^= mixed;
+        }
+        Nonce::assume_unique_for_key(nonce)
+    }
+}
+
+impl Drop for TrafficSecret {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.iv.zeroize();
+    }
+}
+
+impl PartialHandshake {
+    fn is_started(&self) -> bool {
+        self.header_len > 0
+    }
+
+    /// Copies header bytes from `content` and returns the rest.
+    fn take_header<'a>(&mut self, content: &'a [u8]) -> &'a [u8] {
+        let room = self.header.get_mut(self.header_len..).unwrap_or_default();
+        let count = room.len().min(content.len());
+        let (taken, rest) = content.split_at(count);
+        if let Some(room) = room.get_mut(..count) {
+            room.copy_from_slice(taken);
+        }
+        self.header_len = self.header_len.saturating_add(count);
+        if self.header_len == HANDSHAKE_HEADER_LEN {
+            let [_, high, middle, low] = self.header;
+            self.body_left = usize::try_from(u32::from_be_bytes([0, high, middle, low])).unwrap_or(usize::MAX);
+        }
+        rest
+    }
+
+    /// Skips body bytes from `content`, keeping the first, and returns the rest.
+    fn take_body<'a>(&mut self, content: &'a [u8]) -> &'a [u8] {
+        let count = self.body_left.min(content.len());
+        let (taken, rest) = content.split_at(count);
+        if self.first_body_byte.is_none() {
+            self.first_body_byte = taken.first().copied();
+        }
+        self.body_left = self.body_left.saturating_sub(count);
+        rest
+    }
+}
+
+/// RFC 5246 §6.2.3.3: sequence number, type, version and plaintext length.
+fn tls12_additional_data(sequence: u64, content_type: ContentType, content_length: usize) -> [u8; 13] {
+    let mut aad = [0u8; 13];
+    let [length_high, length_low] = u16::try_from(content_length).unwrap_or(u16::MAX).to_be_bytes();
+    let (sequence_room, rest) = aad.split_at_mut(8);
+    sequence_room.copy_from_slice(&sequence.to_be_bytes());
+    rest.copy_from_slice(&[u8::from(content_type), RECORD_VERSION[0], RECORD_VERSION[1], length_high, length_low]);
+    aad
+}
+
+/// The client's side of a session's record protection, for tests that send records a TLS
+/// library would not send. Its keys never change, so it cannot follow a KeyUpdate of its own.
+#[cfg(test)]
+pub(super) struct TestPeer {
+    tls13: bool,
+    send: TrafficKeys,
+    receive: TrafficKeys,
+}
+
+#[cfg(test)]
+impl TestPeer {
+    /// Takes the client's secrets; `tx` are the keys it sends with.
+    pub(super) fn new(secrets: ExtractedSecrets, version: ProtocolVersion) -> TestPeer {
+        let (send_sequence, send) = secrets.tx;
+        let (receive_sequence, receive) = secrets.rx;
+        TestPeer {
+            tls13: version == ProtocolVersion::TLSv1_3,
+            send: TrafficKeys::new(send, send_sequence).unwrap(),
+            receive: TrafficKeys::new(receive, receive_sequence).unwrap(),
+        }
+    }
+
+    /// Seals one record of `content_type` holding `content`.
+    pub(super) fn seal(&mut self, content_type: ContentType, content: &[u8]) -> Vec<u8> {
+        let mut record = Vec::new();
+        let start = self.send.start_record(self.tls13, &mut record);
+        record.extend_from_slice(content);
+        self.send.seal_record(self.tls13, content_type, start, &mut record).unwrap();
+        record
+    }
+
+    /// Opens the records in `bytes` and returns each one's content type and content.
+    pub(super) fn open(&mut self, mut bytes: &[u8]) -> Vec<(ContentType, Vec<u8>)> {
+        let mut opened = Vec::new();
+        while !bytes.is_empty() {
+            let length = usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
+            let (record, rest) = bytes.split_at(HEADER_LEN + length);
+            bytes = rest;
+            let (header, payload) = record.split_at(HEADER_LEN);
+            let mut payload = payload.to_vec();
+            let outer_type = ContentType::from(header[0]);
+            match self.receive.open(self.tls13, outer_type, header, &mut payload) {
+                Ok((content_type, content)) => opened.push((content_type, content.to_vec())),
+                Err(fault) => panic!("the server's record did not open: {}", fault.error),
+            }
+        }
+        opened
+    }
+}
