@@ -84,6 +84,8 @@ pub struct Records {
     /// several requests get one answer.
     update_requested: bool,
     peer_closed: bool,
+    /// close_notify was sealed, after which this side sends nothing more (RFC 8446 §6.1).
+    close_notify_sent: bool,
     warning_alerts: u8,
     renegotiation_requests: u8,
     key_updates: u8,
@@ -155,6 +157,7 @@ impl Records {
             handshake: PartialHandshake::default(),
             update_requested: false,
             peer_closed: false,
+            close_notify_sent: false,
             warning_alerts: 0,
             renegotiation_requests: 0,
             key_updates: 0,
@@ -211,7 +214,7 @@ impl Records {
         }
         incoming.drain(..consumed.min(incoming.len()));
 
-        if result.is_ok() && self.update_requested {
+        if result.is_ok() && self.update_requested && !self.close_notify_sent {
             result = self.send_key_update(outgoing);
         }
         result.map_err(|fault| self.reject(fault, outgoing))
@@ -261,7 +264,9 @@ impl Records {
     /// # Errors
     /// As [`Records::seal`].
     pub fn close_notify(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Error> {
-        self.seal_alert(ALERT_WARNING, AlertDescription::CloseNotify, outgoing)
+        self.seal_alert(ALERT_WARNING, AlertDescription::CloseNotify, outgoing)?;
+        self.close_notify_sent = true;
+        Ok(())
     }
 
     /// Opens the record at the front of `buffer`. Returns its length, or `None` when it is not
@@ -445,6 +450,9 @@ impl Records {
     }
 
     fn seal_alert(&mut self, level: u8, description: AlertDescription, outgoing: &mut Vec<u8>) -> Result<(), Error> {
+        if self.close_notify_sent {
+            return Ok(());
+        }
         let start = self.send.start_record(self.tls13, outgoing);
         outgoing.extend_from_slice(&[level, u8::from(description)]);
         self.send.seal_record(self.tls13, ContentType::Alert, start, outgoing)

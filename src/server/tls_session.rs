@@ -1063,4 +1063,18 @@ pub(super) mod tests {
             assert_eq!(pair.client_plaintext(), sent, "{expected:?}");
         }
     }
+
+    /// RFC 8446 §6.1: after its close_notify the server sends nothing, not even the KeyUpdate a
+    /// client asks for or the alert for a bad record.
+    #[test]
+    fn nothing_sent_after_close_notify() {
+        let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS13);
+        pair.session.queue_close_notify(&mut pair.incoming, &mut pair.outgoing).unwrap();
+        assert_eq!(peer.open(&std::mem::take(&mut pair.outgoing)), vec![(ALERT, b"\x01\x00".to_vec())]);
+
+        pair.deliver(&peer.seal(HANDSHAKE, b"\x18\x00\x00\x01\x01")).unwrap();
+        assert!(pair.outgoing.is_empty(), "no KeyUpdate after close_notify");
+        assert!(pair.deliver(b"\x17\x03\x03\x00\x20abcdefghijklmnopqrstuvwxyz012345").is_err());
+        assert!(pair.outgoing.is_empty(), "no alert after close_notify");
+    }
 }
