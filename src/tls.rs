@@ -3,20 +3,21 @@
 //! per-connection record layer is driven in `server::tls_session`.
 #![forbid(unsafe_code)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustls::server::{ProducesTickets, StoresServerSessions};
-use rustls::ServerConfig;
+use rustls::{KeyLog, ServerConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
+use zeroize::Zeroize;
 
 /// Server-side sessions kept for TLS 1.2 session-ID resumption and TLS 1.3 stateful resumption,
 /// shared by all workers. Each entry is a few hundred bytes.
@@ -472,8 +473,10 @@ pub fn server_config(certificate: &Path, private_key: &Path, session_timeout: Du
     config.send_tls13_tickets = 1;
     // `max_early_data_size` stays 0: the session rejects 0-RTT data, which can be replayed.
     // Connections take the traffic secrets from rustls once the handshake is complete and
-    // protect their records themselves (see `server::tls_records`).
+    // protect their records themselves (see `server::tls_records`). For TLS 1.3 key updates
+    // they also need the application traffic secrets, which rustls passes only to a key log.
     config.enable_secret_extraction = true;
+    config.key_log = Arc::new(ApplicationSecretLog);
     // `ServerConnection::set_buffer_limit` has no counterpart in the unbuffered API that
     // connections use, because rustls then keeps no send buffer at all.
     Ok(TlsSetup { config: Arc::new(config), chain, sessions, tickets })
@@ -521,6 +524,85 @@ thread_local! {
     /// The stamp of the session that the handshake step running on this thread resumes; see
     /// [`handshake_step`].
     static SESSION_ORIGIN: Cell<Option<u64>> = const { Cell::new(None) };
+
+    /// The TLS 1.3 application traffic secrets that the handshake step running on this thread
+    /// derived; see [`collect_application_secrets`].
+    static APPLICATION_SECRETS: RefCell<ApplicationSecrets> = RefCell::new(ApplicationSecrets::default());
+}
+
+/// Key log labels of the first TLS 1.3 application traffic secrets (RFC 8446 §7.1; the labels
+/// are those of the NSS key log format that rustls uses).
+const CLIENT_APPLICATION_SECRET: &str = "CLIENT_TRAFFIC_SECRET_0";
+const SERVER_APPLICATION_SECRET: &str = "SERVER_TRAFFIC_SECRET_0";
+
+/// A TLS 1.3 application traffic secret (RFC 8446 §7.1): as long as the suite's hash, at most
+/// 48 bytes. Wiped when dropped.
+pub struct ApplicationSecret {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl ApplicationSecret {
+    /// Copies `secret`; `None` when it is longer than 48 bytes.
+    pub fn new(secret: &[u8]) -> Option<ApplicationSecret> {
+        let mut copy = ApplicationSecret { bytes: [0; 48], len: secret.len() };
+        copy.bytes.get_mut(..secret.len())?.copy_from_slice(secret);
+        Some(copy)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl Drop for ApplicationSecret {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+/// The client's and the server's first application traffic secrets of one TLS 1.3 handshake.
+#[derive(Default)]
+pub struct ApplicationSecrets {
+    pub client: Option<ApplicationSecret>,
+    pub server: Option<ApplicationSecret>,
+}
+
+/// Moves the application traffic secrets that rustls derived on this thread since the last call
+/// into `secrets`.
+///
+/// rustls hands a connection's traffic keys over at the end of the handshake, but not the
+/// secrets that TLS 1.3 key updates derive the next keys from (RFC 8446 §7.2). It passes them
+/// only to the configuration's key log, which has no connection parameter. So they pass through
+/// this thread: each call into rustls for a connection runs to its end on the worker's thread,
+/// and the session collects them after each call.
+pub fn collect_application_secrets(secrets: &mut ApplicationSecrets) {
+    let captured = APPLICATION_SECRETS.take();
+    if captured.client.is_some() {
+        secrets.client = captured.client;
+    }
+    if captured.server.is_some() {
+        secrets.server = captured.server;
+    }
+}
+
+/// The key log that keeps the application traffic secrets for [`collect_application_secrets`].
+/// It writes nothing anywhere.
+#[derive(Debug)]
+struct ApplicationSecretLog;
+
+impl KeyLog for ApplicationSecretLog {
+    fn will_log(&self, label: &str) -> bool {
+        label == CLIENT_APPLICATION_SECRET || label == SERVER_APPLICATION_SECRET
+    }
+
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        APPLICATION_SECRETS.with_borrow_mut(|secrets| match label {
+            CLIENT_APPLICATION_SECRET => secrets.client = ApplicationSecret::new(secret),
+            SERVER_APPLICATION_SECRET => secrets.server = ApplicationSecret::new(secret),
+            _ => {}
+        });
+    }
 }
 
 /// Runs one step of a connection's handshake with `origin`, the stamp of the session it

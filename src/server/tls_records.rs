@@ -1,26 +1,33 @@
 //! TLS records after the handshake, without I/O: protecting the server's records and opening the
 //! client's (RFC 8446 §5 for TLS 1.3; RFC 5246 §6.2 with RFC 5288 and RFC 7905 for TLS 1.2).
-//! rustls makes the handshake. Once it is complete, rustls hands over the traffic secrets and
-//! keeps only its key schedule, through the interface it offers for kernel TLS
-//! (`rustls::kernel`), and this module seals and opens records with aws-lc's AEADs. This module
-//! must not use sockets or the async runtime.
+//! rustls makes the handshake. Once it is complete, rustls hands over the traffic keys and
+//! sequence numbers through the interface it offers for kernel TLS (`rustls::kernel`), and this
+//! module seals and opens records with aws-lc's AEADs. The TLS 1.3 application traffic secrets,
+//! from which key updates derive the next keys (RFC 8446 §7.2), come from rustls's key log (see
+//! [`crate::tls::collect_application_secrets`]), so no rustls state stays with the connection.
+//! This module must not use sockets or the async runtime.
 //!
 //! Why not rustls's own record layer: an idle keep-alive connection would keep rustls's
 //! connection state (about 2 KiB in a heap profile) and two AEAD key contexts (about 1.2 KiB) for
-//! as long as it stays open. Here it keeps the traffic secrets, the sequence numbers and rustls's
-//! key schedule. [`Records::release_keys`] drops the key contexts of a connection that waits, and
-//! the next record builds them again from the secrets. Records are also sealed in place in the
-//! output buffer, where rustls 0.23 seals into a new allocation per record and copies it out.
+//! as long as it stays open. Here it keeps the secrets and the sequence numbers.
+//! [`Records::release_keys`] drops the key contexts of a connection that waits, and the next
+//! record builds them again from the secrets. Records are also sealed in place in the output
+//! buffer, where rustls 0.23 seals into a new allocation per record and copies it out.
 //!
-//! The client's post-handshake messages: TLS 1.3 KeyUpdate (RFC 8446 §4.6.3) is followed, and
-//! answered when it asks for an update; a TLS 1.2 ClientHello (renegotiation) gets the
-//! no_renegotiation warning, as from rustls. Every other handshake message ends the session.
+//! The client's post-handshake messages: a TLS 1.3 KeyUpdate (RFC 8446 §4.6.3) switches the
+//! receiving key, and one that requests an update also switches the sending key before the next
+//! data. A TLS 1.2 ClientHello (renegotiation) gets the no_renegotiation warning, as from
+//! rustls. Every other handshake message ends the session.
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use rustls::kernel::KernelConnection;
-use rustls::server::ServerConnectionData;
-use rustls::{AlertDescription, ConnectionTrafficSecrets, ContentType, Error, ExtractedSecrets, HandshakeType, InvalidMessage, PeerMisbehaved, ProtocolVersion, SupportedCipherSuite};
+use aws_lc_rs::hkdf;
+use rustls::crypto::hash::HashAlgorithm;
+#[cfg(test)]
+use rustls::ProtocolVersion;
+use rustls::{AlertDescription, ConnectionTrafficSecrets, ContentType, Error, ExtractedSecrets, HandshakeType, InvalidMessage, PeerMisbehaved, SupportedCipherSuite};
 use zeroize::Zeroize;
+
+use crate::tls::{ApplicationSecret, ApplicationSecrets};
 
 /// RFC 8446 §5.1 and RFC 5246 §6.2.1: the largest plaintext of one record, 2^14 bytes.
 pub const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
@@ -68,8 +75,6 @@ const MAX_KEY_UPDATES_BETWEEN_DATA: u8 = 32;
 
 /// The record protection of one session after its handshake.
 pub struct Records {
-    /// rustls's state after the handshake, which derives the secrets of key updates.
-    kernel: KernelConnection<ServerConnectionData>,
     tls13: bool,
     /// Records sealed under one key before TLS 1.3 updates it and TLS 1.2 refuses to seal more
     /// (the cipher suite's confidentiality limit, RFC 8446 §5.5).
@@ -80,8 +85,8 @@ pub struct Records {
     /// them (RFC 8446 §5.1).
     handshake: PartialHandshake,
     /// RFC 8446 §4.6.3: the client asked for an update of the keys this side sends with. The
-    /// KeyUpdate goes out after the records the client sent with the request are opened, so that
-    /// several requests get one answer.
+    /// KeyUpdate goes out before the next application data record, as the RFC allows, so that
+    /// the requests of a client that reads nothing get one answer and use no memory.
     update_requested: bool,
     peer_closed: bool,
     /// close_notify was sealed, after which this side sends nothing more (RFC 8446 §6.1).
@@ -94,6 +99,9 @@ pub struct Records {
 /// The keys of one direction.
 struct TrafficKeys {
     secret: TrafficSecret,
+    /// TLS 1.3: the application traffic secret that `secret` was derived from, and the suite's
+    /// HKDF, for the next key (RFC 8446 §7.2).
+    update: Option<(ApplicationSecret, hkdf::Algorithm)>,
     /// Sequence number of the next record (RFC 8446 §5.3, RFC 5246 §6.1).
     sequence: u64,
     /// aws-lc's key context, built from `secret` when a record needs it.
@@ -136,24 +144,38 @@ impl Fault {
 }
 
 impl Records {
-    /// Takes over a session whose handshake rustls completed.
+    /// Takes over a session whose handshake rustls completed with `suite`. TLS 1.3 sessions need
+    /// the application traffic secrets too.
     ///
     /// # Errors
-    /// `Error::General` when the secrets are for an AEAD that aws-lc rejects.
-    pub fn new(secrets: ExtractedSecrets, kernel: KernelConnection<ServerConnectionData>) -> Result<Records, Error> {
-        let confidentiality_limit = match kernel.negotiated_cipher_suite() {
-            SupportedCipherSuite::Tls13(suite) => suite.common.confidentiality_limit,
-            SupportedCipherSuite::Tls12(suite) => suite.common.confidentiality_limit,
-        };
-        let tls13 = kernel.protocol_version() == ProtocolVersion::TLSv1_3;
+    /// `Error::General` when the secrets are for an AEAD that aws-lc rejects, or when TLS 1.3
+    /// application traffic secrets are missing or do not give the keys rustls handed over.
+    pub fn new(secrets: ExtractedSecrets, suite: SupportedCipherSuite, application: ApplicationSecrets) -> Result<Records, Error> {
         let (send_sequence, send) = secrets.tx;
         let (receive_sequence, receive) = secrets.rx;
+        let mut send = TrafficKeys::new(send, send_sequence)?;
+        let mut receive = TrafficKeys::new(receive, receive_sequence)?;
+        let (tls13, confidentiality_limit) = match suite {
+            SupportedCipherSuite::Tls13(suite) => {
+                let hkdf = match suite.common.hash_provider.algorithm() {
+                    HashAlgorithm::SHA256 => hkdf::HKDF_SHA256,
+                    HashAlgorithm::SHA384 => hkdf::HKDF_SHA384,
+                    _ => return Err(Error::General("TLS 1.3 suite with a hash this server does not derive keys with".into())),
+                };
+                let (Some(client), Some(server)) = (application.client, application.server) else {
+                    return Err(Error::General("rustls logged no TLS 1.3 application traffic secrets".into()));
+                };
+                send.set_application_secret(server, hkdf)?;
+                receive.set_application_secret(client, hkdf)?;
+                (true, suite.common.confidentiality_limit)
+            }
+            SupportedCipherSuite::Tls12(suite) => (false, suite.common.confidentiality_limit),
+        };
         Ok(Records {
-            kernel,
             tls13,
             confidentiality_limit,
-            send: TrafficKeys::new(send, send_sequence)?,
-            receive: TrafficKeys::new(receive, receive_sequence)?,
+            send,
+            receive,
             handshake: PartialHandshake::default(),
             update_requested: false,
             peer_closed: false,
@@ -171,7 +193,7 @@ impl Records {
 
     #[cfg(test)]
     pub fn protocol_version(&self) -> ProtocolVersion {
-        self.kernel.protocol_version()
+        if self.tls13 { ProtocolVersion::TLSv1_3 } else { ProtocolVersion::TLSv1_2 }
     }
 
     /// Lets `records` more records be sealed under the current key.
@@ -213,10 +235,6 @@ impl Records {
             consumed = incoming.len();
         }
         incoming.drain(..consumed.min(incoming.len()));
-
-        if result.is_ok() && self.update_requested && !self.close_notify_sent {
-            result = self.send_key_update(outgoing);
-        }
         result.map_err(|fault| self.reject(fault, outgoing))
     }
 
@@ -399,9 +417,7 @@ impl Records {
         if self.key_updates > MAX_KEY_UPDATES_BETWEEN_DATA {
             return Err(Fault::unexpected(PeerMisbehaved::TooManyKeyUpdateRequests));
         }
-        let (sequence, secret) = self.kernel.update_rx_secret().map_err(|error| Fault { alert: Some(AlertDescription::InternalError), error })?;
-        self.receive = TrafficKeys::new(secret, sequence).map_err(|error| Fault { alert: Some(AlertDescription::InternalError), error })?;
-        Ok(())
+        self.receive.update().map_err(|error| Fault { alert: Some(AlertDescription::InternalError), error })
     }
 
     /// RFC 5746 §4.4 and RFC 5246 §7.2.2: this server does not renegotiate, and says so with a
@@ -416,9 +432,12 @@ impl Records {
             .map_err(|error| Fault { alert: None, error })
     }
 
-    /// Updates the sending key when it has sealed as many records as its cipher suite allows,
-    /// which TLS 1.3 does with a KeyUpdate (RFC 8446 §5.5).
+    /// Updates the sending key when the client asked for it, or when it has sealed as many
+    /// records as its cipher suite allows, which TLS 1.3 does with a KeyUpdate (RFC 8446 §5.5).
     fn refresh_send_key(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Fault> {
+        if self.update_requested {
+            return self.send_key_update(outgoing);
+        }
         if self.send.sequence < self.confidentiality_limit {
             return Ok(());
         }
@@ -435,9 +454,7 @@ impl Records {
         let start = self.send.start_record(self.tls13, outgoing);
         outgoing.extend_from_slice(&[u8::from(HandshakeType::KeyUpdate), 0, 0, 1, UPDATE_NOT_REQUESTED]);
         self.send.seal_record(self.tls13, ContentType::Handshake, start, outgoing).map_err(internal)?;
-        let (sequence, secret) = self.kernel.update_tx_secret().map_err(internal)?;
-        self.send = TrafficKeys::new(secret, sequence).map_err(internal)?;
-        Ok(())
+        self.send.update().map_err(internal)
     }
 
     /// Appends the fatal alert for `fault` when there is one, and returns its error.
@@ -475,7 +492,36 @@ impl TrafficKeys {
             return Err(Error::General("AEAD key longer than 32 bytes".into()));
         };
         key_room.copy_from_slice(key.as_ref());
-        Ok(TrafficKeys { secret, sequence, key: None })
+        Ok(TrafficKeys { secret, update: None, sequence, key: None })
+    }
+
+    /// Keeps the TLS 1.3 application traffic secret these keys were derived from, after checking
+    /// that it gives them.
+    fn set_application_secret(&mut self, application: ApplicationSecret, hkdf: hkdf::Algorithm) -> Result<(), Error> {
+        let derived = TrafficSecret::derive(self.secret.algorithm, hkdf, application.as_bytes())?;
+        if derived.key != self.secret.key || derived.iv != self.secret.iv {
+            return Err(Error::General("the logged application traffic secret does not give the session's keys".into()));
+        }
+        self.update = Some((application, hkdf));
+        Ok(())
+    }
+
+    /// RFC 8446 §7.2: moves to the next application traffic secret and its keys, from sequence
+    /// number 0.
+    fn update(&mut self) -> Result<(), Error> {
+        let Some((current, hkdf)) = &self.update else {
+            return Err(Error::General("no application traffic secret to update".into()));
+        };
+        let mut next = [0u8; 48];
+        let next = next.get_mut(..current.as_bytes().len()).unwrap_or_default();
+        expand_label(*hkdf, current.as_bytes(), b"traffic upd", next)?;
+        let next_secret = ApplicationSecret::new(next).ok_or(Error::EncryptError)?;
+        next.zeroize();
+        self.secret = TrafficSecret::derive(self.secret.algorithm, *hkdf, next_secret.as_bytes())?;
+        self.update = Some((next_secret, *hkdf));
+        self.sequence = 0;
+        self.key = None;
+        Ok(())
     }
 
     /// Returns aws-lc's key context, building it when it was released.
@@ -596,6 +642,15 @@ impl TrafficKeys {
 }
 
 impl TrafficSecret {
+    /// RFC 8446 §7.3: the key and IV of an application traffic secret.
+    fn derive(algorithm: &'static aead::Algorithm, hkdf: hkdf::Algorithm, application: &[u8]) -> Result<TrafficSecret, Error> {
+        let mut secret = TrafficSecret { algorithm, key: [0; 32], key_len: algorithm.key_len(), iv: [0; aead::NONCE_LEN] };
+        let key = secret.key.get_mut(..secret.key_len).ok_or(Error::EncryptError)?;
+        expand_label(hkdf, application, b"key", key)?;
+        expand_label(hkdf, application, b"iv", &mut secret.iv)?;
+        Ok(secret)
+    }
+
     /// RFC 8446 §5.3 (and RFC 7905 §2 for TLS 1.2 ChaCha20-Poly1305): the IV with the record's
     /// 64-bit sequence number XORed into its last eight bytes. TLS 1.2 AES-GCM's explicit nonce
     /// is made the same way, as rustls does, so that it never repeats under one key.
@@ -646,6 +701,25 @@ impl PartialHandshake {
         self.body_left = self.body_left.saturating_sub(count);
         rest
     }
+}
+
+/// An HKDF output length, as aws-lc's interface takes it.
+struct OutputLength(usize);
+
+impl hkdf::KeyType for OutputLength {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// RFC 8446 §7.1: HKDF-Expand-Label with an empty context, filling `output`.
+fn expand_label(hkdf: hkdf::Algorithm, secret: &[u8], label: &[u8], output: &mut [u8]) -> Result<(), Error> {
+    let failed = |_| Error::General("HKDF-Expand-Label failed".into());
+    let length = u16::try_from(output.len()).map_err(|_| Error::EncryptError)?.to_be_bytes();
+    let label_length = [u8::try_from(b"tls13 ".len().saturating_add(label.len())).map_err(|_| Error::EncryptError)?];
+    let info: [&[u8]; 5] = [&length, &label_length, b"tls13 ", label, &[0]];
+    let prk = hkdf::Prk::new_less_safe(hkdf, secret);
+    prk.expand(&info, OutputLength(output.len())).map_err(failed)?.fill(output).map_err(failed)
 }
 
 /// RFC 5246 §6.2.3.3: sequence number, type, version and plaintext length.

@@ -26,6 +26,7 @@ use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, UnbufferedStatus};
 
 use super::tls_records::{MAX_RECORD_PLAINTEXT, Records};
+use crate::tls::ApplicationSecrets;
 
 /// Bytes reserved for a handshake record before encoding it, when the output buffer has less
 /// spare capacity. A certificate chain is larger; rustls then reports the exact size.
@@ -109,17 +110,24 @@ enum Step {
     Failed(TlsSessionError),
 }
 
-/// Who handles the session's records.
+/// The part of the session that handles its records.
 // The traffic variant is the larger one and the one a session spends its life in; its owner
 // boxes the whole session.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
     /// rustls, until the handshake is complete. Boxed, so that a session past its handshake
     /// keeps only the small [`Records`].
-    Handshake(Box<UnbufferedServerConnection>),
+    Handshake(Box<Handshake>),
     Traffic(Records),
     /// rustls failed to hand over the keys.
     Ended,
+}
+
+/// A session in its handshake.
+struct Handshake {
+    connection: UnbufferedServerConnection,
+    /// The TLS 1.3 application traffic secrets, once rustls derived them.
+    secrets: ApplicationSecrets,
 }
 
 /// A server-side TLS session whose buffers the caller owns.
@@ -152,7 +160,7 @@ impl TlsSession {
             .map_or(MAX_RECORD_PLAINTEXT, |size| size.saturating_sub(5).clamp(1, MAX_RECORD_PLAINTEXT));
         let connection = UnbufferedServerConnection::new(config)?;
         Ok(TlsSession {
-            phase: Phase::Handshake(Box::new(connection)),
+            phase: Phase::Handshake(Box::new(Handshake { connection, secrets: ApplicationSecrets::default() })),
             record_plaintext,
             peer_closed: false,
             close_notify_queued: false,
@@ -261,24 +269,45 @@ impl TlsSession {
 
     /// Calls `process_tls_records` until `goal` is reached, handling every state on the way.
     fn drive(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
-        let Phase::Handshake(connection) = &self.phase else { return Err(TlsSessionError::UnexpectedState) };
+        let Phase::Handshake(handshake) = &self.phase else { return Err(TlsSessionError::UnexpectedState) };
         // When rustls found a stored session but made a full handshake (also one after a
         // HelloRetryRequest), the next ticket starts a new session.
-        let mut origin = match connection.handshake_kind() {
+        let mut origin = match handshake.connection.handshake_kind() {
             Some(HandshakeKind::Resumed) | None => self.session_origin,
             Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest) => None,
         };
         let result = crate::tls::handshake_step(&mut origin, || self.drive_handshake(incoming, outgoing, goal));
         self.session_origin = origin;
+        // Secrets rustls derived in this step stay with this session, and none with the thread.
+        let mut dropped = ApplicationSecrets::default();
+        let secrets = match &mut self.phase {
+            Phase::Handshake(handshake) => &mut handshake.secrets,
+            Phase::Traffic(_) | Phase::Ended => &mut dropped,
+        };
+        crate::tls::collect_application_secrets(secrets);
         result
     }
 
     /// Does the work of [`TlsSession::drive`] once the session's origin is in place.
+    ///
+    /// rustls sees one record more than it keeps at a time (a handshake message split over
+    /// records stays in the buffer until it is whole), and the session takes over as soon as the
+    /// handshake is complete. So rustls never opens a record that follows the client's Finished,
+    /// even one that arrived with it: it would act on a KeyUpdate or close_notify there in ways
+    /// the hand-over loses (its answer to a KeyUpdate waits for its next write).
     fn drive_handshake(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
         let max_steps = STEP_ALLOWANCE.saturating_add(incoming.len());
+        let mut window = 1;
         for _ in 0..max_steps {
-            let Phase::Handshake(connection) = &mut self.phase else { return Err(TlsSessionError::UnexpectedState) };
-            let UnbufferedStatus { mut discard, state } = connection.process_tls_records(incoming);
+            let Phase::Handshake(handshake) = &mut self.phase else { return Err(TlsSessionError::UnexpectedState) };
+            let connection = &mut handshake.connection;
+            if !connection.is_handshaking() && !connection.wants_write() {
+                return self.hand_over(incoming, outgoing, goal);
+            }
+            let visible = records_end(incoming, window);
+            let more_hidden = visible < incoming.len();
+            let Some(shown) = incoming.get_mut(..visible) else { return Err(TlsSessionError::UnexpectedState) };
+            let UnbufferedStatus { mut discard, state } = connection.process_tls_records(shown);
             let step = match state {
                 Err(err) => {
                     discard_front(incoming, discard);
@@ -317,6 +346,14 @@ impl TlsSession {
                     self.peer_closed = true;
                     Step::Continue
                 }
+                // More records wait behind those rustls was shown. When it kept all it was shown
+                // (a split handshake message), show it one more.
+                Ok(ConnectionState::BlockedHandshake) if more_hidden => {
+                    if discard == 0 {
+                        window += 1;
+                    }
+                    Step::Continue
+                }
                 Ok(ConnectionState::BlockedHandshake) => match goal {
                     Goal::Process { .. } => Step::Done,
                     Goal::Encrypt { .. } => Step::Failed(TlsSessionError::HandshakeIncomplete),
@@ -334,6 +371,9 @@ impl TlsSession {
                 Ok(ConnectionState::ReadEarlyData(_)) => Step::Failed(TlsSessionError::EarlyData),
                 Ok(_) => Step::Failed(TlsSessionError::UnexpectedState),
             };
+            if discard > 0 {
+                window = 1;
+            }
             discard_front(incoming, discard);
 
             match step {
@@ -348,11 +388,17 @@ impl TlsSession {
 
     /// Takes the keys of the completed handshake from rustls and reaches `goal` with them.
     fn hand_over(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
-        let Phase::Handshake(connection) = std::mem::replace(&mut self.phase, Phase::Ended) else { return Err(TlsSessionError::UnexpectedState) };
+        let Phase::Handshake(handshake) = std::mem::replace(&mut self.phase, Phase::Ended) else { return Err(TlsSessionError::UnexpectedState) };
+        let Handshake { connection, mut secrets } = *handshake;
         self.handshake_kind = connection.handshake_kind();
-        let records = connection
-            .dangerous_into_kernel_connection()
-            .and_then(|(secrets, kernel)| Records::new(secrets, kernel));
+        crate::tls::collect_application_secrets(&mut secrets);
+        let suite = connection.negotiated_cipher_suite().ok_or(rustls::Error::HandshakeNotComplete);
+        // rustls's remaining state (`KernelConnection`) would only derive the secrets of key
+        // updates, which `Records` derives itself.
+        let records = suite.and_then(|suite| {
+            let (traffic, _kernel) = connection.dangerous_into_kernel_connection()?;
+            Records::new(traffic, suite, secrets)
+        });
         match records {
             Ok(records) => self.phase = Phase::Traffic(records),
             Err(err) => {
@@ -375,7 +421,8 @@ impl TlsSession {
     /// (rustls 0.23.48 `common_state.rs`). `wants_write` reports whether the queue has a message.
     fn fail(&mut self, err: rustls::Error, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>) -> TlsSessionError {
         self.failure = Some(err.clone());
-        let Phase::Handshake(connection) = &mut self.phase else { return TlsSessionError::Protocol(err) };
+        let Phase::Handshake(handshake) = &mut self.phase else { return TlsSessionError::Protocol(err) };
+        let connection = &mut handshake.connection;
         for _ in 0..STEP_ALLOWANCE {
             if !connection.wants_write() {
                 break;
@@ -392,6 +439,23 @@ impl TlsSession {
         }
         TlsSessionError::Protocol(err)
     }
+}
+
+/// Returns where the first `count` complete records at the front of `buffer` end, or the end of
+/// `buffer` when fewer are complete (rustls cannot take an incomplete record anyway).
+fn records_end(buffer: &[u8], count: usize) -> usize {
+    let mut end = 0usize;
+    for _ in 0..count {
+        // RFC 8446 §5.1: a record is a 5-byte header, whose last two bytes give the length of
+        // what follows.
+        let Some(&[_, _, _, high, low]) = buffer.get(end..end.saturating_add(5)) else { return buffer.len() };
+        let next = end.saturating_add(5).saturating_add(usize::from(u16::from_be_bytes([high, low])));
+        if next > buffer.len() {
+            return buffer.len();
+        }
+        end = next;
+    }
+    end
 }
 
 /// Removes the first `count` bytes of `buffer`, as `UnbufferedStatus::discard` requires.
@@ -955,18 +1019,33 @@ pub(super) mod tests {
         }
     }
 
+    /// Splits `bytes` into whole records.
+    fn split_records(mut bytes: &[u8]) -> Vec<&[u8]> {
+        let mut records = Vec::new();
+        while bytes.len() >= 5 {
+            let (record, rest) = bytes.split_at(5 + usize::from(u16::from_be_bytes([bytes[3], bytes[4]])));
+            records.push(record);
+            bytes = rest;
+        }
+        records
+    }
+
     /// RFC 8446 §5.1: a KeyUpdate may be split over records. After it the client's old key no
-    /// longer opens records, and a requested update is answered under the server's old key.
+    /// longer opens records. A requested update is answered before the next data, under the
+    /// server's old key (RFC 8446 §4.6.3); the peer cannot open the data after it.
     #[test]
     fn key_update_split_over_records() {
         for request in [0u8, 1] {
             let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS13);
             pair.deliver(&[peer.seal(HANDSHAKE, b"\x18\x00"), peer.seal(HANDSHAKE, &[0, 1, request])].concat()).unwrap();
-            let answer = peer.open(&std::mem::take(&mut pair.outgoing));
+            assert!(pair.outgoing.is_empty(), "nothing is sent before the next data");
+            pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing).unwrap();
+            let records = split_records(&pair.outgoing);
             if request == 1 {
-                assert_eq!(answer, vec![(HANDSHAKE, b"\x18\x00\x00\x01\x00".to_vec())], "the server's own update asks for none");
+                assert_eq!(records.len(), 2);
+                assert_eq!(peer.open(records[0]), vec![(HANDSHAKE, b"\x18\x00\x00\x01\x00".to_vec())], "the server's own update asks for none");
             } else {
-                assert!(answer.is_empty(), "{answer:?}");
+                assert_eq!(peer.open(&pair.outgoing), vec![(DATA, b"reply".to_vec())]);
             }
             let result = pair.deliver(&peer.seal(DATA, b"old key"));
             assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::DecryptError))), "{result:?}");
@@ -1076,5 +1155,73 @@ pub(super) mod tests {
         assert!(pair.outgoing.is_empty(), "no KeyUpdate after close_notify");
         assert!(pair.deliver(b"\x17\x03\x03\x00\x20abcdefghijklmnopqrstuvwxyz012345").is_err());
         assert!(pair.outgoing.is_empty(), "no alert after close_notify");
+    }
+
+    /// A TLS 1.3 session whose client has sent its Finished, which the server has not taken yet,
+    /// and the client's keys. The Finished flight is returned.
+    fn pair_before_finished() -> (Pair, TestPeer, Vec<u8>) {
+        let (server, client) = configs(&rustls::version::TLS13);
+        let mut pair = Pair::new(&server, &client, 64 * 1024);
+        pair.client_to_server().unwrap();
+        pair.server_to_client().unwrap();
+        let mut finished = Vec::new();
+        while pair.client.wants_write() {
+            pair.client.write_tls(&mut finished).unwrap();
+        }
+        let name = ServerName::try_from("localhost").unwrap();
+        let spent = std::mem::replace(&mut pair.client, ClientConnection::new(client, name).unwrap());
+        let peer = TestPeer::new(spent.dangerous_extract_secrets().unwrap(), ProtocolVersion::TLSv1_3);
+        (pair, peer, finished)
+    }
+
+    /// Records that arrive together with the client's Finished are opened as those that come
+    /// after it: rustls must not take any of them.
+    #[test]
+    fn records_with_finished() {
+        // Data after close_notify is ignored.
+        let (mut pair, mut peer, finished) = pair_before_finished();
+        pair.deliver(&[finished, peer.seal(DATA, b"first"), peer.seal(ALERT, b"\x01\x00"), peer.seal(DATA, b"after")].concat()).unwrap();
+        assert_eq!(pair.plaintext, b"first");
+        assert!(pair.session.is_peer_closed());
+
+        // A requested KeyUpdate is answered before the next data, under the old key.
+        let (mut pair, mut peer, finished) = pair_before_finished();
+        pair.deliver(&[finished, peer.seal(HANDSHAKE, b"\x18\x00\x00\x01\x01")].concat()).unwrap();
+        pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing).unwrap();
+        // The session ticket, the KeyUpdate, then the reply under the next key, which the peer
+        // cannot open.
+        let records = split_records(&pair.outgoing);
+        let opened = peer.open(&records[..records.len() - 1].concat());
+        let kinds: Vec<(ContentType, u8)> = opened.iter().map(|(content_type, content)| (*content_type, content[0])).collect();
+        assert_eq!(kinds, [(HANDSHAKE, 4), (HANDSHAKE, 24)], "NewSessionTicket, then KeyUpdate");
+        assert_eq!(opened[1].1, b"\x18\x00\x00\x01\x00");
+
+        // A KeyUpdate split over records, its first part with the Finished.
+        let (mut pair, mut peer, finished) = pair_before_finished();
+        pair.deliver(&[finished, peer.seal(HANDSHAKE, b"\x18\x00")].concat()).unwrap();
+        pair.deliver(&peer.seal(HANDSHAKE, b"\x00\x01\x00")).unwrap();
+        let result = pair.deliver(&peer.seal(DATA, b"old key"));
+        assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::DecryptError))), "{result:?}");
+    }
+
+    /// Requested KeyUpdates that arrive while the server sends nothing get one answer, before
+    /// its next data, so a client that never reads cannot make the server queue records.
+    #[test]
+    fn key_update_requests_answered_once() {
+        let (server, client) = configs(&rustls::version::TLS13);
+        let mut pair = Pair::new(&server, &client, 64 * 1024);
+        pair.handshake();
+        for _ in 0..10 {
+            pair.client.refresh_traffic_keys().unwrap();
+            pair.client.writer().write_all(b"x").unwrap();
+            pair.client_to_server().unwrap();
+        }
+        assert_eq!(pair.plaintext, b"xxxxxxxxxx");
+        assert!(pair.outgoing.is_empty(), "no KeyUpdate queued while the server is silent");
+
+        pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing).unwrap();
+        assert_eq!(split_records(&pair.outgoing).len(), 2, "one KeyUpdate, then the reply");
+        pair.server_to_client().unwrap();
+        assert_eq!(pair.client_plaintext(), b"reply");
     }
 }
