@@ -13,6 +13,8 @@
 #   DURATION          seconds of each timed wrk run (4)
 #   CONNECTIONS       wrk connections (32)
 #   IDLE_CONNECTIONS  idle TLS connections in the memory case (5000)
+#   IDLE_WARMUP_CONNECTIONS  TLS connections opened and closed before the memory case reads the
+#                     RSS it starts from (500; 0 for none)
 #   SYSCALL_REQUESTS  requests sent while perf counts system calls (10000)
 #   LATENCY_REQUESTS  sequential requests per latency sample (2000)
 #   SERVER_CPUS       CPUs the servers run on, for taskset (0)
@@ -35,6 +37,7 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-4}"
 CONNECTIONS="${CONNECTIONS:-32}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-5000}"
+IDLE_WARMUP_CONNECTIONS="${IDLE_WARMUP_CONNECTIONS:-500}"
 SYSCALL_REQUESTS="${SYSCALL_REQUESTS:-10000}"
 LATENCY_REQUESTS="${LATENCY_REQUESTS:-2000}"
 SERVER_CPUS="${SERVER_CPUS:-0}"
@@ -539,30 +542,47 @@ https_port_of() {
     esac
 }
 
-# Memory per idle TLS keep-alive connection: (RSS with the connections open - RSS before) /
-# connections, in KiB.
-measure_idle() {
-    local round="$1" server="$2" before after client ready="" per_connection
-    before="$(rss_kib "$server")"
+# Opens COUNT idle TLS connections to SERVER with scripts/bench/idle.py, which holds them until
+# it is stopped, and sets idle_client to its PID once all are open.
+open_idle_connections() {
+    local server="$1" count="$2" ready="" tick
     : >"$work/idle.out"
     taskset -c "$CLIENT_CPUS" "$python" "$bench_dir/idle.py" 127.0.0.1 "$(https_port_of "$server")" \
-        /static/1k.txt "$IDLE_CONNECTIONS" >"$work/idle.out" 2>"$work/idle.err" &
-    client=$!
+        /static/1k.txt "$count" >"$work/idle.out" 2>"$work/idle.err" &
+    idle_client=$!
     for ((tick = 0; tick < 1500; tick++)); do
         ready="$(cat "$work/idle.out")"
         [[ -n "$ready" ]] && break
-        kill -0 "$client" 2>/dev/null || break
+        kill -0 "$idle_client" 2>/dev/null || break
         sleep 0.1
     done
-    if [[ "$ready" != "ready $IDLE_CONNECTIONS" ]]; then
-        kill -TERM "$client" 2>/dev/null || true
-        wait "$client" 2>/dev/null || true
+    if [[ "$ready" != "ready $count" ]]; then
+        close_idle_connections
         fail "idle connections to $server: $(cat "$work/idle.err")"
     fi
+}
+
+close_idle_connections() {
+    kill -TERM "$idle_client" 2>/dev/null || true
+    wait "$idle_client" 2>/dev/null || true
+}
+
+# Memory per idle TLS keep-alive connection: (RSS with the connections open - RSS before) /
+# connections, in KiB. A first round of IDLE_WARMUP_CONNECTIONS connections, opened and closed
+# before the RSS to start from is read, takes out what each server sets up once: the code
+# pages of its TLS path, its allocator's first arenas and its pools.
+measure_idle() {
+    local round="$1" server="$2" before after per_connection
+    if ((IDLE_WARMUP_CONNECTIONS > 0)); then
+        open_idle_connections "$server" "$IDLE_WARMUP_CONNECTIONS"
+        close_idle_connections
+        sleep "$IDLE_SETTLE_SECONDS"
+    fi
+    before="$(rss_kib "$server")"
+    open_idle_connections "$server" "$IDLE_CONNECTIONS"
     sleep "$IDLE_SETTLE_SECONDS"
     after="$(rss_kib "$server")"
-    kill -TERM "$client" 2>/dev/null || true
-    wait "$client" 2>/dev/null || true
+    close_idle_connections
     per_connection="$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNECTIONS" 'BEGIN { printf "%.2f", (a - b) / n }')"
     say "round $round idle_kib_per_conn $server: $per_connection KiB ($before KiB before, $after KiB with $IDLE_CONNECTIONS connections)"
     record "$round" idle_kib_per_conn "$server" "$per_connection"
