@@ -542,7 +542,7 @@ https_port_of() {
     esac
 }
 
-# Opens COUNT idle TLS connections to SERVER with scripts/bench/idle.py, which holds them until
+# Opens COUNT idle TLS connections to SERVER with scripts/bench/idle.py, which keeps them open until
 # it is stopped, and sets idle_client to its PID once all are open.
 open_idle_connections() {
     local server="$1" count="$2" ready="" tick
