@@ -12,6 +12,8 @@ mod conn;
 mod proxy;
 mod spool;
 mod tls_records;
+#[cfg(fuzzing)]
+pub use tls_records::fuzz_session as fuzz_tls_records;
 mod tls_session;
 mod upgrade;
 mod upstream;
