@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::client_io::{ClientIo, StreamError};
 use super::proxy::{self, Exchange};
 use super::spool::Spool;
-use super::tls_session::TlsSession;
+use super::tls_session::{TlsSession, TlsSessionError};
 use super::upgrade::{self, UpgradeOutcome};
 use super::worker::{ConnectionHandle, ListenerKind, WorkerContext};
 use crate::files::{FileBody, Outcome, StaticTarget};
@@ -168,7 +168,6 @@ struct IdleWait {
     deadline: Instant,
 }
 
-
 /// Closes a connection whose TLS handshake failed. A client that spoke plain HTTP to the TLS port
 /// gets a 400 first. Boxed by the caller, like the handshake, so that these rare awaits do not
 /// size the future that every connection keeps.
@@ -186,6 +185,11 @@ async fn close_failed_handshake(mut io: ClientIo, context: &WorkerContext, err: 
         }
         StreamError::TimedOut => {
             tracing::debug!("TLS handshake timed out");
+            io.close(false).await;
+        }
+        // Not the client's fault: rustls completed the handshake but its keys could not be used.
+        StreamError::Tls(err @ TlsSessionError::HandOver(_)) => {
+            tracing::error!(error = %err, "TLS session setup failed after the handshake");
             io.close(false).await;
         }
         err => {
