@@ -82,8 +82,8 @@ impl From<io::Error> for StreamError {
 }
 
 /// Byte buffers that connections gave back on going idle, for the next requests of the same
-/// worker: the request input, the output, and on TLS the decrypted plaintext and the record
-/// being joined. An idle connection then keeps none of them. A request takes spare ones when the
+/// worker: the request input, the output, and on TLS the decrypted plaintext. An idle
+/// connection then keeps none of them. A request takes spare ones when the
 /// list has them, and allocates only when the list is empty or its bytes outgrow the buffer. A
 /// 1 KiB response's buffer is larger than glibc's per-thread cache takes (1,032 bytes), and
 /// allocating it cost about 0.5k instructions per request in callgrind. The TLS buffers cost
