@@ -107,6 +107,8 @@ enum Step {
     Done,
     /// The handshake is complete: the records go to [`Records`], which reaches the goal.
     HandshakeDone,
+    /// rustls took in everything it was shown and waits for another record.
+    Starved,
     Failed(TlsSessionError),
 }
 
@@ -128,6 +130,10 @@ struct Handshake {
     connection: UnbufferedServerConnection,
     /// The TLS 1.3 application traffic secrets, once rustls derived them.
     secrets: ApplicationSecrets,
+    /// Bytes at the front of the ciphertext buffer that rustls was shown and has not discarded:
+    /// whole records, which it may have rewritten in place (it joins a handshake message split
+    /// over records where the later records' headers were).
+    shown: usize,
 }
 
 /// A server-side TLS session whose buffers the caller owns.
@@ -160,7 +166,7 @@ impl TlsSession {
             .map_or(MAX_RECORD_PLAINTEXT, |size| size.saturating_sub(5).clamp(1, MAX_RECORD_PLAINTEXT));
         let connection = UnbufferedServerConnection::new(config)?;
         Ok(TlsSession {
-            phase: Phase::Handshake(Box::new(Handshake { connection, secrets: ApplicationSecrets::default() })),
+            phase: Phase::Handshake(Box::new(Handshake { connection, secrets: ApplicationSecrets::default(), shown: 0 })),
             record_plaintext,
             peer_closed: false,
             close_notify_queued: false,
@@ -290,22 +296,23 @@ impl TlsSession {
 
     /// Does the work of [`TlsSession::drive`] once the session's origin is in place.
     ///
-    /// rustls sees one record more than it keeps at a time (a handshake message split over
-    /// records stays in the buffer until it is whole), and the session takes over as soon as the
-    /// handshake is complete. So rustls never opens a record that follows the client's Finished,
-    /// even one that arrived with it: it would act on a KeyUpdate or close_notify there in ways
-    /// the hand-over loses (its answer to a KeyUpdate waits for its next write).
+    /// rustls is shown one more whole record only when it has taken in all it was shown, and the
+    /// session takes over as soon as the handshake is complete. So rustls never opens a record
+    /// that follows the client's Finished, even one that arrived with it: it would act on a
+    /// KeyUpdate or close_notify there in ways the hand-over loses (its answer to a KeyUpdate
+    /// waits for its next write).
     fn drive_handshake(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
         let max_steps = STEP_ALLOWANCE.saturating_add(incoming.len());
-        let mut window = 1;
+        // Whether the incomplete record after the shown ones was shown too, once, so that rustls
+        // rejects a bad header before the record is complete.
+        let mut partial_shown = false;
         for _ in 0..max_steps {
             let Phase::Handshake(handshake) = &mut self.phase else { return Err(TlsSessionError::UnexpectedState) };
             let connection = &mut handshake.connection;
             if !connection.is_handshaking() && !connection.wants_write() {
                 return self.hand_over(incoming, outgoing, goal);
             }
-            let visible = records_end(incoming, window);
-            let more_hidden = visible < incoming.len();
+            let visible = if partial_shown { incoming.len() } else { handshake.shown.min(incoming.len()) };
             let Some(shown) = incoming.get_mut(..visible) else { return Err(TlsSessionError::UnexpectedState) };
             let UnbufferedStatus { mut discard, state } = connection.process_tls_records(shown);
             let step = match state {
@@ -346,21 +353,8 @@ impl TlsSession {
                     self.peer_closed = true;
                     Step::Continue
                 }
-                // More records wait behind those rustls was shown. When it kept all it was shown
-                // (a split handshake message), show it one more.
-                Ok(ConnectionState::BlockedHandshake) if more_hidden => {
-                    if discard == 0 {
-                        window += 1;
-                    }
-                    Step::Continue
-                }
-                Ok(ConnectionState::BlockedHandshake) => match goal {
-                    Goal::Process { .. } => Step::Done,
-                    Goal::Encrypt { .. } => Step::Failed(TlsSessionError::HandshakeIncomplete),
-                    // NOTE: rustls 0.23's unbuffered API hands out close_notify only through
-                    // `WriteTraffic`, so a session closed during the handshake sends none.
-                    Goal::CloseNotify => Step::Done,
-                },
+                Ok(ConnectionState::BlockedHandshake) if !partial_shown => Step::Starved,
+                Ok(ConnectionState::BlockedHandshake) => blocked(&goal),
                 // rustls reports the end of the handshake once it has handed out every record it
                 // queued, which the hand-over to `Records` requires.
                 Ok(ConnectionState::WriteTraffic(_)) => Step::HandshakeDone,
@@ -371,16 +365,30 @@ impl TlsSession {
                 Ok(ConnectionState::ReadEarlyData(_)) => Step::Failed(TlsSessionError::EarlyData),
                 Ok(_) => Step::Failed(TlsSessionError::UnexpectedState),
             };
-            if discard > 0 {
-                window = 1;
-            }
+            let Phase::Handshake(handshake) = &mut self.phase else { return Err(TlsSessionError::UnexpectedState) };
+            handshake.shown = handshake.shown.saturating_sub(discard);
             discard_front(incoming, discard);
 
+            let step = match step {
+                Step::Starved => match next_record_end(incoming, handshake.shown) {
+                    Some(end) => {
+                        handshake.shown = end;
+                        Step::Continue
+                    }
+                    None if incoming.len() > handshake.shown => {
+                        partial_shown = true;
+                        Step::Continue
+                    }
+                    None => blocked(&goal),
+                },
+                step => step,
+            };
             match step {
                 Step::Continue => {}
                 Step::Done => return Ok(()),
                 Step::HandshakeDone => return self.hand_over(incoming, outgoing, goal),
                 Step::Failed(err) => return Err(err),
+                Step::Starved => return Err(TlsSessionError::UnexpectedState),
             }
         }
         Err(TlsSessionError::NoProgress)
@@ -389,7 +397,7 @@ impl TlsSession {
     /// Takes the keys of the completed handshake from rustls and reaches `goal` with them.
     fn hand_over(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
         let Phase::Handshake(handshake) = std::mem::replace(&mut self.phase, Phase::Ended) else { return Err(TlsSessionError::UnexpectedState) };
-        let Handshake { connection, mut secrets } = *handshake;
+        let Handshake { connection, mut secrets, .. } = *handshake;
         self.handshake_kind = connection.handshake_kind();
         crate::tls::collect_application_secrets(&mut secrets);
         let suite = connection.negotiated_cipher_suite().ok_or(rustls::Error::HandshakeNotComplete);
@@ -441,21 +449,24 @@ impl TlsSession {
     }
 }
 
-/// Returns where the first `count` complete records at the front of `buffer` end, or the end of
-/// `buffer` when fewer are complete (rustls cannot take an incomplete record anyway).
-fn records_end(buffer: &[u8], count: usize) -> usize {
-    let mut end = 0usize;
-    for _ in 0..count {
-        // RFC 8446 §5.1: a record is a 5-byte header, whose last two bytes give the length of
-        // what follows.
-        let Some(&[_, _, _, high, low]) = buffer.get(end..end.saturating_add(5)) else { return buffer.len() };
-        let next = end.saturating_add(5).saturating_add(usize::from(u16::from_be_bytes([high, low])));
-        if next > buffer.len() {
-            return buffer.len();
-        }
-        end = next;
+/// Returns where the record that starts at `start` in `buffer` ends, when it is complete.
+fn next_record_end(buffer: &[u8], start: usize) -> Option<usize> {
+    // RFC 8446 §5.1: a record is a 5-byte header, whose last two bytes give the length of what
+    // follows.
+    let &[_, _, _, high, low] = buffer.get(start..start.saturating_add(5))? else { return None };
+    let end = start.saturating_add(5).saturating_add(usize::from(u16::from_be_bytes([high, low])));
+    (end <= buffer.len()).then_some(end)
+}
+
+/// The outcome of a handshake that waits for the client's next record, by goal.
+fn blocked(goal: &Goal<'_>) -> Step {
+    match goal {
+        Goal::Process { .. } => Step::Done,
+        Goal::Encrypt { .. } => Step::Failed(TlsSessionError::HandshakeIncomplete),
+        // NOTE: rustls 0.23's unbuffered API hands out close_notify only through
+        // `WriteTraffic`, so a session closed during the handshake sends none.
+        Goal::CloseNotify => Step::Done,
     }
-    end
 }
 
 /// Removes the first `count` bytes of `buffer`, as `UnbufferedStatus::discard` requires.
@@ -1223,5 +1234,43 @@ pub(super) mod tests {
         assert_eq!(split_records(&pair.outgoing).len(), 2, "one KeyUpdate, then the reply");
         pair.server_to_client().unwrap();
         assert_eq!(pair.client_plaintext(), b"reply");
+    }
+
+    /// A ClientHello split over four records and delivered in groups of records or byte by
+    /// byte. rustls joins the fragments in place, overwriting the headers of the records it
+    /// was shown, so the session must keep count of what it showed rather than read it again.
+    #[test]
+    fn client_hello_split_over_records() {
+        let groupings: [&[usize]; 5] = [&[2, 2], &[3, 1], &[1, 3], &[1, 1, 1, 1], &[4]];
+        for (version, expected) in VERSIONS {
+            let (server, client) = configs(version);
+            for piece in PIECES {
+                for groups in groupings {
+                    let label = format!("{expected:?} piece {piece} groups {groups:?}");
+                    let mut pair = Pair::new(&server, &client, piece);
+                    let mut hello = Vec::new();
+                    while pair.client.wants_write() {
+                        pair.client.write_tls(&mut hello).unwrap();
+                    }
+                    let (header, payload) = hello.split_at(5);
+                    assert_eq!(usize::from(u16::from_be_bytes([header[3], header[4]])), payload.len(), "one record");
+                    let mut records = payload.chunks(payload.len().div_ceil(4)).map(|fragment| {
+                        let mut record = header[..3].to_vec();
+                        record.extend_from_slice(&u16::try_from(fragment.len()).unwrap().to_be_bytes());
+                        record.extend_from_slice(fragment);
+                        record
+                    });
+                    for &count in groups {
+                        let group: Vec<u8> = records.by_ref().take(count).flatten().collect();
+                        pair.deliver(&group).unwrap_or_else(|err| panic!("{label}: {err}"));
+                    }
+                    pair.server_to_client().unwrap();
+                    pair.handshake();
+                    pair.client.writer().write_all(b"ping").unwrap();
+                    pair.client_to_server().unwrap();
+                    assert_eq!(pair.plaintext, b"ping", "{label}");
+                }
+            }
+        }
     }
 }
