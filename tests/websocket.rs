@@ -109,6 +109,20 @@ fn websocket_echo_over_tls() {
     assert_clean_end(&received);
 }
 
+/// A last frame and close_notify that arrive in one read: the frame reaches the app and the relay
+/// ends at once, as when close_notify comes alone, not after `upgrade_idle_timeout`.
+#[test]
+fn websocket_close_notify_with_last_frame() {
+    let fixture = start_with(Config::new().upstream_setting("upgrade_idle_timeout", "\"30s\""));
+    let mut connection = Connection::https(fixture.ringfront.https_port(), &fixture.cert);
+    switch_protocols(&mut connection);
+    assert_echoed(&mut connection, b"hello");
+    connection.send_with_close_notify(&client_frame(0x1, b"bye"));
+    let end = connection.wait_for_end(Duration::from_secs(10));
+    assert_eq!(end.kind, EndKind::EndOfFile, "{end:?}");
+    assert!(end.elapsed < Duration::from_secs(5), "the relay ended after {:?}", end.elapsed);
+}
+
 #[test]
 fn websocket_echo_over_plain() {
     let fixture = start();

@@ -331,21 +331,21 @@ async fn copy_client_to_upstream(
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let plaintext = match &tls {
-            None => received,
+        let (plaintext, client_closed) = match &tls {
+            None => (received, false),
             Some(session) => match decrypt(&mut session.borrow_mut(), &received) {
-                Ok(Some(plaintext)) => plaintext,
-                Ok(None) => return,
+                Ok(decrypted) => decrypted,
                 Err(err) => {
                     tracing::debug!(error = %err, "upgraded TLS connection ended");
                     return;
                 }
             },
         };
-        if plaintext.is_empty() {
-            continue;
+        if !plaintext.is_empty() && !write_upstream(upstream, plaintext, activity).await {
+            return;
         }
-        if !write_upstream(upstream, plaintext, activity).await {
+        // The data that came with the client's close_notify went upstream, and nothing follows.
+        if client_closed {
             return;
         }
     }
@@ -389,23 +389,19 @@ async fn write_upstream(upstream: &UpstreamStream, bytes: Vec<u8>, activity: &Ac
     write_all_unless_idle(bytes, Peer::Upstream, activity, |piece| upstream.write_shared(piece)).await
 }
 
-/// Feeds ciphertext to the session and returns the plaintext it yields, or `None` once the
-/// client sent close_notify and no plaintext is left. Records the session produces stay in
-/// `tls.outgoing` for the next write to the client.
-fn decrypt(tls: &mut RelayTls<'_>, ciphertext: &[u8]) -> Result<Option<Vec<u8>>, TlsSessionError> {
+/// Feeds ciphertext to the session and returns the plaintext it yields, and whether the client
+/// sent close_notify. Records the session produces stay in `tls.outgoing` for the next write to
+/// the client.
+fn decrypt(tls: &mut RelayTls<'_>, ciphertext: &[u8]) -> Result<(Vec<u8>, bool), TlsSessionError> {
     tls.incoming.extend_from_slice(ciphertext);
     let mut plaintext = Vec::new();
     tls.session.process(tls.incoming, &mut plaintext, tls.outgoing)?;
-    if plaintext.is_empty() && tls.session.is_peer_closed() {
-        return Ok(None);
-    }
-    Ok(Some(plaintext))
+    Ok((plaintext, tls.session.is_peer_closed()))
 }
 
 /// Encrypts `plaintext` into TLS records, after any records the session had queued.
 fn encrypt(tls: &mut RelayTls<'_>, plaintext: &[u8]) -> Result<Vec<u8>, TlsSessionError> {
     let mut records = std::mem::take(tls.outgoing);
-    // One part never needs the scratch buffer for joining, so an empty one costs nothing.
     tls.session.encrypt(tls.incoming, &[plaintext], &mut records)?;
     Ok(records)
 }

@@ -449,6 +449,27 @@ impl Connection {
         self.buffer.drain(..count).collect()
     }
 
+    /// Sends `bytes` and then TLS close_notify in one write, so the server reads both at once.
+    ///
+    /// # Panics
+    /// Panics on a plain connection, or if the write fails.
+    pub fn send_with_close_notify(&mut self, bytes: &[u8]) {
+        let Transport::Tls(stream) = &mut self.transport else { panic!("close_notify needs a TLS connection") };
+        if let Err(error) = stream.conn.writer().write_all(bytes) {
+            panic!("failed to queue {} bytes: {error}", bytes.len());
+        }
+        stream.conn.send_close_notify();
+        let mut records = Vec::new();
+        while stream.conn.wants_write() {
+            if let Err(error) = stream.conn.write_tls(&mut records) {
+                panic!("failed to encode the records: {error}");
+            }
+        }
+        if let Err(error) = stream.sock.write_all(&records) {
+            panic!("failed to send {} bytes of records: {error}", records.len());
+        }
+    }
+
     /// Closes the sending half of the TCP connection, so the server reads end of file.
     pub fn shutdown_write(&self) {
         let _ = self.transport.tcp().shutdown(std::net::Shutdown::Write);
