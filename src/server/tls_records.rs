@@ -206,8 +206,7 @@ impl Records {
     }
 
     /// Drops the AEAD key contexts, for a connection that may wait long for its next record. The
-    /// next record builds them again from the secrets, which costs about as much as sealing a
-    /// small record.
+    /// next record builds them again from the secrets.
     pub fn release_keys(&mut self) {
         self.send.key = None;
         self.receive.key = None;
