@@ -123,6 +123,20 @@ fn websocket_close_notify_with_last_frame() {
     assert!(end.elapsed < Duration::from_secs(5), "the relay ended after {:?}", end.elapsed);
 }
 
+/// The same when close_notify comes with the upgrade request and a first frame, before the relay
+/// begins.
+#[test]
+fn websocket_close_notify_with_upgrade() {
+    let fixture = start_with(Config::new().upstream_setting("upgrade_idle_timeout", "\"30s\""));
+    let mut connection = Connection::https(fixture.ringfront.https_port(), &fixture.cert);
+    connection.handshake().expect("a TLS handshake");
+    connection.send_with_close_notify(&[handshake(), client_frame(0x1, b"bye")].concat());
+    assert_eq!(connection.read_head_response().status, 101);
+    let end = connection.wait_for_end(Duration::from_secs(10));
+    assert_eq!(end.kind, EndKind::EndOfFile, "{end:?}");
+    assert!(end.elapsed < Duration::from_secs(5), "the relay ended after {:?}", end.elapsed);
+}
+
 #[test]
 fn websocket_echo_over_plain() {
     let fixture = start();

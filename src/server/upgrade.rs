@@ -321,6 +321,10 @@ async fn copy_client_to_upstream(
     if !pending.is_empty() && !write_upstream(upstream, pending, activity).await {
         return;
     }
+    // The client's close_notify may have come with the upgrade request, before the relay began.
+    if tls.is_some_and(|session| session.borrow().session.is_peer_closed()) {
+        return;
+    }
     loop {
         let mut reader = client;
         let Some(BufResult(result, received)) = unless_idle(reader.read(Vec::with_capacity(RELAY_CHUNK)), activity).await else {
