@@ -1,6 +1,7 @@
 //! TLS set-up: reads the certificate chain and key and builds the rustls server configuration
 //! shared by every worker, at start and at each configuration reload (SIGHUP). The
-//! per-connection record layer is driven in `server::tls_session`.
+//! per-connection handshake is driven in `server::tls_session`, and the records after it in
+//! `server::tls_records`.
 #![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};

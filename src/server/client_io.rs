@@ -83,8 +83,8 @@ impl From<io::Error> for StreamError {
 
 /// Byte buffers that connections gave back on going idle, for the next requests of the same
 /// worker: the request input, the output, and on TLS the decrypted plaintext. An idle
-/// connection then keeps none of them. A request takes spare ones when the
-/// list has them, and allocates only when the list is empty or its bytes outgrow the buffer. A
+/// connection then keeps none of them. A request takes spare ones when the list has them, and
+/// allocates only when the list is empty or its bytes outgrow the buffer. A
 /// 1 KiB response's buffer is larger than glibc's per-thread cache takes (1,032 bytes), and
 /// allocating it cost about 0.5k instructions per request in callgrind. The TLS buffers cost
 /// another 0.7k.
@@ -741,9 +741,10 @@ mod tests {
         });
     }
 
-    /// A TLS connection's buffers (request input, plaintext, output) go to the spare list at idle, and its next requests take them back instead of allocating others.
-    /// The handshake's output buffer is larger than the list keeps, so the count settles from
-    /// the second request on.
+    /// A TLS connection's buffers (request input, plaintext, output) go to the spare list at
+    /// idle, and its next requests take them back instead of allocating others. The handshake's
+    /// output buffer is larger than the list keeps, so the count settles from the second request
+    /// on.
     #[test]
     fn tls_buffers_return_to_spare_list() {
         use std::io::{Read, Write};
