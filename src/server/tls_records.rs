@@ -140,6 +140,17 @@ impl Fault {
     fn unexpected(error: impl Into<Error>) -> Fault {
         Fault::new(AlertDescription::UnexpectedMessage, error)
     }
+
+    /// Returns a fault to end the session with no alert: the client sent a fatal one, or the
+    /// alert could not be sealed.
+    fn silent(error: Error) -> Fault {
+        Fault { alert: None, error }
+    }
+
+    /// Returns a fault of this server's own, such as aws-lc rejecting a derived key.
+    fn internal(error: Error) -> Fault {
+        Fault::new(AlertDescription::InternalError, error)
+    }
 }
 
 impl Records {
@@ -257,7 +268,7 @@ impl Records {
         let mut current: &[u8] = &[];
         let mut left = total;
         while left > 0 {
-            self.refresh_send_key(outgoing).map_err(|fault| fault.error)?;
+            self.refresh_send_key(outgoing)?;
             let length = left.min(record_plaintext);
             let start = self.send.start_record(self.tls13, outgoing);
             let mut missing = length;
@@ -347,7 +358,7 @@ impl Records {
             return Ok(());
         }
         if level == ALERT_FATAL {
-            return Err(Fault { alert: None, error: Error::AlertReceived(description) });
+            return Err(Fault::silent(Error::AlertReceived(description)));
         }
         // RFC 8446 §6: in TLS 1.3 every alert but close_notify and user_canceled is fatal,
         // whatever its level field contains.
@@ -419,7 +430,7 @@ impl Records {
         if self.key_updates > MAX_KEY_UPDATES_BETWEEN_DATA {
             return Err(Fault::unexpected(PeerMisbehaved::TooManyKeyUpdateRequests));
         }
-        self.receive.update().map_err(|error| Fault { alert: Some(AlertDescription::InternalError), error })
+        self.receive.update().map_err(Fault::internal)
     }
 
     /// RFC 5746 §4.4 and RFC 5246 §7.2.2: this server does not renegotiate. It sends a
@@ -430,13 +441,12 @@ impl Records {
             return Err(Fault::unexpected(PeerMisbehaved::TooManyRenegotiationRequests));
         }
         tracing::debug!("TLS 1.2 renegotiation request rejected");
-        self.seal_alert(ALERT_WARNING, AlertDescription::NoRenegotiation, outgoing)
-            .map_err(|error| Fault { alert: None, error })
+        self.seal_alert(ALERT_WARNING, AlertDescription::NoRenegotiation, outgoing).map_err(Fault::silent)
     }
 
     /// Updates the sending key when the client asked for it, or when it has sealed as many
     /// records as its cipher suite allows, which TLS 1.3 does with a KeyUpdate (RFC 8446 §5.5).
-    fn refresh_send_key(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Fault> {
+    fn refresh_send_key(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Error> {
         if self.update_requested {
             return self.send_key_update(outgoing);
         }
@@ -444,19 +454,18 @@ impl Records {
             return Ok(());
         }
         if !self.tls13 {
-            return Err(Fault { alert: None, error: Error::EncryptError });
+            return Err(Error::EncryptError);
         }
         self.send_key_update(outgoing)
     }
 
     /// Sends a KeyUpdate with `update_not_requested`, then seals with the next key.
-    fn send_key_update(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Fault> {
+    fn send_key_update(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Error> {
         self.update_requested = false;
-        let internal = |error| Fault { alert: None, error };
         let start = self.send.start_record(self.tls13, outgoing);
         outgoing.extend_from_slice(&[u8::from(HandshakeType::KeyUpdate), 0, 0, 1, UPDATE_NOT_REQUESTED]);
-        self.send.seal_record(self.tls13, ContentType::Handshake, start, outgoing).map_err(internal)?;
-        self.send.update().map_err(internal)
+        self.send.seal_record(self.tls13, ContentType::Handshake, start, outgoing)?;
+        self.send.update()
     }
 
     /// Appends the fatal alert for `fault` when there is one, and returns its error.
@@ -541,12 +550,11 @@ impl TrafficKeys {
         let bad_mac = || Fault::new(AlertDescription::BadRecordMac, Error::DecryptError);
         let sequence = self.sequence;
         self.sequence = sequence.checked_add(1).ok_or_else(bad_mac)?;
-        let internal = |error| Fault { alert: Some(AlertDescription::InternalError), error };
 
         if tls13 {
             let nonce = self.secret.nonce(sequence);
             // RFC 8446 §5.2: the additional data is the record header.
-            let opened = self.key().map_err(internal)?.open_in_place(nonce, Aad::from(header), payload).map_err(|_| bad_mac())?;
+            let opened = self.key().map_err(Fault::internal)?.open_in_place(nonce, Aad::from(header), payload).map_err(|_| bad_mac())?;
             // RFC 8446 §5.4: the full TLSInnerPlaintext is at most 2^14 + 1 bytes.
             if opened.len() > MAX_RECORD_PLAINTEXT.saturating_add(1) {
                 return Err(Fault::new(AlertDescription::RecordOverflow, Error::PeerSentOversizedRecord));
@@ -580,7 +588,7 @@ impl TrafficKeys {
         };
         let content_length = sealed.len().saturating_sub(TAG_LEN);
         let aad = tls12_additional_data(sequence, outer_type, content_length);
-        let opened = self.key().map_err(internal)?.open_in_place(nonce, Aad::from(aad), sealed).map_err(|_| bad_mac())?;
+        let opened = self.key().map_err(Fault::internal)?.open_in_place(nonce, Aad::from(aad), sealed).map_err(|_| bad_mac())?;
         if opened.len() > MAX_RECORD_PLAINTEXT {
             return Err(Fault::new(AlertDescription::RecordOverflow, Error::PeerSentOversizedRecord));
         }
@@ -602,11 +610,11 @@ impl TrafficKeys {
         self.sequence = sequence.checked_add(1).ok_or(Error::EncryptError)?;
         let gcm12 = self.carries_explicit_nonce(tls13);
         let nonce = self.secret.nonce(sequence);
-        let explicit: [u8; EXPLICIT_NONCE_LEN] = nonce.as_ref().get(4..).and_then(|tail| tail.try_into().ok()).unwrap_or_default();
+        let explicit: [u8; EXPLICIT_NONCE_LEN] = nonce.as_ref().get(aead::NONCE_LEN - EXPLICIT_NONCE_LEN..).and_then(|tail| tail.try_into().ok()).unwrap_or_default();
         let key = self.key()?;
 
         let outer_type = if tls13 {
-            // RFC 8446 §5.2: the real type goes inside; the record says application data.
+            // RFC 8446 §5.2: the real type goes inside, and the outer type is application data.
             outgoing.push(u8::from(content_type));
             ContentType::ApplicationData
         } else {
