@@ -56,13 +56,10 @@ pub enum TlsSessionError {
     EncryptExhausted,
     /// The client sent 0-RTT early data, which the configuration does not accept.
     EarlyData,
-    /// Decrypted application data was still waiting when data was to be encrypted, because the
-    /// caller appended ciphertext without calling [`TlsSession::process`].
-    UnprocessedPlaintext,
     /// rustls required more output space than it reported in its previous attempt.
     OutputSize { required: usize },
-    /// rustls returned a state this driver does not know, added after rustls 0.23.48, or returned
-    /// a handshake record that was already encoded.
+    /// rustls returned a state this driver does not know (added after rustls 0.23.48) or does not
+    /// expect during the handshake, or returned a handshake record that was already encoded.
     UnexpectedState,
     /// rustls returned more states in one call than the input can explain.
     NoProgress,
@@ -78,7 +75,6 @@ impl fmt::Display for TlsSessionError {
             TlsSessionError::Closed => write!(f, "close_notify already sent"),
             TlsSessionError::EncryptExhausted => write!(f, "TLS keys exhausted"),
             TlsSessionError::EarlyData => write!(f, "TLS early data rejected"),
-            TlsSessionError::UnprocessedPlaintext => write!(f, "decrypted data not yet processed"),
             TlsSessionError::OutputSize { required } => write!(f, "rustls required {required} output bytes again"),
             TlsSessionError::UnexpectedState => write!(f, "unexpected rustls connection state"),
             TlsSessionError::NoProgress => write!(f, "rustls made no progress"),
@@ -237,10 +233,8 @@ impl TlsSession {
     /// part boundaries, so a response head and a short body share one record.
     ///
     /// # Errors
-    /// `HandshakeIncomplete` before the handshake ends, `Closed` after close_notify,
-    /// `EncryptExhausted` when the keys allow no more records, and `UnprocessedPlaintext` when
-    /// `incoming` has data that [`TlsSession::process`] has not taken at the end of the
-    /// handshake.
+    /// `HandshakeIncomplete` before the handshake ends, `Closed` after close_notify, and
+    /// `EncryptExhausted` when the keys allow no more records.
     pub fn encrypt(&mut self, incoming: &mut Vec<u8>, parts: &[&[u8]], outgoing: &mut Vec<u8>) -> Result<(), TlsSessionError> {
         if self.close_notify_queued {
             return Err(TlsSessionError::Closed);
@@ -285,12 +279,10 @@ impl TlsSession {
         let result = crate::tls::handshake_step(&mut origin, || self.drive_handshake(incoming, outgoing, goal));
         self.session_origin = origin;
         // Secrets rustls derived in this step stay with this session, and none with the thread.
-        let mut dropped = ApplicationSecrets::default();
-        let secrets = match &mut self.phase {
-            Phase::Handshake(handshake) => &mut handshake.secrets,
-            Phase::Traffic(_) | Phase::Ended => &mut dropped,
-        };
-        crate::tls::collect_application_secrets(secrets);
+        // After a hand-over, `hand_over` took them already.
+        if let Phase::Handshake(handshake) = &mut self.phase {
+            crate::tls::collect_application_secrets(&mut handshake.secrets);
+        }
         result
     }
 
@@ -301,7 +293,7 @@ impl TlsSession {
     /// that follows the client's Finished, even one that arrived with it: it would act on a
     /// KeyUpdate or close_notify there in ways the hand-over loses (its answer to a KeyUpdate
     /// waits for its next write).
-    fn drive_handshake(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, mut goal: Goal<'_>) -> Result<(), TlsSessionError> {
+    fn drive_handshake(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
         let max_steps = STEP_ALLOWANCE.saturating_add(incoming.len());
         // Whether the incomplete record after the shown ones was shown too, once, so that rustls
         // rejects a bad header before the record is complete.
@@ -314,31 +306,12 @@ impl TlsSession {
             }
             let visible = if partial_shown { incoming.len() } else { handshake.shown.min(incoming.len()) };
             let Some(shown) = incoming.get_mut(..visible) else { return Err(TlsSessionError::UnexpectedState) };
-            let UnbufferedStatus { mut discard, state } = connection.process_tls_records(shown);
+            let UnbufferedStatus { discard, state } = connection.process_tls_records(shown);
             let step = match state {
                 Err(err) => {
                     discard_front(incoming, discard);
                     return Err(self.fail(err, incoming, outgoing));
                 }
-                Ok(ConnectionState::ReadTraffic(mut traffic)) => match &mut goal {
-                    Goal::Process { plaintext } => {
-                        let mut step = Step::Continue;
-                        while let Some(record) = traffic.next_record() {
-                            match record {
-                                Ok(record) => {
-                                    plaintext.extend_from_slice(record.payload);
-                                    discard = discard.saturating_add(record.discard);
-                                }
-                                Err(err) => {
-                                    step = Step::Failed(TlsSessionError::Protocol(err));
-                                    break;
-                                }
-                            }
-                        }
-                        step
-                    }
-                    Goal::Encrypt { .. } | Goal::CloseNotify => Step::Failed(TlsSessionError::UnprocessedPlaintext),
-                },
                 Ok(ConnectionState::EncodeTlsData(mut data)) => match encode_into(&mut data, outgoing) {
                     Ok(()) => Step::Continue,
                     Err(err) => Step::Failed(err),
@@ -363,6 +336,8 @@ impl TlsSession {
                     Goal::Encrypt { .. } => Step::Failed(TlsSessionError::Closed),
                 },
                 Ok(ConnectionState::ReadEarlyData(_)) => Step::Failed(TlsSessionError::EarlyData),
+                // Also `ReadTraffic`: application data comes only after the client's Finished,
+                // which `Records` opens.
                 Ok(_) => Step::Failed(TlsSessionError::UnexpectedState),
             };
             let Phase::Handshake(handshake) = &mut self.phase else { return Err(TlsSessionError::UnexpectedState) };
