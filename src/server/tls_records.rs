@@ -926,9 +926,9 @@ mod tests {
     #[test]
     fn fuzz_harness_inputs() {
         for suite in 0..6u8 {
-            // Client data, a KeyUpdate that requests one back, more data in two deliveries,
-            // server data (answered with the server's KeyUpdate first), keys released, more
-            // data both ways, close_notify.
+            // Client data, a KeyUpdate with update_requested, more data in two deliveries,
+            // server data (preceded by the server's KeyUpdate), keys released, more data both
+            // ways, close_notify.
             let mut input = vec![suite, 0, 23, 3, b'a', b'b', b'c', 0, 22, 5, 24, 0, 0, 1, 1, 0, 23, 2, b'd', b'e'];
             input.extend_from_slice(&[2, 30, 2, 255, 3, 3, 4, 0, 0, 23, 1, b'f', 2, 255, 3, 1, 5, 0]);
             fuzz_session(&input);

@@ -129,7 +129,7 @@ struct Handshake {
     /// Bytes at the front of the ciphertext buffer that rustls was shown and has not discarded:
     /// whole records, which it may have rewritten in place (it joins a handshake message split
     /// over records where the later records' headers were).
-    shown: usize,
+    bytes_shown: usize,
 }
 
 /// A server-side TLS session whose buffers the caller owns.
@@ -162,7 +162,7 @@ impl TlsSession {
             .map_or(MAX_RECORD_PLAINTEXT, |size| size.saturating_sub(5).clamp(1, MAX_RECORD_PLAINTEXT));
         let connection = UnbufferedServerConnection::new(config)?;
         Ok(TlsSession {
-            phase: Phase::Handshake(Box::new(Handshake { connection, secrets: ApplicationSecrets::default(), shown: 0 })),
+            phase: Phase::Handshake(Box::new(Handshake { connection, secrets: ApplicationSecrets::default(), bytes_shown: 0 })),
             record_plaintext,
             peer_closed: false,
             close_notify_queued: false,
@@ -291,8 +291,8 @@ impl TlsSession {
     /// rustls is shown one more whole record only when it has taken in all it was shown, and the
     /// session takes over as soon as the handshake is complete. So rustls never opens a record
     /// that follows the client's Finished, even one that arrived with it: it would act on a
-    /// KeyUpdate or close_notify there in ways the hand-over loses (its answer to a KeyUpdate
-    /// waits for its next write).
+    /// KeyUpdate or close_notify there in ways the hand-over loses (rustls queues its own
+    /// KeyUpdate for its next write).
     fn drive_handshake(&mut self, incoming: &mut Vec<u8>, outgoing: &mut Vec<u8>, goal: Goal<'_>) -> Result<(), TlsSessionError> {
         let max_steps = STEP_ALLOWANCE.saturating_add(incoming.len());
         // Whether the incomplete record after the shown ones was shown too, once, so that rustls
@@ -304,9 +304,9 @@ impl TlsSession {
             if !connection.is_handshaking() && !connection.wants_write() {
                 return self.hand_over(incoming, outgoing, goal);
             }
-            let visible = if partial_shown { incoming.len() } else { handshake.shown.min(incoming.len()) };
-            let Some(shown) = incoming.get_mut(..visible) else { return Err(TlsSessionError::UnexpectedState) };
-            let UnbufferedStatus { discard, state } = connection.process_tls_records(shown);
+            let visible = if partial_shown { incoming.len() } else { handshake.bytes_shown.min(incoming.len()) };
+            let Some(visible_part) = incoming.get_mut(..visible) else { return Err(TlsSessionError::UnexpectedState) };
+            let UnbufferedStatus { discard, state } = connection.process_tls_records(visible_part);
             let step = match state {
                 Err(err) => {
                     discard_front(incoming, discard);
@@ -341,16 +341,16 @@ impl TlsSession {
                 Ok(_) => Step::Failed(TlsSessionError::UnexpectedState),
             };
             let Phase::Handshake(handshake) = &mut self.phase else { return Err(TlsSessionError::UnexpectedState) };
-            handshake.shown = handshake.shown.saturating_sub(discard);
+            handshake.bytes_shown = handshake.bytes_shown.saturating_sub(discard);
             discard_front(incoming, discard);
 
             let step = match step {
-                Step::Starved => match next_record_end(incoming, handshake.shown) {
+                Step::Starved => match next_record_end(incoming, handshake.bytes_shown) {
                     Some(end) => {
-                        handshake.shown = end;
+                        handshake.bytes_shown = end;
                         Step::Continue
                     }
-                    None if incoming.len() > handshake.shown => {
+                    None if incoming.len() > handshake.bytes_shown => {
                         partial_shown = true;
                         Step::Continue
                     }
@@ -433,7 +433,7 @@ fn next_record_end(buffer: &[u8], start: usize) -> Option<usize> {
     (end <= buffer.len()).then_some(end)
 }
 
-/// The outcome of a handshake that waits for the client's next record, by goal.
+/// Returns the step for a handshake that waits for the client's next record, by goal.
 fn blocked(goal: &Goal<'_>) -> Step {
     match goal {
         Goal::Process { .. } => Step::Done,
@@ -869,8 +869,8 @@ pub(super) mod tests {
         assert_eq!(pair.client_plaintext(), b"reply");
     }
 
-    /// A session past its handshake, and the client's keys, for records rustls's client would
-    /// not send.
+    /// Returns a session past its handshake, and the client's keys, for records rustls's client
+    /// would not send.
     fn crafted_pair(version: &'static SupportedProtocolVersion) -> (Pair, TestPeer) {
         let (server, client) = configs(version);
         let mut pair = Pair::new(&server, &client, 64 * 1024);
@@ -886,7 +886,7 @@ pub(super) mod tests {
     const HANDSHAKE: ContentType = ContentType::Handshake;
     const DATA: ContentType = ContentType::ApplicationData;
 
-    /// The fatal alert the session sent for the client's last records.
+    /// Returns the fatal alert the session sent for the client's last records.
     fn fatal_alert_sent(pair: &mut Pair, peer: &mut TestPeer) -> Option<AlertDescription> {
         match peer.open(&std::mem::take(&mut pair.outgoing)).as_slice() {
             [(ContentType::Alert, alert)] if alert[0] == 2 => Some(AlertDescription::from(alert[1])),
@@ -894,7 +894,7 @@ pub(super) mod tests {
         }
     }
 
-    /// Records the client may not send after the handshake, each answered with a fatal alert
+    /// Records the client may not send after the handshake, each rejected with a fatal alert
     /// (RFC 8446 §5, §5.1, §5.4, §6; RFC 5246 §7.2).
     #[test]
     fn forbidden_records_get_fatal_alerts() {
@@ -973,7 +973,7 @@ pub(super) mod tests {
         }
     }
 
-    /// Alerts the session goes on after, and the ones that end it without an answer.
+    /// Client alerts that the session ignores, and those that end it with no alert back.
     #[test]
     fn client_alerts() {
         // TLS 1.3 user_canceled and TLS 1.2 warnings are ignored, up to four of them.
@@ -1017,8 +1017,8 @@ pub(super) mod tests {
     }
 
     /// RFC 8446 §5.1: a KeyUpdate may be split over records. After it the client's old key no
-    /// longer opens records. A requested update is answered before the next data, under the
-    /// server's old key (RFC 8446 §4.6.3); the peer cannot open the data after it.
+    /// longer opens records. For a requested update the server sends its own KeyUpdate before its
+    /// next data, under its old key (RFC 8446 §4.6.3), so the peer cannot open the data after it.
     #[test]
     fn key_update_split_over_records() {
         for request in [0u8, 1] {
@@ -1038,8 +1038,8 @@ pub(super) mod tests {
         }
     }
 
-    /// rustls's client sends a KeyUpdate that asks for one back. Each one is followed and
-    /// answered, but more than 32 without application data between them end the session.
+    /// rustls's client sends KeyUpdates with `update_requested`. The session follows each and
+    /// updates its own keys, but more than 32 without application data between them end it.
     #[test]
     fn key_updates_limited_between_data() {
         let (server, client) = configs(&rustls::version::TLS13);
@@ -1129,8 +1129,8 @@ pub(super) mod tests {
         }
     }
 
-    /// RFC 8446 §6.1: after its close_notify the server sends nothing, not even the KeyUpdate a
-    /// client asks for or the alert for a bad record.
+    /// RFC 8446 §6.1: after its close_notify the server sends nothing, not even a KeyUpdate the
+    /// client requested or the alert for a bad record.
     #[test]
     fn nothing_sent_after_close_notify() {
         let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS13);
@@ -1143,8 +1143,8 @@ pub(super) mod tests {
         assert!(pair.outgoing.is_empty(), "no alert after close_notify");
     }
 
-    /// A TLS 1.3 session whose client has sent its Finished, which the server has not taken yet,
-    /// and the client's keys. The Finished flight is returned.
+    /// Returns a TLS 1.3 session whose client has sent its Finished, which the server has not
+    /// taken yet, the client's keys, and the Finished flight.
     fn pair_before_finished() -> (Pair, TestPeer, Vec<u8>) {
         let (server, client) = configs(&rustls::version::TLS13);
         let mut pair = Pair::new(&server, &client, 64 * 1024);
@@ -1170,7 +1170,8 @@ pub(super) mod tests {
         assert_eq!(pair.plaintext, b"first");
         assert!(pair.session.is_peer_closed());
 
-        // A requested KeyUpdate is answered before the next data, under the old key.
+        // For a requested KeyUpdate the server sends its own before the next data, under the old
+        // key.
         let (mut pair, mut peer, finished) = pair_before_finished();
         pair.deliver(&[finished, peer.seal(HANDSHAKE, b"\x18\x00\x00\x01\x01")].concat()).unwrap();
         pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing).unwrap();
@@ -1190,8 +1191,8 @@ pub(super) mod tests {
         assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::DecryptError))), "{result:?}");
     }
 
-    /// Requested KeyUpdates that arrive while the server sends nothing get one answer, before
-    /// its next data, so a client that never reads cannot make the server queue records.
+    /// Requested KeyUpdates that arrive while the server sends nothing produce one KeyUpdate,
+    /// before its next data, so a client that never reads cannot make the server queue records.
     #[test]
     fn key_update_requests_answered_once() {
         let (server, client) = configs(&rustls::version::TLS13);

@@ -450,7 +450,7 @@ impl Connection {
     }
 
     /// Sends `bytes` and then TLS close_notify in one write, so the server reads both at once.
-    /// The handshake must be complete: rustls sends close_notify at once but holds data back.
+    /// The handshake must be complete: rustls sends close_notify at once but keeps data back until then.
     ///
     /// # Panics
     /// Panics on a plain connection, or if the write fails.
