@@ -52,7 +52,16 @@ pub fn build_worker_runtime(receive_buffers: u32) -> io::Result<Runtime> {
     if let Some(buffers) = std::num::NonZero::new(count) {
         proactor.buffer_pool_size(buffers).buffer_pool_buffer_len(RECEIVE_POOL_BUFFER_BYTES);
     }
-    Runtime::builder().with_proactor(proactor).build()
+    let runtime = Runtime::builder().with_proactor(proactor).build()?;
+    // compio sets the pool up at its first use, the worker's first receive. A pool the kernel
+    // rejects would then fail every connection; set up here, it stops the start with its error.
+    // Its memory is a fixed cost of the worker, and shows in the worker's size from the start.
+    if count > 0 {
+        runtime
+            .buffer_pool()
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot set up the pool of {count} receive buffers: {err}")))?;
+    }
+    Ok(runtime)
 }
 
 /// Receives from `stream` and appends what arrived to `input`. Returns 0 at end of stream.
