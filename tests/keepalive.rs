@@ -4,7 +4,8 @@
 //! over TLS, also when that request arrives in pieces or with a second one behind it. It closes
 //! at its keep-alive timeout, gives way to a new connection at `server.max_connections`, and
 //! ends when the server shuts down. The first bytes of a request after an idle wait start its
-//! `request_head`, also on TLS when they are part of a record.
+//! `request_head`, also on TLS when they are part of a record. A TLS record without request
+//! bytes, such as a key update, neither ends the idle wait nor lengthens it.
 
 mod common;
 
@@ -241,6 +242,48 @@ fn upgrade_at_idle_end_gets_503() {
     let response = connection.request(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     assert_eq!(response.status, 503);
     assert_eq!(response.header("connection"), Some("close"));
+}
+
+/// A TLS record without request bytes (here a key update) on an idle connection neither ends
+/// its idle time nor lengthens it. The connection closes at its keep-alive time, not at the
+/// longer `request_head`, and still serves a request sent after the record. Both hold before
+/// and after the connection parks.
+#[test]
+fn key_update_keeps_idle_time() {
+    const KEEPALIVE: Duration = Duration::from_secs(3);
+    let site = Site::create();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new()
+        .workers(1)
+        .https(&cert)
+        .static_dir("/static/", site.static_dir())
+        .timeout("keepalive", "\"3s\"")
+        .timeout("request_head", "\"30s\"")
+        .start();
+    let page = site.read("static/sub/page.txt");
+
+    for idle in [Duration::from_millis(300), PARK_WAIT] {
+        let mut connection = Connection::https(ringfront.https_port(), &cert);
+        assert_eq!(connection.request(STYLE_REQUEST).status, 200, "idle {idle:?}");
+        thread::sleep(idle);
+        connection.send_key_update();
+        thread::sleep(Duration::from_millis(300));
+        let response = connection.request(PAGE_REQUEST);
+        assert_eq!(response.status, 200, "idle {idle:?}: request after the key update");
+        assert!(response.body == page, "idle {idle:?}: request after the key update: body differs");
+
+        let mut connection = Connection::https(ringfront.https_port(), &cert);
+        assert_eq!(connection.request(STYLE_REQUEST).status, 200, "idle {idle:?}");
+        thread::sleep(idle);
+        connection.send_key_update();
+        let end = connection.wait_for_end(KEEPALIVE * 3);
+        let since_response = idle + end.elapsed;
+        assert_eq!(end.kind, EndKind::EndOfFile, "idle {idle:?}: ended by {:?} {since_response:?} after the response", end.kind);
+        assert!(end.received.is_empty(), "idle {idle:?}: {:?}", String::from_utf8_lossy(&end.received));
+        // The client's clock starts after the response, a little after the server's.
+        assert!(since_response + Duration::from_millis(300) >= KEEPALIVE, "idle {idle:?}: closed {since_response:?} after the response");
+        assert!(since_response < KEEPALIVE + Duration::from_secs(2), "idle {idle:?}: closed {since_response:?} after the response");
+    }
 }
 
 /// `[timeouts] request_head` of [`start_tls_short_head`], far below its keep-alive time.

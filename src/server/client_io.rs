@@ -286,18 +286,20 @@ impl ClientIo {
     }
 
     /// Takes the bytes of a finished [`ClientIo::start_idle_receive`], then reads on as
-    /// [`ClientIo::read`] does until plaintext arrives.
+    /// [`ClientIo::read`] does until plaintext arrives. `Ok(None)` when they were whole TLS
+    /// records without application data, such as a key update or an empty record: the
+    /// connection is then still between requests.
     ///
     /// # Errors
     /// As [`ClientIo::read`].
-    pub async fn read_received(&mut self, received: rt::Received, input: &mut Vec<u8>, deadline: Instant) -> Result<usize, StreamError> {
+    pub async fn read_received(&mut self, received: rt::Received, input: &mut Vec<u8>, deadline: Instant) -> Result<Option<usize>, StreamError> {
         let bytes = received.as_slice();
         if self.tls.is_none() {
             if input.capacity() == 0 {
                 *input = self.spare.take();
             }
             input.extend_from_slice(bytes);
-            return Ok(bytes.len());
+            return Ok(Some(bytes.len()));
         }
         if bytes.is_empty() {
             // As in `read`: RFC 8446 §6.1, an end without close_notify.
@@ -306,7 +308,15 @@ impl ClientIo {
         self.tls_in.extend_from_slice(bytes);
         drop(received);
         self.process_ciphertext().await?;
-        self.read(input, deadline).await
+        if !self.has_buffered_input() && !self.has_partial_record() {
+            // A reply to the records, such as the no_renegotiation warning sent for a TLS 1.2
+            // ClientHello, goes out now, as `read` sends it before it waits.
+            if !self.out.is_empty() {
+                Box::pin(self.flush()).await?;
+            }
+            return Ok(None);
+        }
+        self.read(input, deadline).await.map(Some)
     }
 
     /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext, and

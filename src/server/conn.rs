@@ -65,7 +65,7 @@ pub async fn serve(context: Rc<WorkerContext>, stream: TcpStream, peer: SocketAd
         let Some((idle_parts, mut idle)) = Box::pin(Connection::resume(parked, woken.take()).run()).await else { return };
         parked = idle_parts;
         match parked.wait(&mut idle).await {
-            Some(received) => woken = Some(received),
+            Some(received) => woken = Some((received, idle.deadline)),
             None => {
                 // The receive goes first, so that the close does not race it for the socket.
                 drop(idle);
@@ -218,6 +218,9 @@ struct Connection {
     scratch: Vec<u8>,
     /// The bytes that woke a parked connection.
     woken: Option<rt::Received>,
+    /// When the idle wait in progress ends. It stays while the client sends TLS records without
+    /// request bytes (a key update, an empty record), so that these do not lengthen the wait.
+    idle_deadline: Option<Instant>,
     /// The idle wait the request loop hands over when the connection parks.
     parking: Option<IdleWait>,
 }
@@ -257,8 +260,10 @@ impl Connection {
         }
     }
 
-    /// Builds the request loop's state around what a connection keeps between requests.
-    fn resume(parked: Parked, woken: Option<rt::Received>) -> Connection {
+    /// Builds the request loop's state around what a connection keeps between requests, and
+    /// the bytes that woke it with the end of its idle wait.
+    fn resume(parked: Parked, woken: Option<(rt::Received, Instant)>) -> Connection {
+        let (woken, idle_deadline) = woken.unzip();
         let Parked { context, io, peer, local, kind, handle } = parked;
         let body_buffer_bytes = context.shared.config.upstream.as_ref().map_or(DEFAULT_BODY_BUFFER_BYTES, |upstream| upstream.buffer_bytes);
         let mut connection = Connection {
@@ -274,6 +279,7 @@ impl Connection {
             deadline: None,
             scratch: Vec::new(),
             woken,
+            idle_deadline,
             parking: None,
         };
         connection.decoder = RequestDecoder::new(connection.limits());
@@ -406,6 +412,7 @@ impl Connection {
                         ReadOutcome::Data => {
                             if phase == ReadPhase::Idle {
                                 started = Instant::now();
+                                self.idle_deadline = None;
                             }
                         }
                         ReadOutcome::End if self.io.is_read_shut() && (phase != ReadPhase::Idle || self.io.has_partial_record()) => {
@@ -462,17 +469,29 @@ impl Connection {
         };
 
         let read = if phase == ReadPhase::Idle && !self.io.has_buffered_input() {
-            match self.wait_idle(now, now + limit).await {
-                // The first bytes of a request are here: the rest of its head, including the
-                // rest of a TLS record, has `request_head` from now.
-                Ok(received) => {
-                    // The head's deadline starts now, and the reads of the head's later parts
-                    // keep it (`ReadPhase::Head` above).
-                    let deadline = Instant::now() + self.context.shared.config.timeouts.request_head;
-                    self.deadline = Some(deadline);
-                    self.io.read_received(received, &mut self.input, deadline).await
+            let idle_deadline = *self.idle_deadline.get_or_insert(now + limit);
+            let mut wait_start = now;
+            loop {
+                match self.wait_idle(wait_start, idle_deadline).await {
+                    // The first bytes of a request are here: the rest of its head, including the
+                    // rest of a TLS record, has `request_head` from now.
+                    Ok(received) => {
+                        // The head's deadline starts now, and the reads of the head's later
+                        // parts keep it (`ReadPhase::Head` above).
+                        let deadline = Instant::now() + self.context.shared.config.timeouts.request_head;
+                        self.deadline = Some(deadline);
+                        match self.io.read_received(received, &mut self.input, deadline).await {
+                            Ok(Some(read)) => break Ok(read),
+                            Ok(None) => {
+                                self.deadline = None;
+                                self.release_idle_memory();
+                                wait_start = Instant::now();
+                            }
+                            Err(err) => break Err(err),
+                        }
+                    }
+                    Err(outcome) => return outcome,
                 }
-                Err(outcome) => return outcome,
             }
         } else {
             self.io.read(&mut self.input, now + limit).await

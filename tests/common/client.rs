@@ -471,6 +471,27 @@ impl Connection {
         }
     }
 
+    /// Sends a TLS 1.3 KeyUpdate record and nothing else: a record without request bytes.
+    ///
+    /// # Panics
+    /// Panics on a plain connection, if rustls cannot update its keys, or if the write fails.
+    pub fn send_key_update(&mut self) {
+        let Transport::Tls(stream) = &mut self.transport else { panic!("a key update needs a TLS connection") };
+        if let Err(error) = stream.conn.refresh_traffic_keys() {
+            panic!("rustls did not update its keys: {error}");
+        }
+        let mut records = Vec::new();
+        while stream.conn.wants_write() {
+            if let Err(error) = stream.conn.write_tls(&mut records) {
+                panic!("failed to encode the key update: {error}");
+            }
+        }
+        assert!(!records.is_empty(), "rustls encoded no key update");
+        if let Err(error) = stream.sock.write_all(&records) {
+            panic!("failed to send {} bytes of records: {error}", records.len());
+        }
+    }
+
     /// Closes the sending half of the TCP connection, so the server reads end of file.
     pub fn shutdown_write(&self) {
         let _ = self.transport.tcp().shutdown(std::net::Shutdown::Write);
