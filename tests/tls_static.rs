@@ -1,6 +1,6 @@
 //! Static files over TLS: bytes identical to the files on disk, gzip that decompresses to them,
-//! revalidation with the ETag, 404, and requests that try to reach files outside the static
-//! directory.
+//! revalidation with the ETag, 404, requests that try to reach files outside the static
+//! directory, and one load for a burst of requests for a file not yet cached.
 
 mod common;
 
@@ -71,6 +71,43 @@ fn gunzip(compressed: &[u8], expected_length: usize) -> Vec<u8> {
         }
         Err(error) => panic!("body is not valid gzip of {expected_length} bytes: {error:?}"),
     }
+}
+
+/// Requests that miss the cache while another request on the worker loads the same file wait
+/// for that load, so a burst of requests for a file not yet cached reads and compresses it
+/// once. The file is large and compressed at the slowest level, so that every request of the
+/// burst arrives during the load.
+#[test]
+fn burst_for_uncached_file_loads_it_once() {
+    const CONNECTIONS: usize = 12;
+    let site = Site::create();
+    let css: Vec<u8> = (0..120_000u32).flat_map(|rule| format!(".rule-{rule} {{ margin: {}px; }}\n", rule % 97).into_bytes()).collect();
+    std::fs::write(site.static_dir().join("burst.css"), &css).unwrap();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = Config::new()
+        .workers(1)
+        .https(&cert)
+        .static_dir("/static/", site.static_dir())
+        .static_cache("gzip_level", "12")
+        .server("log_level", "\"ringfront=debug,info\"")
+        .start();
+
+    let mut connections: Vec<Connection> = (0..CONNECTIONS).map(|_| Connection::https(ringfront.https_port(), &cert)).collect();
+    for connection in &mut connections {
+        connection.handshake().expect("a TLS handshake");
+    }
+    for connection in &mut connections {
+        connection.send(b"GET /static/burst.css HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n");
+    }
+    for (index, connection) in connections.iter_mut().enumerate() {
+        let response = connection.read_response();
+        assert_eq!(response.status, 200, "request {index}");
+        assert_eq!(response.header("content-encoding"), Some("gzip"), "request {index}");
+        assert!(gunzip(&response.body, css.len()) == css, "request {index}: the body differs");
+    }
+
+    let loads = ringfront.output().matches("static file loaded").count();
+    assert_eq!(loads, 1, "{CONNECTIONS} requests for one file loaded it {loads} times");
 }
 
 #[test]

@@ -63,7 +63,7 @@ pub(crate) struct KeyRef<'a> {
 }
 
 impl KeyRef<'_> {
-    fn matches(self, key: &CacheKey) -> bool {
+    pub(crate) fn matches(self, key: &CacheKey) -> bool {
         key.route == self.route
             && key.path.trailing_slash() == self.path.trailing_slash()
             && key.path.as_bytes() == self.path.as_bytes()

@@ -302,7 +302,10 @@ impl LoadJob {
     /// Failures are part of the result: they become cached error responses.
     pub fn run(self) -> Loaded {
         let result = match self.load() {
-            Ok(result) => result,
+            Ok(result) => {
+                tracing::debug!(path = ?self.key.path.as_path(), "static file loaded");
+                result
+            }
             Err(error) => {
                 match error {
                     LoadError::Io(kind) => {

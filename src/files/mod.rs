@@ -34,6 +34,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use load::CacheKey;
 pub use load::{LoadError, LoadJob, Loaded};
 pub use response::{FileBody, FileResponse};
 pub use route::{RouteError, StaticRoute, StaticSettings};

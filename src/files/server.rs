@@ -20,8 +20,12 @@ pub enum Outcome {
     /// Send this response.
     Response(FileResponse),
     /// Run this job on a blocking thread, pass its result to [`StaticFiles::insert`], then call
-    /// [`StaticFiles::respond`] again with the same request.
+    /// [`StaticFiles::respond`] again with the same request. If the job cannot finish, pass its
+    /// key to [`StaticFiles::abandon_load`].
     Load(LoadJob),
+    /// Another request on this worker is loading the same path. Wait until that load ends (the
+    /// next call of `insert` or `abandon_load`), then call `respond` again.
+    Wait,
 }
 
 /// A request path matched to a static route by [`StaticFiles::route_for`]: the route's index
@@ -58,6 +62,9 @@ impl<'a> StaticTarget<'a> {
 ///    [`Outcome::Response`], provided nothing else touches this `StaticFiles` between `insert`
 ///    and it: `insert` keeps the new entry even when the cache is over budget, and an entry not
 ///    yet used by a request is fresh without a `stat`.
+///
+/// Requests that miss the cache for a path while its load is in flight get [`Outcome::Wait`],
+/// so a burst of requests for a file not yet cached reads and compresses it once.
 pub struct StaticFiles {
     routes: Vec<StaticRoute>,
     /// Each route's prefix, normalized like request paths. None for a prefix that does not
@@ -66,6 +73,8 @@ pub struct StaticFiles {
     settings: StaticSettings,
     gzip_level: CompressionLvl,
     cache: Cache,
+    /// The paths whose loads are in flight: one entry per file being loaded, so a list.
+    loading: Vec<CacheKey>,
 }
 
 impl StaticFiles {
@@ -94,6 +103,7 @@ impl StaticFiles {
             routes,
             settings,
             gzip_level,
+            loading: Vec::new(),
         }
     }
 
@@ -189,10 +199,10 @@ impl StaticFiles {
         ) {
             Freshness::Fresh => {}
             Freshness::Deleted => return Outcome::Response(response::error(404, head_only)),
-            Freshness::Missing => return Outcome::Load(self.load_job(key, config)),
+            Freshness::Missing => return self.start_load(key, head_only),
         }
         let Some(entry) = self.cache.get_mut(key) else {
-            return Outcome::Load(self.load_job(key, config));
+            return self.start_load(key, head_only);
         };
 
         let answer = match &entry.kind {
@@ -220,6 +230,7 @@ impl StaticFiles {
 
     /// Stores what a [`LoadJob`] produced. Call it on the worker thread that created the job.
     pub fn insert(&mut self, loaded: Loaded) {
+        self.end_load(&loaded.key);
         let kind = match loaded.result {
             LoadResult::File(file) => EntryKind::File(file),
             LoadResult::Redirect => EntryKind::Redirect,
@@ -240,6 +251,31 @@ impl StaticFiles {
     /// Returns the number of cached paths, including redirects and errors.
     pub fn cached_entries(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Ends the load of `key` without a result, because its job panicked or the request that
+    /// ran it went away, so that the next request for the path loads it again.
+    pub(crate) fn abandon_load(&mut self, key: &CacheKey) {
+        self.end_load(key);
+    }
+
+    fn end_load(&mut self, key: &CacheKey) {
+        if let Some(index) = self.loading.iter().position(|loading| loading == key) {
+            self.loading.swap_remove(index);
+        }
+    }
+
+    /// Returns a load job for `key`, or [`Outcome::Wait`] when one is in flight.
+    fn start_load(&mut self, key: KeyRef<'_>, head_only: bool) -> Outcome {
+        if self.loading.iter().any(|loading| key.matches(loading)) {
+            return Outcome::Wait;
+        }
+        let Some(route) = self.routes.get(key.route) else {
+            return Outcome::Response(response::error(404, head_only));
+        };
+        let job = self.load_job(key, route);
+        self.loading.push(job.key.clone());
+        Outcome::Load(job)
     }
 
     fn load_job(&self, key: KeyRef<'_>, route: &StaticRoute) -> LoadJob {

@@ -119,11 +119,13 @@ fn drive(files: &mut StaticFiles, head: &RequestHead, now: Instant) -> FileRespo
     let job = match files.respond(&target, head, now) {
         Outcome::Response(response) => return response,
         Outcome::Load(job) => job,
+        Outcome::Wait => panic!("{} waits for a load that no request runs", head.target),
     };
     files.insert(job.run());
     match files.respond(&target, head, now) {
         Outcome::Response(response) => response,
         Outcome::Load(job) => panic!("second load for {}: {job:?}", head.target),
+        Outcome::Wait => panic!("{} waits after its load", head.target),
     }
 }
 
@@ -639,17 +641,63 @@ fn change_seen_after_interval() {
     let early = start + Duration::from_millis(500);
     match respond(&mut files, &get("/static/app.js"), early) {
         Outcome::Response(response) => assert_eq!(body(&response), b"let a = 1;"),
-        Outcome::Load(_) => panic!("revalidated before the interval"),
+        Outcome::Load(_) | Outcome::Wait => panic!("revalidated before the interval"),
     }
 
     let late = start + Duration::from_millis(1500);
-    assert!(matches!(
-        respond(&mut files, &get("/static/app.js"), late),
-        Outcome::Load(_)
-    ));
+    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), late) else {
+        panic!("no load after the interval");
+    };
+    files.insert(job.run());
     let fresh = drive(&mut files, &get("/static/app.js"), late);
     assert_eq!(body(&fresh), b"let a = 22;");
     assert_ne!(fresh.header("etag"), first.header("etag"));
+}
+
+/// Requests that miss the cache for a path while its load is in flight wait for that load,
+/// so a burst of requests for a file not yet cached reads and compresses it once. Other paths
+/// load on their own.
+#[test]
+fn misses_during_a_load_wait_for_it() {
+    let site = Site::new();
+    site.write("app.js", b"let a = 1;");
+    site.write("other.js", b"let b = 2;");
+    let mut files = site.server();
+    let now = Instant::now();
+
+    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), now) else {
+        panic!("no load for the first request");
+    };
+    assert!(matches!(respond(&mut files, &get("/static/app.js"), now), Outcome::Wait));
+    assert!(matches!(respond(&mut files, &request("HEAD", "/static/app.js", &[]), now), Outcome::Wait));
+    let Outcome::Load(other) = respond(&mut files, &get("/static/other.js"), now) else {
+        panic!("a request for another path waits");
+    };
+
+    files.insert(job.run());
+    match respond(&mut files, &get("/static/app.js"), now) {
+        Outcome::Response(response) => assert_eq!(body(&response), b"let a = 1;"),
+        outcome => panic!("after the load: {outcome:?}"),
+    }
+    assert!(matches!(respond(&mut files, &get("/static/other.js"), now), Outcome::Wait));
+    files.insert(other.run());
+    assert!(matches!(respond(&mut files, &get("/static/other.js"), now), Outcome::Response(_)));
+}
+
+/// A load that ends without a result lets the next request load the path.
+#[test]
+fn abandoned_load_is_run_again() {
+    let site = Site::new();
+    site.write("app.js", b"let a = 1;");
+    let mut files = site.server();
+    let now = Instant::now();
+
+    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), now) else {
+        panic!("no load for the first request");
+    };
+    assert!(matches!(respond(&mut files, &get("/static/app.js"), now), Outcome::Wait));
+    files.abandon_load(&job.key);
+    assert!(matches!(respond(&mut files, &get("/static/app.js"), now), Outcome::Load(_)));
 }
 
 #[test]
@@ -680,7 +728,7 @@ fn deleted_file_gets_404() {
     let later = start + Duration::from_secs(2);
     match respond(&mut files, &get("/static/app.js"), later) {
         Outcome::Response(response) => assert_eq!(response.status, 404),
-        Outcome::Load(_) => panic!("a deleted file needs no load"),
+        Outcome::Load(_) | Outcome::Wait => panic!("a deleted file needs no load"),
     }
     assert_eq!(files.cached_entries(), 0);
 }
@@ -1093,7 +1141,10 @@ fn sibling_change_seen_after_interval() {
 
     write_with_mtime(&site.root().join("app.css.br"), b"BR2", 1_000_005);
     let late = start + Duration::from_secs(2);
-    assert!(matches!(respond(&mut files, &head, late), Outcome::Load(_)));
+    let Outcome::Load(job) = respond(&mut files, &head, late) else {
+        panic!("no load after the sibling changed");
+    };
+    files.insert(job.run());
     assert_eq!(body(&drive(&mut files, &head, late)), b"BR2");
 
     fs::remove_file(site.root().join("app.css.br")).unwrap();

@@ -12,7 +12,7 @@ use super::spool::Spool;
 use super::tls_session::{TlsSession, TlsSessionError};
 use super::upgrade::{self, UpgradeOutcome};
 use super::worker::{ConnectionHandle, ListenerKind, WorkerContext};
-use crate::files::{FileBody, Outcome, StaticTarget};
+use crate::files::{CacheKey, FileBody, Outcome, StaticTarget};
 use crate::http::{self, BodyFraming, Event, RequestDecoder, RequestHead, ResponseFraming, ResponseHead, Version};
 use crate::rt::{self, SharedBytes, TcpStream};
 
@@ -196,6 +196,51 @@ async fn close_failed_handshake(mut io: ClientIo, context: &WorkerContext, err: 
             tracing::debug!(error = %err, "TLS handshake failed");
             io.close(false).await;
         }
+    }
+}
+
+/// Runs the load that [`StaticFiles::respond`](crate::files::StaticFiles::respond) requested,
+/// or waits for the load of the same path that another request runs, and returns the outcome
+/// of `respond` after it. `None` when the load panicked. Boxed by the caller: a cache miss is
+/// rare, and its state would otherwise enlarge every connection's request loop.
+async fn load_static(context: &Rc<WorkerContext>, target: &StaticTarget<'_>, request: &RequestHead, mut outcome: Outcome) -> Option<Outcome> {
+    loop {
+        match outcome {
+            Outcome::Response(_) => return Some(outcome),
+            Outcome::Wait => {
+                context.files_loaded.wait().await;
+                outcome = context.files.borrow_mut().respond(target, request, Instant::now());
+            }
+            Outcome::Load(job) => {
+                let mut in_flight = LoadInFlight { context: Rc::clone(context), key: Some(job.key.clone()) };
+                let loaded = rt::spawn_blocking(move || job.run()).await?;
+                let mut files = context.files.borrow_mut();
+                files.insert(loaded);
+                in_flight.key = None;
+                let after = files.respond(target, request, Instant::now());
+                drop(files);
+                context.files_loaded.raise();
+                return Some(after);
+            }
+        }
+    }
+}
+
+/// A static file load in flight. It may be dropped before its result is stored, because the job
+/// panicked or the connection ended while it ran. The drop then ends the load without a result
+/// and wakes the requests waiting for it, so that one of them loads the path.
+struct LoadInFlight {
+    context: Rc<WorkerContext>,
+    key: Option<CacheKey>,
+}
+
+impl Drop for LoadInFlight {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        if let Ok(mut files) = self.context.files.try_borrow_mut() {
+            files.abandon_load(&key);
+        }
+        self.context.files_loaded.raise();
     }
 }
 
@@ -861,18 +906,16 @@ impl Connection {
         // The request's start is used as the current time, which saves a clock read per
         // request: it only delays a revalidation that falls due while the request arrived.
         let mut outcome = self.context.files.borrow_mut().respond(&target, request, started);
-        if let Outcome::Load(job) = outcome {
-            let Some(loaded) = Box::pin(rt::spawn_blocking(move || job.run())).await else {
+        if !matches!(outcome, Outcome::Response(_)) {
+            let Some(after) = Box::pin(load_static(&self.context, &target, request, outcome)).await else {
                 tracing::error!(target = %request.target, "loading a static file panicked");
                 return self.send_reply(request, self.error_reply(500), keep_alive, started).await;
             };
-            let mut files = self.context.files.borrow_mut();
-            files.insert(loaded);
-            outcome = files.respond(&target, request, Instant::now());
+            outcome = after;
         }
         let response = match outcome {
             Outcome::Response(response) => response,
-            Outcome::Load(_) => {
+            Outcome::Load(_) | Outcome::Wait => {
                 tracing::error!(target = %request.target, "static file still not cached after loading");
                 return self.send_reply(request, self.error_reply(500), keep_alive, started).await;
             }
