@@ -59,7 +59,7 @@ pub fn build_worker_runtime(receive_buffers: u32) -> io::Result<Runtime> {
     if count > 0 {
         runtime
             .buffer_pool()
-            .map_err(|err| io::Error::new(err.kind(), format!("cannot set up the pool of {count} receive buffers: {err}")))?;
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot set up the pool of {count} receive buffers (server.receive_buffers): {err}; a lower count or a higher locked-memory limit (ulimit -l, systemd LimitMEMLOCK=) may help")))?;
     }
     Ok(runtime)
 }

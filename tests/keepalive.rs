@@ -247,7 +247,7 @@ fn upgrade_at_idle_end_gets_503() {
 /// A TLS record without request bytes (here a key update) on an idle connection neither ends
 /// its idle time nor lengthens it. The connection closes at its keep-alive time, not at the
 /// longer `request_head`, and still serves a request sent after the record. Both hold before
-/// and after the connection parks.
+/// and after the connection parks, and for a record that arrives in two parts.
 #[test]
 fn key_update_keeps_idle_time() {
     const KEEPALIVE: Duration = Duration::from_secs(3);
@@ -262,27 +262,28 @@ fn key_update_keeps_idle_time() {
         .start();
     let page = site.read("static/sub/page.txt");
 
-    for idle in [Duration::from_millis(300), PARK_WAIT] {
+    let split = Some(Duration::from_millis(300));
+    for (idle, split) in [(Duration::from_millis(300), None), (PARK_WAIT, None), (Duration::from_millis(300), split)] {
         let mut connection = Connection::https(ringfront.https_port(), &cert);
         assert_eq!(connection.request(STYLE_REQUEST).status, 200, "idle {idle:?}");
         thread::sleep(idle);
-        connection.send_key_update();
+        connection.send_key_update(split);
         thread::sleep(Duration::from_millis(300));
         let response = connection.request(PAGE_REQUEST);
-        assert_eq!(response.status, 200, "idle {idle:?}: request after the key update");
-        assert!(response.body == page, "idle {idle:?}: request after the key update: body differs");
+        assert_eq!(response.status, 200, "idle {idle:?}, split {split:?}: request after the key update");
+        assert!(response.body == page, "idle {idle:?}, split {split:?}: request after the key update: body differs");
 
         let mut connection = Connection::https(ringfront.https_port(), &cert);
         assert_eq!(connection.request(STYLE_REQUEST).status, 200, "idle {idle:?}");
         thread::sleep(idle);
-        connection.send_key_update();
+        connection.send_key_update(split);
         let end = connection.wait_for_end(KEEPALIVE * 3);
-        let since_response = idle + end.elapsed;
-        assert_eq!(end.kind, EndKind::EndOfFile, "idle {idle:?}: ended by {:?} {since_response:?} after the response", end.kind);
-        assert!(end.received.is_empty(), "idle {idle:?}: {:?}", String::from_utf8_lossy(&end.received));
+        let since_response = idle + split.unwrap_or_default() + end.elapsed;
+        assert_eq!(end.kind, EndKind::EndOfFile, "idle {idle:?}, split {split:?}: ended by {:?} {since_response:?} after the response", end.kind);
+        assert!(end.received.is_empty(), "idle {idle:?}, split {split:?}: {:?}", String::from_utf8_lossy(&end.received));
         // The client's clock starts after the response, a little after the server's.
-        assert!(since_response + Duration::from_millis(300) >= KEEPALIVE, "idle {idle:?}: closed {since_response:?} after the response");
-        assert!(since_response < KEEPALIVE + Duration::from_secs(2), "idle {idle:?}: closed {since_response:?} after the response");
+        assert!(since_response + Duration::from_millis(300) >= KEEPALIVE, "idle {idle:?}, split {split:?}: closed {since_response:?} after the response");
+        assert!(since_response < KEEPALIVE + Duration::from_secs(2), "idle {idle:?}, split {split:?}: closed {since_response:?} after the response");
     }
 }
 

@@ -286,9 +286,9 @@ impl ClientIo {
     }
 
     /// Takes the bytes of a finished [`ClientIo::start_idle_receive`], then reads on as
-    /// [`ClientIo::read`] does until plaintext arrives. `Ok(None)` when they were whole TLS
-    /// records without application data, such as a key update or an empty record: the
-    /// connection is then still between requests.
+    /// [`ClientIo::read`] does until plaintext arrives. `Ok(None)` when their TLS records carried
+    /// no application data, such as a key update or an empty record. A record they left
+    /// incomplete is read to its end first. The connection is then still between requests.
     ///
     /// # Errors
     /// As [`ClientIo::read`].
@@ -307,16 +307,24 @@ impl ClientIo {
         }
         self.tls_in.extend_from_slice(bytes);
         drop(received);
-        self.process_ciphertext().await?;
-        if !self.has_buffered_input() && !self.has_partial_record() {
+        loop {
+            self.process_ciphertext().await?;
+            if self.has_buffered_input() {
+                return self.read(input, deadline).await.map(Some);
+            }
             // A reply to the records, such as the no_renegotiation warning sent for a TLS 1.2
             // ClientHello, goes out now, as `read` sends it before it waits.
             if !self.out.is_empty() {
                 Box::pin(self.flush()).await?;
             }
-            return Ok(None);
+            if !self.has_partial_record() {
+                return Ok(None);
+            }
+            // The rest of a record has until `deadline`, like the rest of a request head.
+            if self.receive_ciphertext(deadline).await? == 0 {
+                return Err(StreamError::Closed);
+            }
         }
-        self.read(input, deadline).await.map(Some)
     }
 
     /// Moves decrypted bytes into `input`. `Ok(None)` means rustls needs more ciphertext, and

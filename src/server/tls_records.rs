@@ -68,8 +68,9 @@ const MAX_WARNING_ALERTS: u8 = 4;
 /// TLS 1.2 renegotiation requests refused with a warning; the next one ends the session.
 const MAX_RENEGOTIATION_REQUESTS: u8 = 1;
 
-/// KeyUpdate messages accepted between two application data records. Each one costs a key
-/// derivation, so a client sending nothing else is cut off.
+/// KeyUpdate messages accepted between two records of application data. Each one costs a key
+/// derivation, so a client sending nothing else is cut off. Empty records do not count as
+/// data, so they cannot reset the count.
 const MAX_KEY_UPDATES_BETWEEN_DATA: u8 = 32;
 
 /// The record protection of one session after its handshake.
@@ -334,7 +335,9 @@ impl Records {
         match content_type {
             ContentType::ApplicationData => {
                 plaintext.extend_from_slice(content);
-                self.key_updates = 0;
+                if !content.is_empty() {
+                    self.key_updates = 0;
+                }
             }
             ContentType::Alert => self.on_alert(content)?,
             ContentType::Handshake => self.on_handshake(content, outgoing)?,
@@ -918,7 +921,41 @@ pub fn fuzz_session(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::fuzz_session;
+    use aws_lc_rs::{aead, hkdf};
+    use rustls::ContentType;
+
+    use super::{ApplicationSecret, MAX_KEY_UPDATES_BETWEEN_DATA, Records, TestPeer, TrafficKeys, TrafficSecret, fuzz_session};
+
+    /// TLS 1.3 keys with AES-128-GCM that follow KeyUpdates, from an application secret of
+    /// `seed` bytes.
+    fn updating_keys(seed: u8) -> TrafficKeys {
+        let application = ApplicationSecret::new(&[seed; 32]).unwrap();
+        let secret = TrafficSecret::derive(&aead::AES_128_GCM, hkdf::HKDF_SHA256, application.as_bytes()).unwrap();
+        TrafficKeys { secret, update: Some((application, hkdf::HKDF_SHA256)), sequence: 0, key: None }
+    }
+
+    /// KeyUpdates between records of application data are limited, and an empty record between
+    /// them does not reset the count.
+    #[test]
+    fn key_update_limit_with_empty_records() {
+        for data in [&b""[..], b"x"] {
+            let mut server = Records::from_keys(true, 64, updating_keys(2), updating_keys(1));
+            let mut client = TestPeer { tls13: true, send: updating_keys(1), receive: updating_keys(2) };
+            let (mut incoming, mut plaintext, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
+            let mut accepted = 0;
+            for _ in 0..=MAX_KEY_UPDATES_BETWEEN_DATA {
+                incoming.extend(client.seal(ContentType::Handshake, &[24, 0, 0, 1, 0]));
+                client.send.update().unwrap();
+                incoming.extend(client.seal(ContentType::ApplicationData, data));
+                if server.open(&mut incoming, &mut plaintext, &mut outgoing).is_err() {
+                    break;
+                }
+                accepted += 1;
+            }
+            let expected = if data.is_empty() { MAX_KEY_UPDATES_BETWEEN_DATA } else { MAX_KEY_UPDATES_BETWEEN_DATA + 1 };
+            assert_eq!(accepted, expected, "KeyUpdates accepted with {data:?} between them");
+        }
+    }
 
     /// The fuzz harness on inputs that reach its paths: data both ways with KeyUpdates, deliveries
     /// in pieces, parked keys, close_notify, and a few thousand pseudo-random inputs for each

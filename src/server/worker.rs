@@ -229,7 +229,13 @@ pub fn run(id: usize, published: Arc<Published>, listeners: Vec<WorkerListener>,
             drained: Shutdown::default(),
         });
         let current = Rc::new(Current { context: RefCell::new(Rc::clone(&context)), published });
-        tracing::debug!(worker = id, driver = rt::driver_name(), "worker started");
+        let driver = rt::driver_name();
+        tracing::debug!(worker = id, driver, "worker started");
+        if driver != "io_uring" {
+            // compio falls back without saying why; seccomp filters (Docker's default profile)
+            // and the locked-memory limit are the usual reasons.
+            tracing::warn!(worker = id, driver, "io_uring is not available, so the worker uses the slower polling driver; check the seccomp profile and the locked-memory limit (ulimit -l, systemd LimitMEMLOCK=)");
+        }
 
         for listener in listeners {
             let socket = match TcpListener::from_std(listener.socket) {

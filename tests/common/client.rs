@@ -471,11 +471,12 @@ impl Connection {
         }
     }
 
-    /// Sends a TLS 1.3 KeyUpdate record and nothing else: a record without request bytes.
+    /// Sends a TLS 1.3 KeyUpdate record and nothing else: a record without request bytes. With
+    /// `split`, the record goes out in two writes that far apart, the first of 3 bytes.
     ///
     /// # Panics
-    /// Panics on a plain connection, if rustls cannot update its keys, or if the write fails.
-    pub fn send_key_update(&mut self) {
+    /// Panics on a plain connection, if rustls cannot update its keys, or if a write fails.
+    pub fn send_key_update(&mut self, split: Option<Duration>) {
         let Transport::Tls(stream) = &mut self.transport else { panic!("a key update needs a TLS connection") };
         if let Err(error) = stream.conn.refresh_traffic_keys() {
             panic!("rustls did not update its keys: {error}");
@@ -487,8 +488,18 @@ impl Connection {
             }
         }
         assert!(!records.is_empty(), "rustls encoded no key update");
-        if let Err(error) = stream.sock.write_all(&records) {
-            panic!("failed to send {} bytes of records: {error}", records.len());
+        let (first, second) = match split {
+            Some(_) => records.split_at(3),
+            None => (&records[..], &[][..]),
+        };
+        if let Err(error) = stream.sock.write_all(first) {
+            panic!("failed to send {} bytes of records: {error}", first.len());
+        }
+        if let Some(pause) = split {
+            std::thread::sleep(pause);
+            if let Err(error) = stream.sock.write_all(second) {
+                panic!("failed to send the last {} bytes of the record: {error}", second.len());
+            }
         }
     }
 
