@@ -52,6 +52,12 @@ pub fn build_worker_runtime(receive_buffers: u32) -> io::Result<Runtime> {
     if let Some(buffers) = std::num::NonZero::new(count) {
         proactor.buffer_pool_size(buffers).buffer_pool_buffer_len(RECEIVE_POOL_BUFFER_BYTES);
     }
+    // Debug builds with `RINGFRONT_TEST_POLLING_DRIVER` set use the polling driver, so that
+    // tests cover the fallback that a blocked io_uring selects.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("RINGFRONT_TEST_POLLING_DRIVER").is_some() {
+        proactor.driver_type(compio::driver::DriverType::Poll);
+    }
     let runtime = Runtime::builder().with_proactor(proactor).build()?;
     // compio sets the pool up at its first use, the worker's first receive. A pool the kernel
     // rejects would then fail every connection; set up here, it stops the start with its error.
