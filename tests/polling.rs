@@ -1,8 +1,8 @@
 //! The polling driver, which compio selects where io_uring is blocked (by a seccomp filter such
 //! as Docker's default, or by the locked-memory limit). Debug builds use it when
-//! `RINGFRONT_TEST_POLLING_DRIVER` is set. On it the server logs a warning at start, serves static files
-//! over plain HTTP and TLS, proxies request bodies to Gunicorn, serves parked connections, and
-//! stops cleanly.
+//! `RINGFRONT_TEST_POLLING_DRIVER` is set. On it the server logs a warning at start, serves
+//! static files over plain HTTP and TLS, proxies request bodies to Gunicorn, serves parked
+//! connections, and stops cleanly.
 
 mod common;
 
