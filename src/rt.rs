@@ -640,71 +640,6 @@ impl Drop for ShutdownWait {
     }
 }
 
-/// Wakes the tasks waiting on it each time it is raised. A wait completes at the first raise
-/// after the wait was created, so a raise between two polls is not missed.
-#[derive(Default)]
-pub struct Signal {
-    raised: Cell<u64>,
-    /// Wakers of pending [`SignalWait`]s registered since the last raise.
-    waiters: RefCell<slab::Slab<Waker>>,
-}
-
-impl Signal {
-    pub fn raise(&self) {
-        self.raised.set(self.raised.get().wrapping_add(1));
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for (_, waker) in waiters {
-            waker.wake();
-        }
-    }
-
-    /// Completes at the next raise.
-    pub fn wait(&self) -> SignalWait<'_> {
-        SignalWait { signal: self, seen: self.raised.get(), key: None }
-    }
-}
-
-pub struct SignalWait<'a> {
-    signal: &'a Signal,
-    /// The raise count when the wait was created.
-    seen: u64,
-    /// This wait's entry among the waiters. A raise empties the table, so the key is only
-    /// valid while the count is still `seen`.
-    key: Option<usize>,
-}
-
-impl Future for SignalWait<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signal.raised.get() != self.seen {
-            self.key = None;
-            return Poll::Ready(());
-        }
-        let key = self.key;
-        let mut waiters = self.signal.waiters.borrow_mut();
-        match key.and_then(|key| waiters.get_mut(key)) {
-            Some(waker) => waker.clone_from(cx.waker()),
-            None => {
-                let key = waiters.insert(cx.waker().clone());
-                drop(waiters);
-                self.key = Some(key);
-            }
-        }
-        Poll::Pending
-    }
-}
-
-impl Drop for SignalWait<'_> {
-    fn drop(&mut self) {
-        if let Some(key) = self.key
-            && self.signal.raised.get() == self.seen
-        {
-            self.signal.waiters.borrow_mut().try_remove(key);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -727,40 +662,6 @@ mod tests {
             shutdown.start();
             assert!(shutdown.is_started());
         });
-    }
-
-    /// Polls `future` once with a waker that counts its wake-ups.
-    fn poll_once<F: std::future::Future + Unpin>(future: &mut F, wakes: &std::sync::Arc<WakeCount>) -> bool {
-        let waker = std::task::Waker::from(std::sync::Arc::clone(wakes));
-        std::pin::Pin::new(future).poll(&mut std::task::Context::from_waker(&waker)).is_ready()
-    }
-
-    #[derive(Default)]
-    struct WakeCount(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for WakeCount {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// A wait completes at the first raise after it was made, and a wait dropped after a raise
-    /// leaves the waiters registered since then in place.
-    #[test]
-    fn signal_wakes_waits_made_before_the_raise() {
-        let signal = super::Signal::default();
-        let (first_wakes, second_wakes) = (std::sync::Arc::default(), std::sync::Arc::default());
-        let mut first = signal.wait();
-        assert!(!poll_once(&mut first, &first_wakes));
-        signal.raise();
-        assert_eq!(first_wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1);
-
-        let mut second = signal.wait();
-        assert!(!poll_once(&mut second, &second_wakes), "a wait made after the raise completed");
-        drop(first);
-        signal.raise();
-        assert_eq!(second_wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the second wait was not woken");
-        assert!(poll_once(&mut second, &second_wakes));
     }
 
     #[test]

@@ -106,7 +106,9 @@ fn burst_for_uncached_file_loads_it_once() {
         assert!(gunzip(&response.body, css.len()) == css, "request {index}: the body differs");
     }
 
-    let loads = ringfront.output().matches("static file loaded").count();
+    // The line is written before the first response, but read from the process by another thread.
+    let output = ringfront.wait_for_output("static file loaded", 1, std::time::Duration::from_secs(10));
+    let loads = output.matches("static file loaded").count();
     assert_eq!(loads, 1, "{CONNECTIONS} requests for one file loaded it {loads} times");
 }
 

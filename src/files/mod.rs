@@ -12,7 +12,8 @@
 //! - `route`: [`StaticRoute`] and [`StaticSettings`].
 //! - [`path`]: request path normalisation.
 //! - [`conditional`], [`range`], [`encoding`]: header evaluation.
-//! - `load`: [`LoadJob`], the blocking side.
+//! - `load`: [`LoadJob`], the blocking side. `load_wait`: [`LoadWait`], for requests that
+//!   wait for a load another request runs.
 //! - `cache`: the LRU cache. `response`: [`FileResponse`]. `server`: [`StaticFiles`].
 //! - `multipart`: `multipart/byteranges` bodies for requests with several ranges.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ mod cache;
 pub mod conditional;
 pub mod encoding;
 mod load;
+mod load_wait;
 mod multipart;
 pub mod path;
 pub mod range;
@@ -35,6 +37,7 @@ mod server;
 mod tests;
 
 pub(crate) use load::CacheKey;
+pub use load_wait::LoadWait;
 pub use load::{LoadError, LoadJob, Loaded};
 pub use response::{FileBody, FileResponse};
 pub use route::{RouteError, StaticRoute, StaticSettings};

@@ -8,6 +8,7 @@ use libdeflater::CompressionLvl;
 
 use super::cache::{Cache, CacheEntry, EntryKind, KeyRef};
 use super::load::{CacheKey, FileStamp, LoadJob, LoadOptions, LoadResult, Loaded};
+use super::load_wait::LoadWait;
 use super::path::{NormalizedPath, PathError, normalize_path, normalize_request_path};
 use super::range::RangeLimits;
 use super::response::{self, FileResponse, ServeOptions};
@@ -23,9 +24,9 @@ pub enum Outcome {
     /// [`StaticFiles::respond`] again with the same request. If the job cannot finish, pass its
     /// key to [`StaticFiles::abandon_load`].
     Load(LoadJob),
-    /// Another request on this worker is loading the same path. Wait until that load ends (the
-    /// next call of `insert` or `abandon_load`), then call `respond` again.
-    Wait,
+    /// Another request on this worker is loading the same path. Wait until that load ends (its
+    /// `insert` or `abandon_load`), then call [`StaticFiles::respond_after_wait`].
+    Wait(LoadWait),
 }
 
 /// A request path matched to a static route by [`StaticFiles::route_for`]: the route's index
@@ -64,7 +65,8 @@ impl<'a> StaticTarget<'a> {
 ///    yet used by a request is fresh without a `stat`.
 ///
 /// Requests that miss the cache for a path while its load is in flight get [`Outcome::Wait`],
-/// so a burst of requests for a file not yet cached reads and compresses it once.
+/// so a burst of requests for a file not yet cached reads and compresses it once. Each load
+/// wakes only the requests that wait for it.
 pub struct StaticFiles {
     routes: Vec<StaticRoute>,
     /// Each route's prefix, normalized like request paths. None for a prefix that does not
@@ -73,8 +75,9 @@ pub struct StaticFiles {
     settings: StaticSettings,
     gzip_level: CompressionLvl,
     cache: Cache,
-    /// The paths whose loads are in flight: one entry per file being loaded, so a list.
-    loading: Vec<CacheKey>,
+    /// The paths whose loads are in flight, with the wait of each: one entry per file being
+    /// loaded, so a list.
+    loading: Vec<(CacheKey, LoadWait)>,
 }
 
 impl StaticFiles {
@@ -174,6 +177,19 @@ impl StaticFiles {
     /// `revalidate_interval` per entry, cheap enough for the event loop. A `target` from a
     /// server with other routes may name a route this one lacks, which gets 404.
     pub fn respond(&mut self, target: &StaticTarget<'_>, head: &RequestHead, now: Instant) -> Outcome {
+        self.respond_with(target, head, now, self.settings.revalidate_interval)
+    }
+
+    /// Like [`respond`](Self::respond), for a request that waited for a load
+    /// ([`Outcome::Wait`]). The request came before that load's result, so the entry the load
+    /// stored is used for it without a check against the disk. Otherwise, with a short
+    /// `revalidate_interval` and a file that keeps changing, each waiting request would throw
+    /// the entry away and load the file again, one after another.
+    pub fn respond_after_wait(&mut self, target: &StaticTarget<'_>, head: &RequestHead, now: Instant) -> Outcome {
+        self.respond_with(target, head, now, Duration::MAX)
+    }
+
+    fn respond_with(&mut self, target: &StaticTarget<'_>, head: &RequestHead, now: Instant, revalidate_interval: Duration) -> Outcome {
         let head_only = head.is_head();
         let route = target.route;
         let Some(config) = self.routes.get(route) else {
@@ -191,12 +207,7 @@ impl StaticFiles {
         };
         let key = KeyRef { route, path };
 
-        match check_freshness(
-            &mut self.cache,
-            self.settings.revalidate_interval,
-            key,
-            now,
-        ) {
+        match check_freshness(&mut self.cache, revalidate_interval, key, now) {
             Freshness::Fresh => {}
             Freshness::Deleted => return Outcome::Response(response::error(404, head_only)),
             Freshness::Missing => return self.start_load(key, head_only),
@@ -230,7 +241,7 @@ impl StaticFiles {
 
     /// Stores what a [`LoadJob`] produced. Call it on the worker thread that created the job.
     pub fn insert(&mut self, loaded: Loaded) {
-        self.end_load(&loaded.key);
+        let key = loaded.key;
         let kind = match loaded.result {
             LoadResult::File(file) => EntryKind::File(file),
             LoadResult::Redirect => EntryKind::Redirect,
@@ -240,7 +251,9 @@ impl StaticFiles {
             kind,
             checked_at: None,
         };
-        self.cache.insert(loaded.key, entry);
+        // The requests waiting for this load run only after this call, and find the entry.
+        self.end_load(&key);
+        self.cache.insert(key, entry);
     }
 
     /// Returns the bytes the cache counts against `cache_bytes`.
@@ -260,21 +273,22 @@ impl StaticFiles {
     }
 
     fn end_load(&mut self, key: &CacheKey) {
-        if let Some(index) = self.loading.iter().position(|loading| loading == key) {
-            self.loading.swap_remove(index);
+        if let Some(index) = self.loading.iter().position(|(loading, _)| loading == key) {
+            let (_, wait) = self.loading.swap_remove(index);
+            wait.end();
         }
     }
 
     /// Returns a load job for `key`, or [`Outcome::Wait`] when one is in flight.
     fn start_load(&mut self, key: KeyRef<'_>, head_only: bool) -> Outcome {
-        if self.loading.iter().any(|loading| key.matches(loading)) {
-            return Outcome::Wait;
+        if let Some((_, wait)) = self.loading.iter().find(|(loading, _)| key.matches(loading)) {
+            return Outcome::Wait(wait.clone());
         }
         let Some(route) = self.routes.get(key.route) else {
             return Outcome::Response(response::error(404, head_only));
         };
         let job = self.load_job(key, route);
-        self.loading.push(job.key.clone());
+        self.loading.push((job.key.clone(), LoadWait::default()));
         Outcome::Load(job)
     }
 

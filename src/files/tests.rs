@@ -119,13 +119,13 @@ fn drive(files: &mut StaticFiles, head: &RequestHead, now: Instant) -> FileRespo
     let job = match files.respond(&target, head, now) {
         Outcome::Response(response) => return response,
         Outcome::Load(job) => job,
-        Outcome::Wait => panic!("{} waits for a load that no request runs", head.target),
+        Outcome::Wait(_) => panic!("{} waits for a load that no request runs", head.target),
     };
     files.insert(job.run());
     match files.respond(&target, head, now) {
         Outcome::Response(response) => response,
         Outcome::Load(job) => panic!("second load for {}: {job:?}", head.target),
-        Outcome::Wait => panic!("{} waits after its load", head.target),
+        Outcome::Wait(_) => panic!("{} waits after its load", head.target),
     }
 }
 
@@ -641,7 +641,7 @@ fn change_seen_after_interval() {
     let early = start + Duration::from_millis(500);
     match respond(&mut files, &get("/static/app.js"), early) {
         Outcome::Response(response) => assert_eq!(body(&response), b"let a = 1;"),
-        Outcome::Load(_) | Outcome::Wait => panic!("revalidated before the interval"),
+        Outcome::Load(_) | Outcome::Wait(_) => panic!("revalidated before the interval"),
     }
 
     let late = start + Duration::from_millis(1500);
@@ -654,9 +654,16 @@ fn change_seen_after_interval() {
     assert_ne!(fresh.header("etag"), first.header("etag"));
 }
 
+/// Returns whether `wait` has ended, polling its future once.
+fn has_ended(wait: &LoadWait) -> bool {
+    use std::future::Future;
+    let mut future = std::pin::pin!(wait.wait());
+    future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
+}
+
 /// Requests that miss the cache for a path while its load is in flight wait for that load,
 /// so a burst of requests for a file not yet cached reads and compresses it once. Other paths
-/// load on their own.
+/// load on their own, and each load ends only its own waits.
 #[test]
 fn misses_during_a_load_wait_for_it() {
     let site = Site::new();
@@ -668,20 +675,54 @@ fn misses_during_a_load_wait_for_it() {
     let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), now) else {
         panic!("no load for the first request");
     };
-    assert!(matches!(respond(&mut files, &get("/static/app.js"), now), Outcome::Wait));
-    assert!(matches!(respond(&mut files, &request("HEAD", "/static/app.js", &[]), now), Outcome::Wait));
+    let Outcome::Wait(wait) = respond(&mut files, &get("/static/app.js"), now) else {
+        panic!("a second request for the path does not wait");
+    };
+    assert!(matches!(respond(&mut files, &request("HEAD", "/static/app.js", &[]), now), Outcome::Wait(_)));
     let Outcome::Load(other) = respond(&mut files, &get("/static/other.js"), now) else {
         panic!("a request for another path waits");
     };
+    let Outcome::Wait(other_wait) = respond(&mut files, &get("/static/other.js"), now) else {
+        panic!("a second request for the other path does not wait");
+    };
+    assert!(!has_ended(&wait));
 
     files.insert(job.run());
-    match respond(&mut files, &get("/static/app.js"), now) {
+    assert!(has_ended(&wait));
+    assert!(!has_ended(&other_wait), "another path's load ended this wait");
+    match files.respond_after_wait(&files.route_for("/static/app.js").unwrap(), &get("/static/app.js"), now) {
         Outcome::Response(response) => assert_eq!(body(&response), b"let a = 1;"),
         outcome => panic!("after the load: {outcome:?}"),
     }
-    assert!(matches!(respond(&mut files, &get("/static/other.js"), now), Outcome::Wait));
     files.insert(other.run());
+    assert!(has_ended(&other_wait));
     assert!(matches!(respond(&mut files, &get("/static/other.js"), now), Outcome::Response(_)));
+}
+
+/// A request that waited for a load takes the entry that load stored, without the check
+/// against the disk that a later request makes once `revalidate_interval` has passed since
+/// the entry's first use.
+#[test]
+fn waiting_request_takes_the_loaded_entry() {
+    let site = Site::new();
+    let path = site.write("app.js", b"let a = 1;");
+    let mut files = site.server();
+    let start = Instant::now();
+    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), start) else {
+        panic!("no load for the first request");
+    };
+    files.insert(job.run());
+    let target = files.route_for("/static/app.js").unwrap();
+    assert!(matches!(files.respond(&target, &get("/static/app.js"), start), Outcome::Response(_)), "the loading request");
+    fs::write(&path, b"let a = 22;").unwrap();
+
+    let late = start + Duration::from_secs(5);
+    match files.respond_after_wait(&target, &get("/static/app.js"), late) {
+        Outcome::Response(response) => assert_eq!(body(&response), b"let a = 1;"),
+        outcome => panic!("after the wait: {outcome:?}"),
+    }
+    let later = late + Duration::from_secs(5);
+    assert!(matches!(files.respond(&target, &get("/static/app.js"), later), Outcome::Load(_)));
 }
 
 /// A load that ends without a result lets the next request load the path.
@@ -695,8 +736,11 @@ fn abandoned_load_is_run_again() {
     let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), now) else {
         panic!("no load for the first request");
     };
-    assert!(matches!(respond(&mut files, &get("/static/app.js"), now), Outcome::Wait));
+    let Outcome::Wait(wait) = respond(&mut files, &get("/static/app.js"), now) else {
+        panic!("a second request for the path does not wait");
+    };
     files.abandon_load(&job.key);
+    assert!(has_ended(&wait));
     assert!(matches!(respond(&mut files, &get("/static/app.js"), now), Outcome::Load(_)));
 }
 
@@ -728,7 +772,7 @@ fn deleted_file_gets_404() {
     let later = start + Duration::from_secs(2);
     match respond(&mut files, &get("/static/app.js"), later) {
         Outcome::Response(response) => assert_eq!(response.status, 404),
-        Outcome::Load(_) | Outcome::Wait => panic!("a deleted file needs no load"),
+        Outcome::Load(_) | Outcome::Wait(_) => panic!("a deleted file needs no load"),
     }
     assert_eq!(files.cached_entries(), 0);
 }

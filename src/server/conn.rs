@@ -201,15 +201,15 @@ async fn close_failed_handshake(mut io: ClientIo, context: &WorkerContext, err: 
 
 /// Runs the load that [`StaticFiles::respond`](crate::files::StaticFiles::respond) requested,
 /// or waits for the load of the same path that another request runs, and returns the outcome
-/// of `respond` after it. `None` when the load panicked. Boxed by the caller: a cache miss is
+/// of `respond` after it (`respond_after_wait` after a wait). `None` when the load panicked. Boxed by the caller: a cache miss is
 /// rare, and its state would otherwise enlarge every connection's request loop.
 async fn load_static(context: &Rc<WorkerContext>, target: &StaticTarget<'_>, request: &RequestHead, mut outcome: Outcome) -> Option<Outcome> {
     loop {
         match outcome {
             Outcome::Response(_) => return Some(outcome),
-            Outcome::Wait => {
-                context.files_loaded.wait().await;
-                outcome = context.files.borrow_mut().respond(target, request, Instant::now());
+            Outcome::Wait(wait) => {
+                wait.wait().await;
+                outcome = context.files.borrow_mut().respond_after_wait(target, request, Instant::now());
             }
             Outcome::Load(job) => {
                 let mut in_flight = LoadInFlight { context: Rc::clone(context), key: Some(job.key.clone()) };
@@ -217,10 +217,7 @@ async fn load_static(context: &Rc<WorkerContext>, target: &StaticTarget<'_>, req
                 let mut files = context.files.borrow_mut();
                 files.insert(loaded);
                 in_flight.key = None;
-                let after = files.respond(target, request, Instant::now());
-                drop(files);
-                context.files_loaded.raise();
-                return Some(after);
+                return Some(files.respond(target, request, Instant::now()));
             }
         }
     }
@@ -240,7 +237,6 @@ impl Drop for LoadInFlight {
         if let Ok(mut files) = self.context.files.try_borrow_mut() {
             files.abandon_load(&key);
         }
-        self.context.files_loaded.raise();
     }
 }
 
@@ -915,7 +911,7 @@ impl Connection {
         }
         let response = match outcome {
             Outcome::Response(response) => response,
-            Outcome::Load(_) | Outcome::Wait => {
+            Outcome::Load(_) | Outcome::Wait(_) => {
                 tracing::error!(target = %request.target, "static file still not cached after loading");
                 return self.send_reply(request, self.error_reply(500), keep_alive, started).await;
             }

@@ -55,9 +55,6 @@ pub struct WorkerContext {
     /// The reload generation `shared` was published as.
     generation: u64,
     pub files: RefCell<StaticFiles>,
-    /// Raised when a static file load ends, for the requests that wait for it
-    /// (`files::Outcome::Wait`).
-    pub files_loaded: rt::Signal,
     /// The upstream servers and their idle connections, when `[upstream]` is configured.
     pub upstreams: Option<Upstreams>,
     /// Set when a reload replaced this configuration: its connections close after the request
@@ -111,7 +108,6 @@ impl WorkerContext {
         WorkerContext {
             id: self.id,
             files,
-            files_loaded: rt::Signal::default(),
             upstreams,
             shared,
             generation,
@@ -219,7 +215,6 @@ pub fn run(id: usize, published: Arc<Published>, listeners: Vec<WorkerListener>,
             shared,
             generation,
             files,
-            files_loaded: rt::Signal::default(),
             retired: Cell::new(false),
             date: Rc::default(),
             access_log: Rc::new(RefCell::new(access_log)),
