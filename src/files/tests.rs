@@ -645,9 +645,7 @@ fn change_seen_after_interval() {
     }
 
     let late = start + Duration::from_millis(1500);
-    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), late) else {
-        panic!("no load after the interval");
-    };
+    let job = expect_load(respond(&mut files, &get("/static/app.js"), late), "no load after the interval");
     files.insert(job.run());
     let fresh = drive(&mut files, &get("/static/app.js"), late);
     assert_eq!(body(&fresh), b"let a = 22;");
@@ -661,6 +659,22 @@ fn has_ended(wait: &LoadWait) -> bool {
     future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
 }
 
+/// Returns the job of a `Load` outcome. Panics with `what` on any other.
+fn expect_load(outcome: Outcome, what: &str) -> LoadJob {
+    match outcome {
+        Outcome::Load(job) => job,
+        other => panic!("{what}: expected a load, got {other:?}"),
+    }
+}
+
+/// Returns the wait of a `Wait` outcome. Panics with `what` on any other.
+fn expect_wait(outcome: Outcome, what: &str) -> LoadWait {
+    match outcome {
+        Outcome::Wait(wait) => wait,
+        other => panic!("{what}: expected a wait, got {other:?}"),
+    }
+}
+
 /// Requests that miss the cache for a path while its load is in flight wait for that load,
 /// so a burst of requests for a file not yet cached reads and compresses it once. Other paths
 /// load on their own, and each load ends only its own waits.
@@ -672,19 +686,11 @@ fn misses_during_a_load_wait_for_it() {
     let mut files = site.server();
     let now = Instant::now();
 
-    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), now) else {
-        panic!("no load for the first request");
-    };
-    let Outcome::Wait(wait) = respond(&mut files, &get("/static/app.js"), now) else {
-        panic!("a second request for the path does not wait");
-    };
+    let job = expect_load(respond(&mut files, &get("/static/app.js"), now), "no load for the first request");
+    let wait = expect_wait(respond(&mut files, &get("/static/app.js"), now), "a second request for the path does not wait");
     assert!(matches!(respond(&mut files, &request("HEAD", "/static/app.js", &[]), now), Outcome::Wait(_)));
-    let Outcome::Load(other) = respond(&mut files, &get("/static/other.js"), now) else {
-        panic!("a request for another path waits");
-    };
-    let Outcome::Wait(other_wait) = respond(&mut files, &get("/static/other.js"), now) else {
-        panic!("a second request for the other path does not wait");
-    };
+    let other = expect_load(respond(&mut files, &get("/static/other.js"), now), "a request for another path waits");
+    let other_wait = expect_wait(respond(&mut files, &get("/static/other.js"), now), "a second request for the other path does not wait");
     assert!(!has_ended(&wait));
 
     files.insert(job.run());
@@ -708,9 +714,7 @@ fn waiting_request_takes_the_loaded_entry() {
     let path = site.write("app.js", b"let a = 1;");
     let mut files = site.server();
     let start = Instant::now();
-    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), start) else {
-        panic!("no load for the first request");
-    };
+    let job = expect_load(respond(&mut files, &get("/static/app.js"), start), "no load for the first request");
     files.insert(job.run());
     let target = files.route_for("/static/app.js").unwrap();
     assert!(matches!(files.respond(&target, &get("/static/app.js"), start), Outcome::Response(_)), "the loading request");
@@ -733,12 +737,8 @@ fn abandoned_load_is_run_again() {
     let mut files = site.server();
     let now = Instant::now();
 
-    let Outcome::Load(job) = respond(&mut files, &get("/static/app.js"), now) else {
-        panic!("no load for the first request");
-    };
-    let Outcome::Wait(wait) = respond(&mut files, &get("/static/app.js"), now) else {
-        panic!("a second request for the path does not wait");
-    };
+    let job = expect_load(respond(&mut files, &get("/static/app.js"), now), "no load for the first request");
+    let wait = expect_wait(respond(&mut files, &get("/static/app.js"), now), "a second request for the path does not wait");
     files.abandon_load(&job.key);
     assert!(has_ended(&wait));
     assert!(matches!(respond(&mut files, &get("/static/app.js"), now), Outcome::Load(_)));
@@ -885,9 +885,7 @@ fn second_respond_never_loads() {
     let head = get("/static/app.css");
     let far_future = Instant::now() + Duration::from_secs(3600);
 
-    let Outcome::Load(job) = respond(&mut files, &head, far_future) else {
-        panic!("an empty cache must load");
-    };
+    let job = expect_load(respond(&mut files, &head, far_future), "an empty cache must load");
     let loaded = std::thread::spawn(move || job.run()).join().unwrap();
     files.insert(loaded);
     let Outcome::Response(response) = respond(&mut files, &head, far_future) else {
@@ -1185,9 +1183,7 @@ fn sibling_change_seen_after_interval() {
 
     write_with_mtime(&site.root().join("app.css.br"), b"BR2", 1_000_005);
     let late = start + Duration::from_secs(2);
-    let Outcome::Load(job) = respond(&mut files, &head, late) else {
-        panic!("no load after the sibling changed");
-    };
+    let job = expect_load(respond(&mut files, &head, late), "no load after the sibling changed");
     files.insert(job.run());
     assert_eq!(body(&drive(&mut files, &head, late)), b"BR2");
 
