@@ -201,8 +201,9 @@ async fn close_failed_handshake(mut io: ClientIo, context: &WorkerContext, err: 
 
 /// Runs the load that [`StaticFiles::respond`](crate::files::StaticFiles::respond) requested,
 /// or waits for the load of the same path that another request runs, and returns the outcome
-/// of `respond` after it (`respond_after_wait` after a wait). `None` when the load panicked. Boxed by the caller: a cache miss is
-/// rare, and its state would otherwise enlarge every connection's request loop.
+/// of `respond` after it (`respond_after_wait` after a wait). `None` when the load panicked.
+/// Boxed by the caller: a cache miss is rare, and its state would otherwise enlarge every
+/// connection's request loop.
 async fn load_static(context: &Rc<WorkerContext>, target: &StaticTarget<'_>, request: &RequestHead, mut outcome: Outcome) -> Option<Outcome> {
     loop {
         match outcome {
@@ -514,8 +515,8 @@ impl Connection {
             let mut wait_start = now;
             loop {
                 match self.wait_idle(wait_start, idle_deadline).await {
-                    // The first bytes of a request are here: the rest of its head, including the
-                    // rest of a TLS record, has `request_head` from now.
+                    // Bytes are here. When they start a request, the rest of its head, including
+                    // the rest of a TLS record, has `request_head` from now.
                     Ok(received) => {
                         // The head's deadline starts now, and the reads of the head's later
                         // parts keep it (`ReadPhase::Head` above).
