@@ -73,6 +73,11 @@ const MAX_RENEGOTIATION_REQUESTS: u8 = 1;
 /// data, so they cannot reset the count.
 const MAX_KEY_UPDATES_BETWEEN_DATA: u8 = 32;
 
+/// Empty application data records accepted in a row. RFC 8446 §5.4 allows them as a traffic
+/// analysis countermeasure, but each one costs a decryption and carries nothing, so a client
+/// sending only these is cut off, as OpenSSL does after the same number.
+const MAX_EMPTY_RECORDS_IN_A_ROW: u8 = 32;
+
 /// The record protection of one session after its handshake.
 pub struct Records {
     tls13: bool,
@@ -94,6 +99,7 @@ pub struct Records {
     warning_alerts: u8,
     renegotiation_requests: u8,
     key_updates: u8,
+    empty_records: u8,
 }
 
 /// The keys of one direction.
@@ -198,6 +204,7 @@ impl Records {
             warning_alerts: 0,
             renegotiation_requests: 0,
             key_updates: 0,
+            empty_records: 0,
         }
     }
 
@@ -333,11 +340,16 @@ impl Records {
             return Err(Fault::unexpected(PeerMisbehaved::MessageInterleavedWithHandshakeMessage));
         }
         match content_type {
+            ContentType::ApplicationData if content.is_empty() => {
+                self.empty_records = self.empty_records.saturating_add(1);
+                if self.empty_records > MAX_EMPTY_RECORDS_IN_A_ROW {
+                    return Err(Fault::unexpected(PeerMisbehaved::TooManyEmptyFragments));
+                }
+            }
             ContentType::ApplicationData => {
                 plaintext.extend_from_slice(content);
-                if !content.is_empty() {
-                    self.key_updates = 0;
-                }
+                self.key_updates = 0;
+                self.empty_records = 0;
             }
             ContentType::Alert => self.on_alert(content)?,
             ContentType::Handshake => self.on_handshake(content, outgoing)?,
@@ -924,7 +936,7 @@ mod tests {
     use aws_lc_rs::{aead, hkdf};
     use rustls::ContentType;
 
-    use super::{ApplicationSecret, MAX_KEY_UPDATES_BETWEEN_DATA, Records, TestPeer, TrafficKeys, TrafficSecret, fuzz_session};
+    use super::{ApplicationSecret, MAX_EMPTY_RECORDS_IN_A_ROW, MAX_KEY_UPDATES_BETWEEN_DATA, Records, TestPeer, TrafficKeys, TrafficSecret, fuzz_session};
 
     /// TLS 1.3 keys with AES-128-GCM that follow KeyUpdates, from an application secret of
     /// `seed` bytes.
@@ -932,6 +944,27 @@ mod tests {
         let application = ApplicationSecret::new(&[seed; 32]).unwrap();
         let secret = TrafficSecret::derive(&aead::AES_128_GCM, hkdf::HKDF_SHA256, application.as_bytes()).unwrap();
         TrafficKeys { secret, update: Some((application, hkdf::HKDF_SHA256)), sequence: 0, key: None }
+    }
+
+    /// Empty application data records are accepted up to the limit in a row, and a record with
+    /// data starts the count again.
+    #[test]
+    fn empty_record_limit() {
+        for data_first in [false, true] {
+            let mut server = Records::from_keys(true, 64, updating_keys(2), updating_keys(1));
+            let mut client = TestPeer { tls13: true, send: updating_keys(1), receive: updating_keys(2) };
+            let (mut incoming, mut plaintext, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..MAX_EMPTY_RECORDS_IN_A_ROW {
+                incoming.extend(client.seal(ContentType::ApplicationData, b""));
+            }
+            server.open(&mut incoming, &mut plaintext, &mut outgoing).expect("records up to the limit");
+            if data_first {
+                incoming.extend(client.seal(ContentType::ApplicationData, b"x"));
+            }
+            incoming.extend(client.seal(ContentType::ApplicationData, b""));
+            let result = server.open(&mut incoming, &mut plaintext, &mut outgoing);
+            assert_eq!(result.is_ok(), data_first, "one more empty record, data before it: {data_first}");
+        }
     }
 
     /// KeyUpdates between records of application data are limited, and an empty record between
