@@ -17,3 +17,4 @@ pub mod http;
 pub mod rt;
 pub mod server;
 pub mod tls;
+mod waiters;

@@ -6,7 +6,7 @@
 //! protocol code. This module owns listener creation (SO_REUSEPORT), task spawning, timers, the
 //! blocking pool and the shared-buffer type handed to the kernel.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::waiters::Waiters;
 
 pub use compio::BufResult;
 pub use compio::buf::{IntoInner, IoBuf, IoBufMut, Slice};
@@ -59,9 +61,9 @@ pub fn build_worker_runtime(receive_buffers: u32) -> io::Result<Runtime> {
         proactor.driver_type(compio::driver::DriverType::Poll);
     }
     let runtime = Runtime::builder().with_proactor(proactor).build()?;
-    // compio sets the pool up at its first use, the worker's first receive. A pool the kernel
-    // rejects would then fail every connection; set up here, it stops the start with its error.
-    // Its memory is a fixed cost of the worker, and shows in the worker's size from the start.
+    // compio sets the pool up at its first use, the worker's first receive, so a pool the
+    // kernel rejects would fail every connection. Set up here, it stops the start with its
+    // error. Its memory is a fixed cost of the worker, and shows in the worker's size at start.
     if count > 0 {
         runtime
             .buffer_pool()
@@ -204,9 +206,14 @@ impl Future for OwnedReceive {
     }
 }
 
+/// Returns whether the running worker's driver is io_uring, not the polling fallback.
+pub fn uses_io_uring() -> bool {
+    Runtime::with_current(|runtime| runtime.driver_type().is_iouring())
+}
+
 /// Returns "io_uring" or "polling" for the running worker's driver, for the start-up log.
 pub fn driver_name() -> &'static str {
-    if Runtime::with_current(|runtime| runtime.driver_type().is_iouring()) { "io_uring" } else { "polling" }
+    if uses_io_uring() { "io_uring" } else { "polling" }
 }
 
 /// Spawns a task on the current worker. A panic inside it ends only that task: the executor
@@ -566,9 +573,8 @@ struct ShutdownInner {
     /// from its own worker, such as a connection's eviction, which then allocates no flag.
     trigger: Option<ShutdownTrigger>,
     started: Cell<bool>,
-    /// Wakers of pending [`ShutdownWait`]s, removed again when a wait is dropped, so the table
-    /// stays as large as the number of connections waiting at once.
-    waiters: RefCell<slab::Slab<Waker>>,
+    /// Wakers of pending [`ShutdownWait`]s.
+    waiters: Waiters,
 }
 
 impl Shutdown {
@@ -587,10 +593,7 @@ impl Shutdown {
 
     pub fn start(&self) {
         self.inner.started.set(true);
-        let waiters = std::mem::take(&mut *self.inner.waiters.borrow_mut());
-        for (_, waker) in waiters {
-            waker.wake();
-        }
+        self.inner.waiters.wake_all();
     }
 
     pub fn is_started(&self) -> bool {
@@ -617,26 +620,19 @@ pub struct ShutdownWait {
 impl Future for ShutdownWait {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.shutdown.is_started() {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.shutdown.is_started() {
             return Poll::Ready(());
         }
-        let key = self.key;
-        let inner = Rc::clone(&self.shutdown.inner);
-        let mut waiters = inner.waiters.borrow_mut();
-        match key.and_then(|key| waiters.get_mut(key)) {
-            Some(waker) => waker.clone_from(cx.waker()),
-            None => self.key = Some(waiters.insert(cx.waker().clone())),
-        }
+        this.shutdown.inner.waiters.register(&mut this.key, cx.waker());
         Poll::Pending
     }
 }
 
 impl Drop for ShutdownWait {
     fn drop(&mut self) {
-        if let Some(key) = self.key {
-            self.shutdown.inner.waiters.borrow_mut().try_remove(key);
-        }
+        self.shutdown.inner.waiters.remove(self.key);
     }
 }
 

@@ -1,11 +1,13 @@
 //! [`LoadWait`], how a request waits for the load of a file that another request on the worker
 //! runs (see [`Outcome::Wait`](super::Outcome::Wait)).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use crate::waiters::Waiters;
 
 /// The end of one load, shared by the requests that wait for it. It ends once, when the load's
 /// result is stored or the load is abandoned, and wakes those requests.
@@ -17,17 +19,15 @@ pub struct LoadWait {
 #[derive(Default)]
 struct Inner {
     ended: Cell<bool>,
-    /// Wakers of the pending waits, removed again when a wait is dropped.
-    waiters: RefCell<slab::Slab<Waker>>,
+    /// Wakers of the pending waits.
+    waiters: Waiters,
 }
 
 impl LoadWait {
+    /// Ends the wait and wakes the requests that wait.
     pub(super) fn end(&self) {
         self.inner.ended.set(true);
-        let waiters = std::mem::take(&mut *self.inner.waiters.borrow_mut());
-        for (_, waker) in waiters {
-            waker.wake();
-        }
+        self.inner.waiters.wake_all();
     }
 
     /// Completes once the load has ended.
@@ -51,26 +51,18 @@ pub struct LoadWaitFuture {
 impl Future for LoadWaitFuture {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.wait.inner.ended.get() {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.wait.inner.ended.get() {
             return Poll::Ready(());
         }
-        let inner = Rc::clone(&self.wait.inner);
-        let mut waiters = inner.waiters.borrow_mut();
-        match self.key.and_then(|key| waiters.get_mut(key)) {
-            Some(waker) => waker.clone_from(cx.waker()),
-            None => self.key = Some(waiters.insert(cx.waker().clone())),
-        }
+        this.wait.inner.waiters.register(&mut this.key, cx.waker());
         Poll::Pending
     }
 }
 
 impl Drop for LoadWaitFuture {
     fn drop(&mut self) {
-        // After the end the table is empty and no entry is added again, so a stale key
-        // removes nothing.
-        if let Some(key) = self.key {
-            self.wait.inner.waiters.borrow_mut().try_remove(key);
-        }
+        self.wait.inner.waiters.remove(self.key);
     }
 }
