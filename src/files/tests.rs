@@ -659,19 +659,19 @@ fn has_ended(wait: &LoadWait) -> bool {
     future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
 }
 
-/// Returns the job of a `Load` outcome. Panics with `what` on any other.
-fn expect_load(outcome: Outcome, what: &str) -> LoadJob {
+/// Returns the job of a `Load` outcome. Panics with `case` on any other.
+fn expect_load(outcome: Outcome, case: &str) -> LoadJob {
     match outcome {
         Outcome::Load(job) => job,
-        other => panic!("{what}: expected a load, got {other:?}"),
+        other => panic!("{case}: expected a load, got {other:?}"),
     }
 }
 
-/// Returns the wait of a `Wait` outcome. Panics with `what` on any other.
-fn expect_wait(outcome: Outcome, what: &str) -> LoadWait {
+/// Returns the wait of a `Wait` outcome. Panics with `case` on any other.
+fn expect_wait(outcome: Outcome, case: &str) -> LoadWait {
     match outcome {
         Outcome::Wait(wait) => wait,
-        other => panic!("{what}: expected a wait, got {other:?}"),
+        other => panic!("{case}: expected a wait, got {other:?}"),
     }
 }
 

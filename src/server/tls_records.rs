@@ -73,9 +73,9 @@ const MAX_RENEGOTIATION_REQUESTS: u8 = 1;
 /// data, so they cannot reset the count.
 const MAX_KEY_UPDATES_BETWEEN_DATA: u8 = 32;
 
-/// Empty application data records accepted in a row. RFC 8446 §5.4 allows them as a traffic
+/// Empty application data records accepted in a row. RFC 8446 §5.1 allows them as a traffic
 /// analysis countermeasure, but each one costs a decryption and carries nothing, so a client
-/// sending only these is cut off, as OpenSSL does after the same number.
+/// sending only these is cut off. `openssl s_server` (OpenSSL 3.0) rejects the 33rd too.
 const MAX_EMPTY_RECORDS_IN_A_ROW: u8 = 32;
 
 /// The record protection of one session after its handshake.

@@ -226,9 +226,10 @@ pub fn run(id: usize, published: Arc<Published>, listeners: Vec<WorkerListener>,
         let current = Rc::new(Current { context: RefCell::new(Rc::clone(&context)), published });
         let driver = rt::driver_name();
         tracing::debug!(worker = id, driver, "worker started");
-        if driver != "io_uring" {
-            // compio falls back without saying why; seccomp filters (Docker's default profile)
-            // and the locked-memory limit are the usual reasons.
+        if !rt::uses_io_uring() {
+            // compio logs its fallback only when built with its `enable_log` feature, which
+            // ringfront does not enable. Seccomp filters and the locked-memory limit are the
+            // usual reasons for it.
             tracing::warn!(worker = id, driver, "io_uring is not available, so the worker uses the slower polling driver; check the seccomp profile and the locked-memory limit (ulimit -l, systemd LimitMEMLOCK=)");
         }
 
