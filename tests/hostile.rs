@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::response::{Parsed, parse_response};
 use common::slow::{self, Ending};
 use common::{Config, Connection, Ringfront, Site, TestCert, pattern_bytes, plain_request, procfs};
 use rustls::pki_types::ServerName;
@@ -495,6 +496,40 @@ fn tls_garbage_closes_connection() {
     let output = ringfront.output();
     let warnings: Vec<&str> = output.lines().filter(|line| line.contains("WARN") && line.contains("rustls")).collect();
     assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// Requests that arrive in the same read as a record that fails to decrypt are served before
+/// the session ends with the record's alert, as a server that reads one record at a time serves
+/// them.
+#[test]
+fn requests_before_bad_record_served() {
+    let site = site();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = tls_config(&site, &cert).start();
+    let style = site.read("static/style.css");
+
+    let mut connection = Connection::https(ringfront.https_port(), &cert);
+    // A whole exchange first, so that the client has taken every record the server sent so far
+    // (its session tickets) and the records read below start at a record boundary.
+    assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+    // An application data record whose tag cannot match.
+    let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    forged.extend_from_slice(&[0xAB; 0x20]);
+    connection.send_with_raw_after(&[STYLE_REQUEST, STYLE_REQUEST].concat(), &forged);
+    let (mut plaintext, error) = connection.open_records_until_close();
+    assert!(
+        matches!(error, Some(rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac))),
+        "{error:?}"
+    );
+    for position in ["first", "second"] {
+        let Ok(Parsed::Complete(response, length)) = parse_response(&plaintext, false, false) else {
+            panic!("{position} response missing: {:?}", String::from_utf8_lossy(&plaintext));
+        };
+        assert_eq!(response.status, 200, "{position} request");
+        assert!(response.body == style, "{position} request: body differs");
+        plaintext.drain(..length);
+    }
+    assert!(plaintext.is_empty(), "{:?}", String::from_utf8_lossy(&plaintext));
 }
 
 #[test]

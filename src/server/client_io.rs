@@ -217,6 +217,12 @@ impl ClientIo {
             if !self.out.is_empty() {
                 Box::pin(self.flush()).await?;
             }
+            if self.tls.as_ref().is_some_and(|tls| tls.has_deferred_fault()) {
+                // The responses to the requests before the bad record went out above; the
+                // alert for it follows.
+                self.process_ciphertext().await?;
+                continue;
+            }
             let received = self.receive_ciphertext(deadline).await?;
             if received == 0 {
                 // RFC 8446 §6.1: a peer that closes without close_notify may have been cut short.
@@ -226,10 +232,10 @@ impl ClientIo {
         }
     }
 
-    /// Returns whether a read can return without receiving: decrypted bytes, or the client's
-    /// close_notify, wait in the TLS session.
+    /// Returns whether a read can return without receiving: decrypted bytes, the client's
+    /// close_notify or a bad record wait in the TLS session.
     pub fn has_buffered_input(&self) -> bool {
-        !self.tls_plaintext.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.is_peer_closed())
+        !self.tls_plaintext.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.is_peer_closed() || tls.has_deferred_fault())
     }
 
     /// Starts the receive that waits for the next request on an idle connection. Unlike

@@ -100,6 +100,11 @@ pub struct Records {
     renegotiation_requests: u8,
     key_updates: u8,
     empty_records: u8,
+    /// A fault found behind records whose plaintext has not been read yet. The next
+    /// [`Records::open`] reports it, so that requests that arrived before the bad record are
+    /// still served, as with a TLS library that hands over one record at a time. Boxed because
+    /// it is rare, and every idle connection keeps this struct.
+    deferred: Option<Box<Fault>>,
 }
 
 /// The keys of one direction.
@@ -205,6 +210,7 @@ impl Records {
             renegotiation_requests: 0,
             key_updates: 0,
             empty_records: 0,
+            deferred: None,
         }
     }
 
@@ -231,14 +237,25 @@ impl Records {
         self.receive.key = None;
     }
 
+    /// Returns whether a fault waits to be reported by the next [`Records::open`].
+    pub fn has_deferred_fault(&self) -> bool {
+        self.deferred.is_some()
+    }
+
     /// Opens every complete record at the front of `incoming`, removes it, and appends its
     /// application data to `plaintext`. A no_renegotiation warning or a fatal alert to send is
-    /// appended to `outgoing`.
+    /// appended to `outgoing`. When a record is bad after others added plaintext in this call,
+    /// the call succeeds, and the next one reports the fault (see
+    /// [`Records::has_deferred_fault`]).
     ///
     /// # Errors
     /// The client's fault that ended the session, after the fatal alert for it was appended to
     /// `outgoing`; `Error::AlertReceived` when the client sent a fatal alert.
     pub fn open(&mut self, incoming: &mut Vec<u8>, plaintext: &mut Vec<u8>, outgoing: &mut Vec<u8>) -> Result<(), Error> {
+        if let Some(fault) = self.deferred.take() {
+            return Err(self.reject(*fault, outgoing));
+        }
+        let plaintext_before = plaintext.len();
         let mut consumed = 0usize;
         let mut result = Ok(());
         while !self.peer_closed {
@@ -246,6 +263,10 @@ impl Records {
             match self.open_record(rest, plaintext, outgoing) {
                 Ok(Some(length)) => consumed = consumed.saturating_add(length),
                 Ok(None) => break,
+                Err(fault) if plaintext.len() > plaintext_before => {
+                    self.deferred = Some(Box::new(fault));
+                    break;
+                }
                 Err(fault) => {
                     result = Err(fault);
                     break;

@@ -182,6 +182,12 @@ impl TlsSession {
         self.peer_closed || matches!(&self.phase, Phase::Traffic(records) if records.is_peer_closed())
     }
 
+    /// Returns whether a bad record waits behind plaintext already handed over. The next
+    /// [`TlsSession::process`] reports it.
+    pub fn has_deferred_fault(&self) -> bool {
+        matches!(&self.phase, Phase::Traffic(records) if records.has_deferred_fault())
+    }
+
     /// Lets `records` more records be sealed under the current key before it must change, in
     /// place of the cipher suite's limit of millions.
     #[cfg(test)]
@@ -971,6 +977,37 @@ pub(super) mod tests {
                 assert_eq!(fatal_alert_sent(&mut pair, &mut peer), Some(alert), "{expected:?} {label}");
             }
         }
+    }
+
+    /// Plaintext decrypted before a bad record in the same delivery is handed over, and a reply
+    /// to it can still be sealed. The fault ends the session at the next call, with its alert
+    /// after the reply.
+    #[test]
+    fn fault_after_data_is_deferred() {
+        for (version, expected) in VERSIONS {
+            let (mut pair, mut peer) = crafted_pair(version);
+            let mut bytes = [peer.seal(DATA, b"first "), peer.seal(DATA, b"second")].concat();
+            let mut damaged = peer.seal(DATA, b"lost");
+            *damaged.last_mut().unwrap() ^= 1;
+            bytes.extend([damaged, peer.seal(DATA, b"after")].concat());
+            pair.deliver(&bytes).unwrap_or_else(|err| panic!("{expected:?}: {err:?}"));
+            assert_eq!(pair.plaintext, b"first second", "{expected:?}");
+            assert!(pair.session.has_deferred_fault(), "{expected:?}");
+            assert!(pair.outgoing.is_empty(), "{expected:?}: no alert before the reply");
+            pair.session.encrypt(&mut pair.incoming, &[b"reply"], &mut pair.outgoing).unwrap();
+            let result = pair.session.process(&mut pair.incoming, &mut pair.plaintext, &mut pair.outgoing);
+            assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::DecryptError))), "{expected:?}: {result:?}");
+            let opened = peer.open(&std::mem::take(&mut pair.outgoing));
+            assert_eq!(opened, [(DATA, b"reply".to_vec()), (ALERT, vec![2, u8::from(AlertDescription::BadRecordMac)])], "{expected:?}");
+            assert_eq!(pair.plaintext, b"first second", "{expected:?}: nothing after the bad record");
+        }
+
+        // A bad record with no plaintext before it in the delivery ends the session at once.
+        let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS13);
+        pair.deliver(&peer.seal(DATA, b"earlier")).unwrap();
+        let result = pair.deliver(&peer.seal(HANDSHAKE, b""));
+        assert!(matches!(result, Err(TlsSessionError::Protocol(_))), "{result:?}");
+        assert_eq!(fatal_alert_sent(&mut pair, &mut peer), Some(AlertDescription::UnexpectedMessage));
     }
 
     /// Client alerts that the session ignores, and those that end it with no alert back.

@@ -471,6 +471,72 @@ impl Connection {
         }
     }
 
+    /// Sends `bytes` as TLS records and then `raw` as it is, in one write, so the server reads
+    /// both at once. The handshake must be complete, as for [`Connection::send_with_close_notify`].
+    ///
+    /// # Panics
+    /// Panics on a plain connection, or if the write fails.
+    pub fn send_with_raw_after(&mut self, bytes: &[u8], raw: &[u8]) {
+        let Transport::Tls(stream) = &mut self.transport else { panic!("records need a TLS connection") };
+        if let Err(error) = stream.conn.writer().write_all(bytes) {
+            panic!("failed to queue {} bytes: {error}", bytes.len());
+        }
+        let mut records = Vec::new();
+        while stream.conn.wants_write() {
+            if let Err(error) = stream.conn.write_tls(&mut records) {
+                panic!("failed to encode the records: {error}");
+            }
+        }
+        records.extend_from_slice(raw);
+        if let Err(error) = stream.sock.write_all(&records) {
+            panic!("failed to send {} bytes: {error}", records.len());
+        }
+    }
+
+    /// Reads the TLS records the server sends until it closes the connection, and opens them one
+    /// at a time, as a TLS library that reads one record per call does. (rustls's stream reports
+    /// an alert before the plaintext of records that arrived in the same read.) Returns the
+    /// plaintext of the records before the first one that ended the session, and that record's
+    /// error.
+    ///
+    /// # Panics
+    /// Panics on a plain connection, or if the server sends part of a record.
+    pub fn open_records_until_close(&mut self) -> (Vec<u8>, Option<rustls::Error>) {
+        let Transport::Tls(stream) = &mut self.transport else { panic!("records need a TLS connection") };
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut raw = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        while Instant::now() < deadline {
+            match stream.sock.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(count) => raw.extend_from_slice(&chunk[..count]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => panic!("read failed after {} bytes of records: {error}", raw.len()),
+            }
+        }
+        let mut plaintext = std::mem::take(&mut self.buffer);
+        let mut rest = &raw[..];
+        while !rest.is_empty() {
+            assert!(rest.len() >= 5, "the server sent part of a record header");
+            let length = 5 + usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+            assert!(rest.len() >= length, "the server sent part of a record");
+            let (mut record, after) = rest.split_at(length);
+            rest = after;
+            // rustls takes a long record in several calls.
+            while !record.is_empty() {
+                if let Err(error) = stream.conn.read_tls(&mut record) {
+                    panic!("rustls did not take a record: {error}");
+                }
+            }
+            if let Err(error) = stream.conn.process_new_packets() {
+                return (plaintext, Some(error));
+            }
+            // Ends with WouldBlock once the record's plaintext is taken.
+            let _ = stream.conn.reader().read_to_end(&mut plaintext);
+        }
+        (plaintext, None)
+    }
+
     /// Sends a TLS 1.3 KeyUpdate record and nothing else: a record without request bytes. With
     /// `split`, the record goes out in two writes that far apart, the first of 3 bytes.
     ///
