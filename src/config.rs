@@ -762,6 +762,31 @@ impl Config {
     }
 }
 
+/// Rewrites the Rust type names that serde's messages end with (`expected u32`) as the values an
+/// operator may write, and its other words for types (map, sequence, floating point) as TOML's.
+fn plain_type_names(message: &str) -> String {
+    const NAMES: [(&str, &str); 8] = [
+        ("expected a sequence", "expected a list"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+    ];
+    let mut plain = message.replace("floating point", "decimal number").replace("invalid type: map", "invalid type: table").replace("invalid type: sequence", "invalid type: list");
+    if let Some(start) = plain.find("expected struct ") {
+        plain.replace_range(start.., "expected a table");
+    }
+    for (rust, operator) in NAMES {
+        if let Some(start) = plain.strip_suffix(rust).map(str::len) {
+            plain.replace_range(start.., operator);
+        }
+    }
+    plain
+}
+
 /// Largest configuration file a reload reads. A real one is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -787,7 +812,7 @@ impl Checker<'_> {
             file: self.file.to_owned(),
             line,
             key: err.span().and_then(|span| self.key_at(span.start)),
-            message: err.message().trim().to_owned(),
+            message: plain_type_names(err.message().trim()),
         }
     }
 
@@ -805,8 +830,8 @@ impl Checker<'_> {
     }
 
     /// Lists the lines that set a key, with the dotted key each sets: the line's `key =` under
-    /// the table header above it, with the index of an array table. Lines inside multi-line
-    /// strings are passed over. This reads the text, not the TOML tree, so a key set inside a
+    /// the table header above it, with the index of an array table. A header line gives its
+    /// table's name. Lines inside multi-line strings are passed over. This reads the text, not the TOML tree, so a key set inside a
     /// multi-line inline table or array is not found.
     fn keys_by_line(&self) -> impl Iterator<Item = (usize, String)> + '_ {
         let mut table = String::new();
@@ -841,11 +866,11 @@ impl Checker<'_> {
                     }
                 };
                 table = format!("{name}[{index}]");
-                return None;
+                return Some((index + 1, table.clone()));
             }
             if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim()) {
                 table = name.to_owned();
-                return None;
+                return Some((index + 1, table.clone()));
             }
             let (key, _) = line.split_once('=')?;
             let key = key.trim();
@@ -1820,6 +1845,35 @@ mod tests {
             assert_eq!(err.key.as_deref(), Some(key), "{section}");
             assert_eq!(err.line, Some(line), "{section}");
         }
+    }
+
+    /// Errors for values of the wrong type name the values to write, not serde's Rust types.
+    #[test]
+    fn type_errors_name_values() {
+        let cases = [
+            ("[server]\nworkers = -1\n", "invalid value: integer `-1`, expected a whole number, 0 or more"),
+            ("[server]\nworkers = 1.5\n", "invalid type: decimal number `1.5`, expected a whole number, 0 or more"),
+            ("[server]\nreceive_buffers = 99999999999\n", "invalid value: integer `99999999999`, expected a whole number from 0 to 4294967295"),
+            ("[static_cache]\ngzip_level = \"high\"\n", "invalid type: string \"high\", expected a whole number"),
+            ("[server]\nworkers = true\n", "invalid type: boolean `true`, expected a whole number, 0 or more"),
+            ("[upstream]\nservers = \"unix:/x\"\n", "invalid type: string \"unix:/x\", expected a list"),
+        ];
+        for (section, message) in cases {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{section}");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.message, message, "{section}");
+            assert_eq!(err.line, Some(4), "{section}");
+        }
+
+        let err = parse("server = 5\n[http]\nlisten = [\"127.0.0.1:8080\"]\n").unwrap_err();
+        assert_eq!(err.message, "invalid type: integer `5`, expected a table");
+        assert_eq!(err.key.as_deref(), Some("server"));
+
+        // A table where a list of tables belongs. The error names the table's header.
+        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[static]\nprefix = \"/s/\"\n").unwrap_err();
+        assert_eq!(err.message, "invalid type: table, expected a list");
+        assert_eq!(err.key.as_deref(), Some("static"));
+        assert_eq!(err.line, Some(3));
     }
 
     #[test]
