@@ -110,6 +110,9 @@ fn burst_for_uncached_file_loads_it_once() {
     let output = ringfront.wait_for_output("static file loaded", 1, std::time::Duration::from_secs(10));
     let loads = output.matches("static file loaded").count();
     assert_eq!(loads, 1, "{CONNECTIONS} requests for one file loaded it {loads} times");
+    // The line is logged in the span of the connection that ran the load, which names its worker.
+    let line = output.lines().find(|line| line.contains("static file loaded")).unwrap_or_default();
+    assert!(line.contains("worker=0"), "{line}");
 }
 
 #[test]

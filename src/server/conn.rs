@@ -214,7 +214,9 @@ async fn load_static(context: &Rc<WorkerContext>, target: &StaticTarget<'_>, req
             }
             Outcome::Load(job) => {
                 let mut in_flight = LoadInFlight { context: Rc::clone(context), key: Some(job.key.clone()) };
-                let loaded = rt::spawn_blocking(move || job.run()).await?;
+                // The load's log lines belong to the connection's span, which names the worker.
+                let span = tracing::Span::current();
+                let loaded = rt::spawn_blocking(move || span.in_scope(|| job.run())).await?;
                 let mut files = context.files.borrow_mut();
                 files.insert(loaded);
                 in_flight.key = None;
