@@ -342,7 +342,8 @@ fn if_match_failure_412() {
     let fixture = Fixture::start();
     let response = fixture.get("/static/app.css", "If-Match: \"other\"\r\n");
     assert_eq!(response.status, 412);
-    assert!(response.body.is_empty());
+    assert_eq!(response.body_text(), "<html><body><h1>412 Precondition Failed</h1></body></html>\n");
+    assert!(response.header("etag").is_some(), "{:?}", response.headers);
 }
 
 #[test]
@@ -420,7 +421,8 @@ fn range_unsatisfiable_416() {
     let response = fixture.get("/static/digits.txt", "Range: bytes=1000-\r\n");
     assert_eq!(response.status, 416);
     assert_eq!(response.header("content-range"), Some("bytes */1000"));
-    assert!(response.body.is_empty());
+    assert_eq!(response.body_text(), "<html><body><h1>416 Range Not Satisfiable</h1></body></html>\n");
+    assert_eq!(response.header("content-type"), Some("text/html; charset=utf-8"));
 }
 
 #[test]

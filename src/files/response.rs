@@ -226,12 +226,14 @@ fn status_page(status: u16) -> &'static [u8] {
         403 => b"<html><body><h1>403 Forbidden</h1></body></html>\n",
         404 => b"<html><body><h1>404 Not Found</h1></body></html>\n",
         405 => b"<html><body><h1>405 Method Not Allowed</h1></body></html>\n",
+        412 => b"<html><body><h1>412 Precondition Failed</h1></body></html>\n",
+        416 => b"<html><body><h1>416 Range Not Satisfiable</h1></body></html>\n",
         _ => b"<html><body><h1>500 Internal Server Error</h1></body></html>\n",
     }
 }
 
 /// Builds an error response with a short HTML page. `status` is one of 400, 403, 404, 405 or 500;
-/// any other value gets the 500 page.
+/// a status without a page of its own gets the 500 page.
 pub(crate) fn error(status: u16, head_only: bool) -> FileResponse {
     let page = status_page(status);
     let mut headers = vec![
@@ -336,12 +338,18 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
         headers,
         body: FileBody::Empty,
     };
+    // A 412 or 416 keeps the validators too, and gets a short page like the other errors.
+    let failed = |status: u16, mut headers: Vec<(&'static str, String)>| {
+        let page = status_page(status);
+        headers.push(("Content-Type", TEXT_HTML.to_owned()));
+        headers.push(("Content-Length", page.len().to_string()));
+        let body = if head_only { FileBody::Empty } else { FileBody::Static(page) };
+        FileResponse { body, ..with_validators(status, headers) }
+    };
     match conditional::evaluate(&Conditions::from_head(head), &validators, true) {
         Precondition::Proceed => {}
         Precondition::NotModified => return with_validators(304, Vec::new()),
-        Precondition::Failed => {
-            return with_validators(412, vec![("Content-Length", String::from("0"))]);
-        }
+        Precondition::Failed => return failed(412, Vec::new()),
     }
 
     let (body, content_range, content_type) = match range {
@@ -361,12 +369,8 @@ pub(crate) fn serve(entry: &FileEntry, head: &RequestHead, options: &ServeOption
             };
         }
         RangeOutcome::Unsatisfiable => {
-            let headers = vec![
-                ("Accept-Ranges", String::from("bytes")),
-                ("Content-Range", range::unsatisfied_range(identity_len)),
-                ("Content-Length", String::from("0")),
-            ];
-            return with_validators(416, headers);
+            let headers = vec![("Accept-Ranges", String::from("bytes")), ("Content-Range", range::unsatisfied_range(identity_len))];
+            return failed(416, headers);
         }
         RangeOutcome::Partial(part) => {
             let content_range = range::content_range(&part, identity_len);

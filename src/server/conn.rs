@@ -920,8 +920,8 @@ impl Connection {
             }
         };
         // A page from `[error_pages]` replaces the built-in body of the static server's own
-        // errors, and a 405 keeps its Allow field. 412 and 416 keep theirs: they have no body,
-        // and fields (validators, Content-Range) that a page would drop.
+        // errors, and a 405 keeps its Allow field. 412 and 416 keep their built-in body, because
+        // a configured page would drop their fields (validators, Content-Range).
         if matches!(response.status, 400 | 403 | 404 | 405 | 500) && self.error_page(response.status).is_some() {
             let mut reply = self.error_reply(response.status);
             if let Some(allow) = response.header("allow") {
