@@ -512,10 +512,7 @@ fn requests_before_bad_record_served() {
     // A whole exchange first, so that the client has taken every record the server sent so far
     // (its session tickets) and the records read below start at a record boundary.
     assert_eq!(connection.request(STYLE_REQUEST).status, 200);
-    // An application data record whose tag cannot match.
-    let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x20];
-    forged.extend_from_slice(&[0xAB; 0x20]);
-    connection.send_with_raw_after(&[STYLE_REQUEST, STYLE_REQUEST].concat(), &forged);
+    connection.send_with_raw_after(&[STYLE_REQUEST, STYLE_REQUEST].concat(), &common::client::forged_record());
     let (mut plaintext, error) = connection.open_records_until_close();
     assert!(
         matches!(error, Some(rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac))),

@@ -137,6 +137,37 @@ fn websocket_close_notify_with_upgrade() {
     assert!(end.elapsed < Duration::from_secs(5), "the relay ended after {:?}", end.elapsed);
 }
 
+/// A frame and a record that fails to decrypt in one read: the frame reaches the app, and the
+/// relay ends at once with the record's alert, not after `upgrade_idle_timeout`.
+#[test]
+fn websocket_bad_record_after_frame() {
+    let fixture = start_with(Config::new().upstream_setting("upgrade_idle_timeout", "\"30s\""));
+    // (whether the upgrade request comes in the same write as the frame and the record)
+    for with_upgrade in [false, true] {
+        let mut connection = Connection::https(fixture.ringfront.https_port(), &fixture.cert);
+        let mut frames = client_frame(0x1, b"bye");
+        if with_upgrade {
+            // A whole exchange first, so that the records read below start at a record boundary.
+            assert_eq!(connection.request(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n").status, 200);
+            frames = [handshake(), frames].concat();
+        } else {
+            switch_protocols(&mut connection);
+            assert_echoed(&mut connection, b"hello");
+        }
+        let started = Instant::now();
+        connection.send_with_raw_after(&frames, &common::client::forged_record());
+        let (plaintext, error) = connection.open_records_until_close();
+        assert!(started.elapsed() < Duration::from_secs(5), "with the upgrade {with_upgrade}: ended after {:?}", started.elapsed());
+        assert!(
+            matches!(error, Some(rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac))),
+            "with the upgrade {with_upgrade}: {error:?}"
+        );
+        if with_upgrade {
+            assert!(plaintext.starts_with(b"HTTP/1.1 101 "), "{:?}", String::from_utf8_lossy(&plaintext));
+        }
+    }
+}
+
 #[test]
 fn websocket_echo_over_plain() {
     let fixture = start();

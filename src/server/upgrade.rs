@@ -321,8 +321,9 @@ async fn copy_client_to_upstream(
     if !pending.is_empty() && !write_upstream(upstream, pending, activity).await {
         return;
     }
-    // The client's close_notify may have come with the upgrade request, before the relay began.
-    if tls.is_some_and(|session| session.borrow().session.is_peer_closed()) {
+    // The client's close_notify, or a bad record, may have come with the upgrade request, before
+    // the relay began.
+    if tls.is_some_and(|session| session.borrow().session.is_peer_closed()) || end_at_deferred_fault(tls) {
         return;
     }
     loop {
@@ -349,10 +350,26 @@ async fn copy_client_to_upstream(
             return;
         }
         // The data that came with the client's close_notify went upstream, and nothing follows.
-        if client_closed {
+        if client_closed || end_at_deferred_fault(tls) {
             return;
         }
     }
+}
+
+/// Ends the session when a bad record came behind the plaintext relayed so far (see
+/// [`TlsSession::has_deferred_fault`](super::tls_session::TlsSession::has_deferred_fault)), and
+/// returns whether it did. The record's alert stays in `outgoing`, which goes out when the
+/// connection closes.
+fn end_at_deferred_fault(tls: Option<&RefCell<RelayTls<'_>>>) -> bool {
+    let Some(session) = tls else { return false };
+    let mut session = session.borrow_mut();
+    if !session.session.has_deferred_fault() {
+        return false;
+    }
+    if let Err(err) = decrypt(&mut session, &[]) {
+        tracing::debug!(error = %err, "upgraded TLS connection ended");
+    }
+    true
 }
 
 async fn copy_upstream_to_client(

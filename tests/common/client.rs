@@ -511,6 +511,7 @@ impl Connection {
                 Ok(0) => break,
                 Ok(count) => raw.extend_from_slice(&chunk[..count]),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if response::is_timeout(&error) => panic!("still open {IO_TIMEOUT:?} after the last of {} bytes of records", raw.len()),
                 Err(error) => panic!("read failed after {} bytes of records: {error}", raw.len()),
             }
         }
@@ -573,6 +574,14 @@ impl Connection {
     pub fn shutdown_write(&self) {
         let _ = self.transport.tcp().shutdown(std::net::Shutdown::Write);
     }
+}
+
+/// Returns a TLS application data record whose tag cannot match, for the server to reject
+/// with bad_record_mac.
+pub fn forged_record() -> Vec<u8> {
+    let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    record.extend_from_slice(&[0xAB; 0x20]);
+    record
 }
 
 fn connect(port: u16) -> TcpStream {
