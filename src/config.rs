@@ -808,11 +808,22 @@ impl Checker<'_> {
 
     fn syntax_error(&self, err: &toml::de::Error) -> ConfigError {
         let line = err.span().map(|span| self.line_of(span.start));
+        let mut message = plain_type_names(err.message().trim());
+        // A table header of the wrong kind gets serde's message for its first value, which
+        // does not point at the brackets.
+        let header = line.and_then(|line| self.text.lines().nth(line.saturating_sub(1))).map(str::trim);
+        if let Some(header) = header.filter(|_| message.starts_with("invalid type: table,")) {
+            if let Some(name) = header.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
+                message = format!("[[{name}]] makes a list of tables, and {name} is one table: write [{name}]");
+            } else if let Some(name) = header.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim()) {
+                message = format!("{name} is a list of tables: write [[{name}]] for each one");
+            }
+        }
         ConfigError {
             file: self.file.to_owned(),
             line,
             key: err.span().and_then(|span| self.key_at(span.start)),
-            message: plain_type_names(err.message().trim()),
+            message,
         }
     }
 
@@ -831,8 +842,8 @@ impl Checker<'_> {
 
     /// Lists the lines that set a key, with the dotted key each sets: the line's `key =` under
     /// the table header above it, with the index of an array table. A header line gives its
-    /// table's name. Lines inside multi-line strings are passed over. This reads the text, not the TOML tree, so a key set inside a
-    /// multi-line inline table or array is not found.
+    /// table's name. Lines inside multi-line strings are passed over. This reads the text, not
+    /// the TOML tree, so a key set inside a multi-line inline table or array is not found.
     fn keys_by_line(&self) -> impl Iterator<Item = (usize, String)> + '_ {
         let mut table = String::new();
         let mut array_counts: Vec<(String, usize)> = Vec::new();
@@ -855,7 +866,7 @@ impl Checker<'_> {
                 }
             }
             if let Some(name) = line.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
-                let index = match array_counts.iter_mut().find(|(seen, _)| seen == name) {
+                let position = match array_counts.iter_mut().find(|(seen, _)| seen == name) {
                     Some((_, count)) => {
                         *count += 1;
                         *count - 1
@@ -865,7 +876,7 @@ impl Checker<'_> {
                         0
                     }
                 };
-                table = format!("{name}[{index}]");
+                table = format!("{name}[{position}]");
                 return Some((index + 1, table.clone()));
             }
             if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim()) {
@@ -1869,10 +1880,15 @@ mod tests {
         assert_eq!(err.message, "invalid type: integer `5`, expected a table");
         assert_eq!(err.key.as_deref(), Some("server"));
 
-        // A table where a list of tables belongs. The error names the table's header.
+        // A table where a list of tables belongs, and the other way round. The error names the
+        // header.
         let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[static]\nprefix = \"/s/\"\n").unwrap_err();
-        assert_eq!(err.message, "invalid type: table, expected a list");
+        assert_eq!(err.message, "static is a list of tables: write [[static]] for each one");
         assert_eq!(err.key.as_deref(), Some("static"));
+        assert_eq!(err.line, Some(3));
+        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[server]]\nworkers = 1\n").unwrap_err();
+        assert_eq!(err.message, "[[server]] makes a list of tables, and server is one table: write [server]");
+        assert_eq!(err.key.as_deref(), Some("server[0]"));
         assert_eq!(err.line, Some(3));
     }
 
