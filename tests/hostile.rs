@@ -527,6 +527,25 @@ fn requests_before_bad_record_served() {
         plaintext.drain(..length);
     }
     assert!(plaintext.is_empty(), "{:?}", String::from_utf8_lossy(&plaintext));
+
+    // A large response, with more bytes behind the bad record that the server never reads: a
+    // close with those unread would reset the connection and destroy what the client has not
+    // read yet.
+    let mut connection = Connection::https(ringfront.https_port(), &cert);
+    assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+    let trailing = [common::client::forged_record(), vec![0x17; 300 * 1024]].concat();
+    connection.send_with_raw_after(b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n", &trailing);
+    thread::sleep(Duration::from_millis(300));
+    let (plaintext, error) = connection.open_records_until_close();
+    assert!(
+        matches!(error, Some(rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac))),
+        "{error:?}"
+    );
+    let Ok(Parsed::Complete(response, _)) = parse_response(&plaintext, false, false) else {
+        panic!("response missing: {} bytes", plaintext.len());
+    };
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), BIG_FILE_BYTES);
 }
 
 #[test]

@@ -586,8 +586,10 @@ impl ClientIo {
                 self.wait_until_acknowledged().await;
             }
             let _ = rt::timeout(self.send_timeout, self.stream.shutdown()).await;
-            if linger && !self.read_shut {
-                self.drain_before_close().await;
+            // A client still sending after the drain's bounds gets a reset at the close, which
+            // loses only what it has acknowledged already once the wait below is over.
+            if linger && !self.read_shut && !self.drain_before_close().await {
+                self.wait_until_acknowledged().await;
             }
         }
         let _ = self.stream.close().await;
@@ -597,7 +599,8 @@ impl ClientIo {
     /// for a socket whose read side is shut. Once such a socket has sent its FIN, Linux resets it
     /// when any data from the client arrives, which discards what it has not sent yet. The
     /// lingering close cannot prevent that, as its reads get end of stream at once. So the FIN
-    /// waits until nothing of the response is left to lose.
+    /// waits until nothing of the response is left to lose. A lingering close that reached its
+    /// bounds with the client still sending waits the same way before the close's reset.
     async fn wait_until_acknowledged(&self) {
         let deadline = Instant::now() + LINGER_TIME;
         while Instant::now() < deadline {
@@ -619,21 +622,23 @@ impl ClientIo {
 
     /// Reads and discards what the client still sends, for a bounded time and amount. Closing a
     /// socket with unread bytes makes the kernel send RST, which can destroy the response the
-    /// client has not read yet (nginx calls this a lingering close).
-    async fn drain_before_close(&mut self) {
+    /// client has not read yet (nginx calls this a lingering close). Returns whether the client
+    /// ended its side (or the socket failed) within the bounds.
+    async fn drain_before_close(&mut self) -> bool {
         let deadline = std::time::Instant::now() + LINGER_TIME;
         let mut discarded = 0usize;
         let mut buffer = Vec::with_capacity(4096);
         while discarded < LINGER_BYTES {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             buffer.clear();
-            let Some(BufResult(result, returned)) = rt::timeout(left, self.stream.read(buffer)).await else { return };
+            let Some(BufResult(result, returned)) = rt::timeout(left, self.stream.read(buffer)).await else { return false };
             buffer = returned;
             match result {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return true,
                 Ok(read) => discarded += read,
             }
         }
+        false
     }
 }
 

@@ -343,7 +343,10 @@ impl Connection {
             }
             Err(err) => {
                 tracing::debug!(error = %err, "connection ended");
-                false
+                // A bad TLS record can arrive behind requests that were answered, with more
+                // bytes after it. Closing with those unread would reset the connection and
+                // destroy the responses the client has not read yet.
+                matches!(err, StreamError::Tls(_))
             }
         };
         self.parking = None;

@@ -263,7 +263,9 @@ impl Records {
             match self.open_record(rest, plaintext, outgoing) {
                 Ok(Some(length)) => consumed = consumed.saturating_add(length),
                 Ok(None) => break,
-                Err(fault) if plaintext.len() > plaintext_before => {
+                // RFC 8446 §6.2: after the client's fatal alert nothing more is sent, so the
+                // requests before it are not answered.
+                Err(fault) if plaintext.len() > plaintext_before && fault.alert.is_some() => {
                     self.deferred = Some(Box::new(fault));
                     break;
                 }

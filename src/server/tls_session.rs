@@ -1002,6 +1002,14 @@ pub(super) mod tests {
             assert_eq!(pair.plaintext, b"first second", "{expected:?}: nothing after the bad record");
         }
 
+        // The client's fatal alert ends the session at once, data before it or not (RFC 8446
+        // §6.2).
+        let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS12);
+        let bytes = [peer.seal(DATA, b"request"), peer.seal(ALERT, b"\x02\x28")].concat();
+        let result = pair.deliver(&bytes);
+        assert!(matches!(result, Err(TlsSessionError::Protocol(rustls::Error::AlertReceived(_)))), "{result:?}");
+        assert!(pair.outgoing.is_empty(), "no alert back");
+
         // A bad record with no plaintext before it in the delivery ends the session at once.
         let (mut pair, mut peer) = crafted_pair(&rustls::version::TLS13);
         pair.deliver(&peer.seal(DATA, b"earlier")).unwrap();
