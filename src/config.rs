@@ -762,26 +762,44 @@ impl Config {
     }
 }
 
+/// The top-level tables written once, as `[name]`.
+const SINGLE_TABLES: [&str; 9] = ["server", "limits", "timeouts", "redirect", "https", "http", "static_cache", "upstream", "error_pages"];
+
+/// The top-level tables written once per entry, as `[[name]]`.
+const LISTS_OF_TABLES: [&str; 1] = ["static"];
+
 /// Rewrites the Rust type names that serde's messages end with (`expected u32`) as the values an
 /// operator may write, and its other words for types (map, sequence, floating point) as TOML's.
 fn plain_type_names(message: &str) -> String {
-    const NAMES: [(&str, &str); 8] = [
-        ("expected a sequence", "expected a list"),
-        ("expected usize", "expected a whole number, 0 or more"),
-        ("expected u64", "expected a whole number, 0 or more"),
-        ("expected u32", "expected a whole number from 0 to 4294967295"),
-        ("expected u16", "expected a whole number from 0 to 65535"),
-        ("expected u8", "expected a whole number from 0 to 255"),
-        ("expected i32", "expected a whole number"),
-        ("expected i64", "expected a whole number"),
+    // A value of the wrong type gets the kind of value to write, and an out-of-range one the
+    // type's range, which the setting's own check may narrow further.
+    const NAMES: [(&str, &str, &str); 10] = [
+        ("expected a sequence", "expected a list", "expected a list"),
+        ("expected a map", "expected a table", "expected a table"),
+        ("expected path string", "expected a path in quotes", "expected a path in quotes"),
+        ("expected usize", "expected a whole number", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number", "expected a whole number from 0 to 4294967295"),
+        ("expected u16", "expected a whole number", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number", "expected a whole number from 0 to 255"),
+        ("expected i32", "expected a whole number", "expected a whole number"),
+        ("expected i64", "expected a whole number", "expected a whole number"),
     ];
-    let mut plain = message.replace("floating point", "decimal number").replace("invalid type: map", "invalid type: table").replace("invalid type: sequence", "invalid type: list");
+    let mut plain = message
+        .replace("floating point", "decimal number")
+        .replace("invalid type: map", "invalid type: table")
+        .replace("invalid type: sequence", "invalid type: list")
+        // toml reports an integer too large for i64 with the type it then tried.
+        .replace("` as i128", "`")
+        // toml's message for a setting that takes one of several names.
+        .replace("wanted string or table", "expected one of the setting's names, in quotes");
     if let Some(start) = plain.find("expected struct ") {
         plain.replace_range(start.., "expected a table");
     }
-    for (rust, operator) in NAMES {
+    let wrong_type = plain.starts_with("invalid type:");
+    for (rust, wrong_type_text, out_of_range_text) in NAMES {
         if let Some(start) = plain.strip_suffix(rust).map(str::len) {
-            plain.replace_range(start.., operator);
+            plain.replace_range(start.., if wrong_type { wrong_type_text } else { out_of_range_text });
         }
     }
     plain
@@ -809,13 +827,17 @@ impl Checker<'_> {
     fn syntax_error(&self, err: &toml::de::Error) -> ConfigError {
         let line = err.span().map(|span| self.line_of(span.start));
         let mut message = plain_type_names(err.message().trim());
-        // A table header of the wrong kind gets serde's message for its first value, which
-        // does not point at the brackets.
+        // A top-level table header of the wrong kind gets serde's message for its first value,
+        // which does not point at the brackets.
         let header = line.and_then(|line| self.text.lines().nth(line.saturating_sub(1))).map(str::trim);
         if let Some(header) = header.filter(|_| message.starts_with("invalid type: table,")) {
             if let Some(name) = header.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
-                message = format!("[[{name}]] makes a list of tables, and {name} is one table: write [{name}]");
-            } else if let Some(name) = header.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim()) {
+                if SINGLE_TABLES.contains(&name) {
+                    message = format!("[[{name}]] makes a list of tables, and {name} is one table: write [{name}]");
+                }
+            } else if let Some(name) = header.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim())
+                && LISTS_OF_TABLES.contains(&name)
+            {
                 message = format!("{name} is a list of tables: write [[{name}]] for each one");
             }
         }
@@ -1863,11 +1885,15 @@ mod tests {
     fn type_errors_name_values() {
         let cases = [
             ("[server]\nworkers = -1\n", "invalid value: integer `-1`, expected a whole number, 0 or more"),
-            ("[server]\nworkers = 1.5\n", "invalid type: decimal number `1.5`, expected a whole number, 0 or more"),
+            ("[server]\nworkers = 1.5\n", "invalid type: decimal number `1.5`, expected a whole number"),
+            ("[server]\nworkers = 99999999999999999999\n", "invalid type: integer `99999999999999999999`, expected a whole number"),
             ("[server]\nreceive_buffers = 99999999999\n", "invalid value: integer `99999999999`, expected a whole number from 0 to 4294967295"),
+            ("[server]\nreceive_buffers = \"512\"\n", "invalid type: string \"512\", expected a whole number"),
             ("[static_cache]\ngzip_level = \"high\"\n", "invalid type: string \"high\", expected a whole number"),
-            ("[server]\nworkers = true\n", "invalid type: boolean `true`, expected a whole number, 0 or more"),
+            ("[server]\nworkers = true\n", "invalid type: boolean `true`, expected a whole number"),
             ("[upstream]\nservers = \"unix:/x\"\n", "invalid type: string \"unix:/x\", expected a list"),
+            ("[error_pages]\n\"404\" = 5\n", "invalid type: integer `5`, expected a path in quotes"),
+            ("[upstream]\nbalance = 5\n", "expected one of the setting's names, in quotes"),
         ];
         for (section, message) in cases {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{section}");
@@ -1890,6 +1916,33 @@ mod tests {
         assert_eq!(err.message, "[[server]] makes a list of tables, and server is one table: write [server]");
         assert_eq!(err.key.as_deref(), Some("server[0]"));
         assert_eq!(err.line, Some(3));
+
+        // A header that names a value rather than a top-level table gets the plain type error.
+        let cases = [
+            ("[https.listen]\n", "invalid type: table, expected a list"),
+            ("[[https.listen]]\n", "invalid type: table, expected a string"),
+            ("[server.workers]\n", "invalid type: table, expected a whole number"),
+            ("[[error_pages]]\n", "invalid type: list, expected a table"),
+        ];
+        for (header, message) in cases {
+            let err = parse(&format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{header}")).unwrap_err();
+            assert_eq!(err.message, message, "{header}");
+        }
+    }
+
+    /// The tables that the header hints name are the configuration's top-level tables.
+    #[test]
+    fn header_hint_tables_exist() {
+        for name in super::SINGLE_TABLES {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[{name}]\n");
+            let message = parse(&text).map_or_else(|err| err.message, |_| String::new());
+            assert!(!message.contains("unknown field"), "[{name}]: {message}");
+        }
+        for name in super::LISTS_OF_TABLES {
+            let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[{name}]]\n");
+            let message = parse(&text).map_or_else(|err| err.message, |_| String::new());
+            assert!(!message.contains("unknown field"), "[[{name}]]: {message}");
+        }
     }
 
     #[test]

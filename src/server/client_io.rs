@@ -218,7 +218,7 @@ impl ClientIo {
                 Box::pin(self.flush()).await?;
             }
             if self.tls.as_ref().is_some_and(|tls| tls.has_deferred_fault()) {
-                // The responses to the requests before the bad record went out above; the
+                // The responses to the requests before the bad record went out above, and the
                 // alert for it follows.
                 self.process_ciphertext().await?;
                 continue;

@@ -343,7 +343,7 @@ impl Connection {
             }
             Err(err) => {
                 tracing::debug!(error = %err, "connection ended");
-                // A bad TLS record can arrive behind requests that were answered, with more
+                // A bad TLS record can arrive behind requests that were served, with more
                 // bytes after it. Closing with those unread would reset the connection and
                 // destroy the responses the client has not read yet.
                 matches!(err, StreamError::Tls(_))
