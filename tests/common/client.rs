@@ -460,12 +460,7 @@ impl Connection {
             panic!("failed to queue {} bytes: {error}", bytes.len());
         }
         stream.conn.send_close_notify();
-        let mut records = Vec::new();
-        while stream.conn.wants_write() {
-            if let Err(error) = stream.conn.write_tls(&mut records) {
-                panic!("failed to encode the records: {error}");
-            }
-        }
+        let records = queued_records(&mut stream.conn);
         if let Err(error) = stream.sock.write_all(&records) {
             panic!("failed to send {} bytes of records: {error}", records.len());
         }
@@ -481,12 +476,7 @@ impl Connection {
         if let Err(error) = stream.conn.writer().write_all(bytes) {
             panic!("failed to queue {} bytes: {error}", bytes.len());
         }
-        let mut records = Vec::new();
-        while stream.conn.wants_write() {
-            if let Err(error) = stream.conn.write_tls(&mut records) {
-                panic!("failed to encode the records: {error}");
-            }
-        }
+        let mut records = queued_records(&mut stream.conn);
         records.extend_from_slice(raw);
         if let Err(error) = stream.sock.write_all(&records) {
             panic!("failed to send {} bytes: {error}", records.len());
@@ -548,12 +538,7 @@ impl Connection {
         if let Err(error) = stream.conn.refresh_traffic_keys() {
             panic!("rustls did not update its keys: {error}");
         }
-        let mut records = Vec::new();
-        while stream.conn.wants_write() {
-            if let Err(error) = stream.conn.write_tls(&mut records) {
-                panic!("failed to encode the key update: {error}");
-            }
-        }
+        let records = queued_records(&mut stream.conn);
         assert!(!records.is_empty(), "rustls encoded no key update");
         let (first, second) = match split {
             Some(_) => records.split_at(3),
@@ -574,6 +559,20 @@ impl Connection {
     pub fn shutdown_write(&self) {
         let _ = self.transport.tcp().shutdown(std::net::Shutdown::Write);
     }
+}
+
+/// Returns the records rustls has queued to send.
+///
+/// # Panics
+/// Panics if rustls cannot encode them.
+fn queued_records(conn: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut records = Vec::new();
+    while conn.wants_write() {
+        if let Err(error) = conn.write_tls(&mut records) {
+            panic!("failed to encode the records: {error}");
+        }
+    }
+    records
 }
 
 /// Returns a TLS application data record whose tag cannot match, for the server to reject
