@@ -512,7 +512,7 @@ fn requests_before_bad_record_served() {
     // A whole exchange first, so that the client has taken every record the server sent so far
     // (its session tickets) and the records read below start at a record boundary.
     assert_eq!(connection.request(STYLE_REQUEST).status, 200);
-    connection.send_with_raw_after(&[STYLE_REQUEST, STYLE_REQUEST].concat(), &common::client::forged_record());
+    connection.send_with_raw_after(&[STYLE_REQUEST, STYLE_REQUEST].concat(), false, &common::client::forged_record());
     let (mut plaintext, error) = connection.open_records_until_close();
     assert!(
         matches!(error, Some(rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac))),
@@ -534,7 +534,7 @@ fn requests_before_bad_record_served() {
     let mut connection = Connection::https(ringfront.https_port(), &cert);
     assert_eq!(connection.request(STYLE_REQUEST).status, 200);
     let trailing = [common::client::forged_record(), vec![0x17; 300 * 1024]].concat();
-    connection.send_with_raw_after(b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n", &trailing);
+    connection.send_with_raw_after(b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n", false, &trailing);
     thread::sleep(Duration::from_millis(300));
     let (plaintext, error) = connection.open_records_until_close();
     assert!(
@@ -546,6 +546,31 @@ fn requests_before_bad_record_served() {
     };
     assert_eq!(response.status, 200);
     assert_eq!(response.body.len(), BIG_FILE_BYTES);
+}
+
+/// Bytes a client sends after its close_notify are ignored. They must not turn the close into
+/// a reset, which would destroy the responses the client has not read yet.
+#[test]
+fn bytes_after_close_notify_keep_responses() {
+    let site = site();
+    let cert = TestCert::generate(&["localhost"]);
+    let ringfront = tls_config(&site, &cert).start();
+
+    let mut connection = Connection::https(ringfront.https_port(), &cert);
+    assert_eq!(connection.request(STYLE_REQUEST).status, 200);
+    let requests = b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(4);
+    connection.send_with_raw_after(&requests, true, &vec![0x17; 300 * 1024]);
+    thread::sleep(Duration::from_millis(300));
+    let (mut plaintext, error) = connection.open_records_until_close();
+    assert!(error.is_none(), "{error:?}");
+    for position in 0..4 {
+        let Ok(Parsed::Complete(response, length)) = parse_response(&plaintext, false, false) else {
+            panic!("response {position} missing: {} bytes left", plaintext.len());
+        };
+        assert_eq!(response.status, 200, "response {position}");
+        assert_eq!(response.body.len(), BIG_FILE_BYTES, "response {position}");
+        plaintext.drain(..length);
+    }
 }
 
 #[test]

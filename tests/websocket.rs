@@ -155,7 +155,7 @@ fn websocket_bad_record_after_frame() {
             assert_echoed(&mut connection, b"hello");
         }
         let started = Instant::now();
-        connection.send_with_raw_after(&frames, &common::client::forged_record());
+        connection.send_with_raw_after(&frames, false, &common::client::forged_record());
         let (plaintext, error) = connection.open_records_until_close();
         assert!(started.elapsed() < Duration::from_secs(5), "with the upgrade {with_upgrade}: ended after {:?}", started.elapsed());
         assert!(

@@ -238,6 +238,12 @@ impl ClientIo {
         !self.tls_plaintext.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.is_peer_closed() || tls.has_deferred_fault())
     }
 
+    /// Returns whether the client ended its TLS session with close_notify. Records after it are
+    /// ignored (RFC 8446 §6.1).
+    pub fn is_tls_peer_closed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.is_peer_closed())
+    }
+
     /// Starts the receive that waits for the next request on an idle connection. Unlike
     /// [`ClientIo::read`], it can be moved to another future while it waits; see
     /// [`rt::OwnedReceive`]. Pass what it gets to [`ClientIo::read_received`].

@@ -470,6 +470,9 @@ impl Connection {
                             Box::pin(self.send_error(408, head.as_ref(), rejected, started)).await?;
                             return Ok(Close::Linger);
                         }
+                        // Bytes the client sent after its close_notify are ignored and may still
+                        // be in the socket, where they would make the close a reset.
+                        ReadOutcome::End if self.io.is_tls_peer_closed() => return Ok(Close::Linger),
                         ReadOutcome::End => return Ok(Close::Quiet),
                         ReadOutcome::Park => return Ok(Close::Park),
                         ReadOutcome::TimedOut => {

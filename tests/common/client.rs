@@ -455,26 +455,22 @@ impl Connection {
     /// # Panics
     /// Panics on a plain connection, or if the write fails.
     pub fn send_with_close_notify(&mut self, bytes: &[u8]) {
-        let Transport::Tls(stream) = &mut self.transport else { panic!("close_notify needs a TLS connection") };
-        if let Err(error) = stream.conn.writer().write_all(bytes) {
-            panic!("failed to queue {} bytes: {error}", bytes.len());
-        }
-        stream.conn.send_close_notify();
-        let records = queued_records(&mut stream.conn);
-        if let Err(error) = stream.sock.write_all(&records) {
-            panic!("failed to send {} bytes of records: {error}", records.len());
-        }
+        self.send_with_raw_after(bytes, true, &[]);
     }
 
-    /// Sends `bytes` as TLS records and then `raw` as it is, in one write, so the server reads
-    /// both at once. The handshake must be complete, as for [`Connection::send_with_close_notify`].
+    /// Sends `bytes` as TLS records, close_notify when `close_notify` is set, and then `raw` as
+    /// it is, in one write, so the server reads them at once. The handshake must be complete,
+    /// as for [`Connection::send_with_close_notify`].
     ///
     /// # Panics
     /// Panics on a plain connection, or if the write fails.
-    pub fn send_with_raw_after(&mut self, bytes: &[u8], raw: &[u8]) {
+    pub fn send_with_raw_after(&mut self, bytes: &[u8], close_notify: bool, raw: &[u8]) {
         let Transport::Tls(stream) = &mut self.transport else { panic!("records need a TLS connection") };
         if let Err(error) = stream.conn.writer().write_all(bytes) {
             panic!("failed to queue {} bytes: {error}", bytes.len());
+        }
+        if close_notify {
+            stream.conn.send_close_notify();
         }
         let mut records = queued_records(&mut stream.conn);
         records.extend_from_slice(raw);
