@@ -785,12 +785,16 @@ fn plain_type_names(message: &str) -> String {
         ("expected i32", "expected a whole number", "expected a whole number"),
         ("expected i64", "expected a whole number", "expected a whole number"),
     ];
+    // toml reads an integer beyond i64 as i128, which no setting takes, and reports that as a
+    // wrong type.
+    if let Some(number) = message.strip_prefix("invalid type: integer `").and_then(|rest| rest.split_once("` as i128")).map(|(number, _)| number) {
+        return format!("invalid value: integer `{number}` is out of range");
+    }
     let mut plain = message
         .replace("floating point", "decimal number")
         .replace("invalid type: map", "invalid type: table")
         .replace("invalid type: sequence", "invalid type: list")
-        // toml reports an integer too large for i64 with the type it then tried.
-        .replace("` as i128", "`")
+        .replace("unknown variant", "unknown value")
         // toml's message for a setting that takes one of several names.
         .replace("wanted string or table", "expected one of the setting's names, in quotes");
     if let Some(start) = plain.find("expected struct ") {
@@ -827,10 +831,10 @@ impl Checker<'_> {
     fn syntax_error(&self, err: &toml::de::Error) -> ConfigError {
         let line = err.span().map(|span| self.line_of(span.start));
         let mut message = plain_type_names(err.message().trim());
-        // A top-level table header of the wrong kind gets serde's message for its first value,
+        // A top-level table header of the wrong kind gets serde's message about a value in it,
         // which does not point at the brackets.
         let header = line.and_then(|line| self.text.lines().nth(line.saturating_sub(1))).map(str::trim);
-        if let Some(header) = header.filter(|_| message.starts_with("invalid type: table,")) {
+        if let Some(header) = header.filter(|_| message.starts_with("invalid type:")) {
             if let Some(name) = header.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
                 if SINGLE_TABLES.contains(&name) {
                     message = format!("[[{name}]] makes a list of tables, and {name} is one table: write [{name}]");
@@ -1886,7 +1890,9 @@ mod tests {
         let cases = [
             ("[server]\nworkers = -1\n", "invalid value: integer `-1`, expected a whole number, 0 or more"),
             ("[server]\nworkers = 1.5\n", "invalid type: decimal number `1.5`, expected a whole number"),
-            ("[server]\nworkers = 99999999999999999999\n", "invalid type: integer `99999999999999999999`, expected a whole number"),
+            ("[server]\nworkers = 99999999999999999999\n", "invalid value: integer `99999999999999999999` is out of range"),
+            ("[limits]\nmax_body_bytes = -99999999999999999999\n", "invalid value: integer `-99999999999999999999` is out of range"),
+            ("[upstream]\nbalance = \"fastest\"\n", "unknown value `fastest`, expected `round_robin` or `least_connections`"),
             ("[server]\nreceive_buffers = 99999999999\n", "invalid value: integer `99999999999`, expected a whole number from 0 to 4294967295"),
             ("[server]\nreceive_buffers = \"512\"\n", "invalid type: string \"512\", expected a whole number"),
             ("[static_cache]\ngzip_level = \"high\"\n", "invalid type: string \"high\", expected a whole number"),
@@ -1916,13 +1922,14 @@ mod tests {
         assert_eq!(err.message, "[[server]] makes a list of tables, and server is one table: write [server]");
         assert_eq!(err.key.as_deref(), Some("server[0]"));
         assert_eq!(err.line, Some(3));
+        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[error_pages]]\n").unwrap_err();
+        assert_eq!(err.message, "[[error_pages]] makes a list of tables, and error_pages is one table: write [error_pages]");
 
         // A header that names a value rather than a top-level table gets the plain type error.
         let cases = [
             ("[https.listen]\n", "invalid type: table, expected a list"),
             ("[[https.listen]]\n", "invalid type: table, expected a string"),
             ("[server.workers]\n", "invalid type: table, expected a whole number"),
-            ("[[error_pages]]\n", "invalid type: list, expected a table"),
         ];
         for (header, message) in cases {
             let err = parse(&format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n{header}")).unwrap_err();
