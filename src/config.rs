@@ -757,6 +757,8 @@ impl Config {
     /// As [`Config::load`].
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
         let checker = Checker { text, file, base };
+        let tree: toml::Table = toml::from_str(text).map_err(|err| checker.syntax_error(&err))?;
+        checker.table_kinds(&tree)?;
         let raw: RawConfig = toml::from_str(text).map_err(|err| checker.syntax_error(&err))?;
         checker.build(raw)
     }
@@ -830,27 +832,31 @@ impl Checker<'_> {
 
     fn syntax_error(&self, err: &toml::de::Error) -> ConfigError {
         let line = err.span().map(|span| self.line_of(span.start));
-        let mut message = plain_type_names(err.message().trim());
-        // A top-level table header of the wrong kind gets serde's message about a value in it,
-        // which does not point at the brackets.
-        let header = line.and_then(|line| self.text.lines().nth(line.saturating_sub(1))).map(str::trim);
-        if let Some(header) = header.filter(|_| message.starts_with("invalid type:")) {
-            if let Some(name) = header.strip_prefix("[[").and_then(|rest| rest.split_once("]]")).map(|(name, _)| name.trim()) {
-                if SINGLE_TABLES.contains(&name) {
-                    message = format!("[[{name}]] makes a list of tables, and {name} is one table: write [{name}]");
-                }
-            } else if let Some(name) = header.strip_prefix('[').and_then(|rest| rest.split_once(']')).map(|(name, _)| name.trim())
-                && LISTS_OF_TABLES.contains(&name)
-            {
-                message = format!("{name} is a list of tables: write [[{name}]] for each one");
-            }
-        }
         ConfigError {
             file: self.file.to_owned(),
             line,
             key: err.span().and_then(|span| self.key_at(span.start)),
-            message,
+            message: plain_type_names(err.message().trim()),
         }
+    }
+
+    /// Checks that each top-level table has the kind its brackets give it. serde's structs also
+    /// accept a list and fill their fields by position, so `server = [3]` would set `workers`,
+    /// and a header with the wrong brackets gets a message about a value inside it.
+    fn table_kinds(&self, tree: &toml::Table) -> Result<(), ConfigError> {
+        for (name, value) in tree {
+            let message = if SINGLE_TABLES.contains(&name.as_str()) && !value.is_table() {
+                format!("{name} is one table: write [{name}] with its settings under it")
+            } else if LISTS_OF_TABLES.contains(&name.as_str()) && !value.as_array().is_some_and(|entries| entries.iter().all(toml::Value::is_table)) {
+                format!("{name} is a list of tables: write [[{name}]] for each one")
+            } else {
+                continue;
+            };
+            // `[[name]]` sets no key `name`, only `name[0]`.
+            let key = if self.line_of_key(name).is_some() { name.clone() } else { format!("{name}[0]") };
+            return Err(self.error_at_key(&key, message));
+        }
+        Ok(())
     }
 
     /// Returns the dotted key written on the line that contains `offset`, such as
@@ -1908,22 +1914,25 @@ mod tests {
             assert_eq!(err.line, Some(4), "{section}");
         }
 
-        let err = parse("server = 5\n[http]\nlisten = [\"127.0.0.1:8080\"]\n").unwrap_err();
-        assert_eq!(err.message, "invalid type: integer `5`, expected a table");
-        assert_eq!(err.key.as_deref(), Some("server"));
 
-        // A table where a list of tables belongs, and the other way round. The error names the
-        // header.
-        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[static]\nprefix = \"/s/\"\n").unwrap_err();
-        assert_eq!(err.message, "static is a list of tables: write [[static]] for each one");
-        assert_eq!(err.key.as_deref(), Some("static"));
-        assert_eq!(err.line, Some(3));
-        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[server]]\nworkers = 1\n").unwrap_err();
-        assert_eq!(err.message, "[[server]] makes a list of tables, and server is one table: write [server]");
-        assert_eq!(err.key.as_deref(), Some("server[0]"));
-        assert_eq!(err.line, Some(3));
-        let err = parse("[http]\nlisten = [\"127.0.0.1:8080\"]\n[[error_pages]]\n").unwrap_err();
-        assert_eq!(err.message, "[[error_pages]] makes a list of tables, and error_pages is one table: write [error_pages]");
+        // A table where a list of tables belongs, and the other way round, in headers and in
+        // values. The error names the header or the key.
+        let cases = [
+            ("[static]\nprefix = \"/s/\"\n", "static", "static is a list of tables: write [[static]] for each one"),
+            ("static = 5\n", "static", "static is a list of tables: write [[static]] for each one"),
+            ("static = [5]\n", "static", "static is a list of tables: write [[static]] for each one"),
+            ("[[server]]\nworkers = 1\n", "server[0]", "server is one table: write [server] with its settings under it"),
+            ("[[error_pages]]\n", "error_pages[0]", "error_pages is one table: write [error_pages] with its settings under it"),
+            ("server = [3]\n", "server", "server is one table: write [server] with its settings under it"),
+            ("timeouts = ['5s']\n", "timeouts", "timeouts is one table: write [timeouts] with its settings under it"),
+            ("server = [{workers = 1}]\n", "server", "server is one table: write [server] with its settings under it"),
+        ];
+        for (text, key, message) in cases {
+            let err = parse(&format!("{text}[http]\nlisten = [\"127.0.0.1:8080\"]\n")).unwrap_err();
+            assert_eq!(err.message, message, "{text}");
+            assert_eq!(err.key.as_deref(), Some(key), "{text}");
+            assert_eq!(err.line, Some(1), "{text}");
+        }
 
         // A header that names a value rather than a top-level table gets the plain type error.
         let cases = [
