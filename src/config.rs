@@ -757,7 +757,7 @@ impl Config {
     /// As [`Config::load`].
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
         let checker = Checker { text, file, base };
-        let tree: toml::Table = toml::from_str(text).map_err(|err| checker.syntax_error(&err))?;
+        let tree: std::collections::BTreeMap<Spanned<String>, toml::Value> = toml::from_str(text).map_err(|err| checker.syntax_error(&err))?;
         checker.table_kinds(&tree)?;
         let raw: RawConfig = toml::from_str(text).map_err(|err| checker.syntax_error(&err))?;
         checker.build(raw)
@@ -784,8 +784,8 @@ fn plain_type_names(message: &str) -> String {
         ("expected u32", "expected a whole number", "expected a whole number from 0 to 4294967295"),
         ("expected u16", "expected a whole number", "expected a whole number from 0 to 65535"),
         ("expected u8", "expected a whole number", "expected a whole number from 0 to 255"),
-        ("expected i32", "expected a whole number", "expected a whole number"),
-        ("expected i64", "expected a whole number", "expected a whole number"),
+        ("expected i32", "expected a whole number", "expected a whole number from -2147483648 to 2147483647"),
+        ("expected i64", "expected a whole number", "expected a whole number from -9223372036854775808 to 9223372036854775807"),
     ];
     // toml reads an integer beyond i64 as i128, which no setting takes, and reports that as a
     // wrong type.
@@ -843,8 +843,9 @@ impl Checker<'_> {
     /// Checks that each top-level table has the kind its brackets give it. serde's structs also
     /// accept a list and fill their fields by position, so `server = [3]` would set `workers`,
     /// and a header with the wrong brackets gets a message about a value inside it.
-    fn table_kinds(&self, tree: &toml::Table) -> Result<(), ConfigError> {
+    fn table_kinds(&self, tree: &std::collections::BTreeMap<Spanned<String>, toml::Value>) -> Result<(), ConfigError> {
         for (name, value) in tree {
+            let (span, name) = (name.span(), name.get_ref());
             let message = if SINGLE_TABLES.contains(&name.as_str()) && !value.is_table() {
                 format!("{name} is one table: write [{name}] with its settings under it")
             } else if LISTS_OF_TABLES.contains(&name.as_str()) && !value.as_array().is_some_and(|entries| entries.iter().all(toml::Value::is_table)) {
@@ -852,9 +853,7 @@ impl Checker<'_> {
             } else {
                 continue;
             };
-            // `[[name]]` sets no key `name`, only `name[0]`.
-            let key = if self.line_of_key(name).is_some() { name.clone() } else { format!("{name}[0]") };
-            return Err(self.error_at_key(&key, message));
+            return Err(self.error(span, name, message));
         }
         Ok(())
     }
@@ -887,6 +886,10 @@ impl Checker<'_> {
                 if line.contains(delimiter) {
                     open_string = None;
                 }
+                return None;
+            }
+            // A comment may look like the start of a multi-line string.
+            if line.starts_with('#') {
                 return None;
             }
             if let Some((_, value)) = line.split_once('=') {
@@ -1865,6 +1868,9 @@ mod tests {
         // Three quotes inside a one-line string open nothing.
         let checker = Checker { text: "[server]\naccess_log = 'a\"\"\"b.log'\n[upstream]\ntemp_dir = \"/x\"\n", file: Path::new("t.toml"), base: Path::new(".") };
         assert_eq!(checker.line_of_key("upstream.temp_dir"), Some(4));
+        // Nor do they in a comment.
+        let checker = Checker { text: "# note = \"\"\" see nginx.conf\n[server]\nworkers = \"auto\"\n", file: Path::new("t.toml"), base: Path::new(".") };
+        assert_eq!(checker.line_of_key("server.workers"), Some(3));
     }
 
     #[test]
@@ -1902,6 +1908,7 @@ mod tests {
             ("[server]\nreceive_buffers = 99999999999\n", "invalid value: integer `99999999999`, expected a whole number from 0 to 4294967295"),
             ("[server]\nreceive_buffers = \"512\"\n", "invalid type: string \"512\", expected a whole number"),
             ("[static_cache]\ngzip_level = \"high\"\n", "invalid type: string \"high\", expected a whole number"),
+            ("[static_cache]\ngzip_level = 99999999999\n", "invalid value: integer `99999999999`, expected a whole number from -2147483648 to 2147483647"),
             ("[server]\nworkers = true\n", "invalid type: boolean `true`, expected a whole number"),
             ("[upstream]\nservers = \"unix:/x\"\n", "invalid type: string \"unix:/x\", expected a list"),
             ("[error_pages]\n\"404\" = 5\n", "invalid type: integer `5`, expected a path in quotes"),
@@ -1921,8 +1928,12 @@ mod tests {
             ("[static]\nprefix = \"/s/\"\n", "static", "static is a list of tables: write [[static]] for each one"),
             ("static = 5\n", "static", "static is a list of tables: write [[static]] for each one"),
             ("static = [5]\n", "static", "static is a list of tables: write [[static]] for each one"),
-            ("[[server]]\nworkers = 1\n", "server[0]", "server is one table: write [server] with its settings under it"),
-            ("[[error_pages]]\n", "error_pages[0]", "error_pages is one table: write [error_pages] with its settings under it"),
+            ("[[server]]\nworkers = 1\n", "server", "server is one table: write [server] with its settings under it"),
+            ("[[error_pages]]\n", "error_pages", "error_pages is one table: write [error_pages] with its settings under it"),
+            ("[[\"server\"]]\nworkers = 1\n", "server", "server is one table: write [server] with its settings under it"),
+            ("\"server\" = 5\n", "server", "server is one table: write [server] with its settings under it"),
+            ("static.prefix = \"/s/\"\n", "static", "static is a list of tables: write [[static]] for each one"),
+            ("['static']\nprefix = \"/s/\"\n", "static", "static is a list of tables: write [[static]] for each one"),
             ("server = [3]\n", "server", "server is one table: write [server] with its settings under it"),
             ("timeouts = ['5s']\n", "timeouts", "timeouts is one table: write [timeouts] with its settings under it"),
             ("server = [{workers = 1}]\n", "server", "server is one table: write [server] with its settings under it"),
