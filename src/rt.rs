@@ -6,7 +6,6 @@
 //! protocol code. This module owns listener creation (SO_REUSEPORT), task spawning, timers, the
 //! blocking pool and the shared-buffer type handed to the kernel.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::waiters::Waiters;
+use crate::waiters::{Event, EventWait};
 
 pub use compio::BufResult;
 pub use compio::buf::{IntoInner, IoBuf, IoBufMut, Slice};
@@ -585,9 +584,7 @@ struct ShutdownInner {
     /// The process-wide flag a worker's shutdown watches. `None` for a shutdown started only
     /// from its own worker, such as a connection's eviction, which then allocates no flag.
     trigger: Option<ShutdownTrigger>,
-    started: Cell<bool>,
-    /// Wakers of pending [`ShutdownWait`]s.
-    waiters: Waiters,
+    started: Event,
 }
 
 impl Shutdown {
@@ -605,12 +602,11 @@ impl Shutdown {
     }
 
     pub fn start(&self) {
-        self.inner.started.set(true);
-        self.inner.waiters.wake_all();
+        self.inner.started.happen();
     }
 
     pub fn is_started(&self) -> bool {
-        self.inner.started.get()
+        self.inner.started.has_happened()
     }
 
     /// Returns whether the process has been asked to stop. That can be up to
@@ -620,32 +616,14 @@ impl Shutdown {
     }
 
     /// Completes once shutdown has started.
-    pub fn wait(&self) -> ShutdownWait {
-        ShutdownWait { shutdown: self.clone(), key: None }
+    pub fn wait(&self) -> EventWait<Shutdown> {
+        EventWait::new(self.clone())
     }
 }
 
-pub struct ShutdownWait {
-    shutdown: Shutdown,
-    key: Option<usize>,
-}
-
-impl Future for ShutdownWait {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        if this.shutdown.is_started() {
-            return Poll::Ready(());
-        }
-        this.shutdown.inner.waiters.register(&mut this.key, cx.waker());
-        Poll::Pending
-    }
-}
-
-impl Drop for ShutdownWait {
-    fn drop(&mut self) {
-        self.shutdown.inner.waiters.remove(self.key);
+impl AsRef<Event> for Shutdown {
+    fn as_ref(&self) -> &Event {
+        &self.inner.started
     }
 }
 

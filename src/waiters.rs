@@ -1,8 +1,11 @@
-//! [`Waiters`], the wakers of the tasks on one worker thread that wait for a one-shot event:
-//! the worker's shutdown, a connection's eviction, or the end of a static file load.
+//! [`Event`], a one-shot event on one worker thread that tasks wait for: the worker's shutdown,
+//! a connection's eviction, or the end of a static file load. [`Waiters`] keeps the wakers of
+//! the tasks that wait.
 
-use std::cell::RefCell;
-use std::task::Waker;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 /// The wakers of the pending waits for one event. Each wait keeps the key of its entry and
 /// removes the entry when it is dropped, so the table is as large as the number of waits.
@@ -36,5 +39,59 @@ impl Waiters {
         for (_, waker) in wakers {
             waker.wake();
         }
+    }
+}
+
+/// An event that happens once, with the wakers of the tasks that wait for it. Its owner keeps
+/// it inside its own shared state and lends it through `AsRef`, so [`EventWait`] can hold the
+/// owner alive without a second allocation.
+#[derive(Default)]
+pub struct Event {
+    happened: Cell<bool>,
+    waiters: Waiters,
+}
+
+impl Event {
+    /// Marks the event as happened and wakes every task that waits for it.
+    pub(crate) fn happen(&self) {
+        self.happened.set(true);
+        self.waiters.wake_all();
+    }
+
+    pub(crate) fn has_happened(&self) -> bool {
+        self.happened.get()
+    }
+}
+
+/// A future that completes once the event that `owner` lends has happened.
+pub struct EventWait<T: AsRef<Event>> {
+    owner: T,
+    /// This wait's entry among the event's waiters.
+    key: Option<usize>,
+}
+
+impl<T: AsRef<Event>> EventWait<T> {
+    pub(crate) fn new(owner: T) -> EventWait<T> {
+        EventWait { owner, key: None }
+    }
+}
+
+impl<T: AsRef<Event> + Unpin> Future for EventWait<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let event = this.owner.as_ref();
+        if event.has_happened() {
+            return Poll::Ready(());
+        }
+        event.waiters.register(&mut this.key, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl<T: AsRef<Event>> Drop for EventWait<T> {
+    fn drop(&mut self) {
+        self.owner.as_ref().waiters.remove(self.key);
     }
 }
