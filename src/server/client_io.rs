@@ -235,7 +235,7 @@ impl ClientIo {
     /// Returns whether a read can return without receiving: decrypted bytes, the client's
     /// close_notify or a bad record wait in the TLS session.
     pub fn has_buffered_input(&self) -> bool {
-        !self.tls_plaintext.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.is_peer_closed() || tls.has_deferred_fault())
+        !self.tls_plaintext.is_empty() || self.is_tls_peer_closed() || self.tls.as_ref().is_some_and(|tls| tls.has_deferred_fault())
     }
 
     /// Returns whether the client ended its TLS session with close_notify. Records after it are
@@ -592,8 +592,9 @@ impl ClientIo {
                 self.wait_until_acknowledged().await;
             }
             let _ = rt::timeout(self.send_timeout, self.stream.shutdown()).await;
-            // A client still sending after the drain's bounds gets a reset at the close, which
-            // loses only what it has acknowledged already once the wait below is over.
+            // A client still sending past the drain's bounds gets a reset at the close, which
+            // discards what is not delivered yet, so the close first waits until the client
+            // has acknowledged it.
             if linger && !self.read_shut && !self.drain_before_close().await {
                 self.wait_until_acknowledged().await;
             }

@@ -264,7 +264,7 @@ impl Records {
                 Ok(Some(length)) => consumed = consumed.saturating_add(length),
                 Ok(None) => break,
                 // RFC 8446 §6.2: after the client's fatal alert nothing more is sent, so the
-                // requests before it are not answered.
+                // requests before it get no response.
                 Err(fault) if plaintext.len() > plaintext_before && fault.alert.is_some() => {
                     self.deferred = Some(Box::new(fault));
                     break;
