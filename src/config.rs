@@ -1957,9 +1957,9 @@ mod tests {
         }
     }
 
-    /// The tables that the header hints name are the configuration's top-level tables.
+    /// The tables whose kind `table_kinds` checks are the configuration's top-level tables.
     #[test]
-    fn header_hint_tables_exist() {
+    fn checked_table_names_exist() {
         for name in super::SINGLE_TABLES {
             let text = format!("[http]\nlisten = [\"127.0.0.1:8080\"]\n[{name}]\n");
             let message = parse(&text).map_or_else(|err| err.message, |_| String::new());
